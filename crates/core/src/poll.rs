@@ -1,0 +1,192 @@
+//! The one shared poll helper: capped exponential backoff with jitter, bounded by a
+//! deadline, timed on tokio's clock so paused-time tests run instantly.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rand::Rng;
+use thiserror::Error;
+
+use tokio::time::Instant;
+
+/// Capped exponential backoff with full jitter on the upper half of each step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub factor: f64,
+    /// Fraction of each delay that is randomised (0 = none, 0.5 = delay in [d/2, d]).
+    pub jitter: f64,
+}
+
+impl Backoff {
+    /// Cloud control-plane polling: ~2 s, doubling, capped at 15 s.
+    pub const CLOUD: Backoff = Backoff {
+        initial: Duration::from_secs(2),
+        max: Duration::from_secs(15),
+        factor: 2.0,
+        jitter: 0.3,
+    };
+
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            factor: 2.0,
+            jitter: 0.3,
+        }
+    }
+
+    /// Scales every delay (mock mode shrinks the cloud backoff to the emulators' speed).
+    pub fn scaled(self, by: f64) -> Self {
+        Self {
+            initial: self.initial.mul_f64(by),
+            max: self.max.mul_f64(by),
+            ..self
+        }
+    }
+
+    /// The delay before attempt `n` (0-based), without jitter.
+    pub fn base_delay(&self, n: u32) -> Duration {
+        let mult = self.factor.powi(n.min(30) as i32);
+        self.initial.mul_f64(mult).min(self.max)
+    }
+
+    /// The delay before attempt `n`, jittered.
+    pub fn delay(&self, n: u32) -> Duration {
+        let base = self.base_delay(n);
+        if self.jitter <= 0.0 {
+            return base;
+        }
+        let j = self.jitter.clamp(0.0, 1.0);
+        let low = base.mul_f64(1.0 - j);
+        let span = base.saturating_sub(low);
+        if span.is_zero() {
+            return base;
+        }
+        let extra = rand::thread_rng().gen_range(0..=span.as_micros() as u64);
+        low + Duration::from_micros(extra)
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PollError<E> {
+    /// The deadline passed; `last` is the last observation, for the message.
+    #[error("deadline reached after {attempts} attempts")]
+    Deadline { attempts: u32, last: Option<String> },
+    /// The check said to stop.
+    #[error(transparent)]
+    Failed(E),
+}
+
+/// What one poll observed.
+pub enum PollStep<T, E> {
+    Done(T),
+    /// Not yet; the string describes what was seen (for the timeout message).
+    Pending(String),
+    Fail(E),
+}
+
+/// Calls `check` until it returns `Done` or `Fail`, or `deadline` passes. Checks at once,
+/// then waits `backoff.delay(n)` (never past the deadline) between attempts. The returned
+/// attempt count lets callers report API calls per lifecycle.
+pub async fn poll_until<T, E, F, Fut>(
+    deadline: Instant,
+    backoff: Backoff,
+    mut check: F,
+) -> Result<(T, u32), PollError<E>>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = PollStep<T, E>>,
+{
+    let mut attempt: u32 = 0;
+    loop {
+        let last = match check(attempt).await {
+            PollStep::Done(v) => return Ok((v, attempt + 1)),
+            PollStep::Fail(e) => return Err(PollError::Failed(e)),
+            PollStep::Pending(seen) => Some(seen),
+        };
+        attempt += 1;
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(PollError::Deadline {
+                attempts: attempt,
+                last,
+            });
+        }
+        let wait = backoff.delay(attempt - 1).min(deadline - now);
+        tokio::time::sleep(wait).await;
+        if Instant::now() >= deadline {
+            // One last look exactly at the deadline, so a state reached while sleeping counts.
+            match check(attempt).await {
+                PollStep::Done(v) => return Ok((v, attempt + 1)),
+                PollStep::Fail(e) => return Err(PollError::Failed(e)),
+                PollStep::Pending(seen) => {
+                    return Err(PollError::Deadline {
+                        attempts: attempt + 1,
+                        last: Some(seen),
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let b = Backoff {
+            jitter: 0.0,
+            ..Backoff::CLOUD
+        };
+        assert_eq!(b.delay(0), Duration::from_secs(2));
+        assert_eq!(b.delay(1), Duration::from_secs(4));
+        assert_eq!(b.delay(2), Duration::from_secs(8));
+        assert_eq!(b.delay(3), Duration::from_secs(15));
+        assert_eq!(b.delay(20), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        let b = Backoff::CLOUD;
+        for n in 0..10 {
+            let d = b.delay(n);
+            let base = b.base_delay(n);
+            assert!(d <= base && d >= base.mul_f64(0.7), "{d:?} vs {base:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn poll_succeeds_after_pending_steps() {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let r: Result<(u32, u32), PollError<()>> = poll_until(deadline, Backoff::CLOUD, |n| async move {
+            if n < 3 {
+                PollStep::Pending(format!("try {n}"))
+            } else {
+                PollStep::Done(n)
+            }
+        })
+        .await;
+        assert_eq!(r, Ok((3, 4)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn poll_stops_at_deadline_with_last_observation() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(60);
+        let r: Result<((), u32), PollError<()>> =
+            poll_until(deadline, Backoff::CLOUD, |_| async { PollStep::Pending("503".into()) }).await;
+        match r {
+            Err(PollError::Deadline { attempts, last }) => {
+                assert_eq!(last.as_deref(), Some("503"));
+                // 2+4+8+15+15+15 = 59 s, then the last look at 60 s: never one 30 s sleep.
+                assert!((6..=9).contains(&attempts), "attempts {attempts}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(Instant::now(), deadline);
+    }
+}
