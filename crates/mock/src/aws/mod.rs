@@ -1,0 +1,1 @@
+//! CloudFormation + EC2 emulator (awsQuery / ec2Query).

@@ -1,0 +1,94 @@
+//! Named fault scenarios (`--scenario`) and the timing every emulator follows.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::faults::FaultPlan;
+use crate::hooks::EmulatedServers;
+
+/// What goes wrong in a mock run. Each emulator reads the scenario and plays its part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scenario {
+    /// Everything works.
+    #[default]
+    Healthy,
+    /// A resource fails during creation: CloudFormation `CREATE_FAILED` then `ROLLBACK_*`;
+    /// ARM deployment `Failed` with a failed deployment operation.
+    CreateFails,
+    /// `/healthz` answers 503 forever.
+    HealthTimeout,
+    /// No client ever enrolls.
+    NoEnrollment,
+    /// One tagged resource survives deletion (an EBS volume on AWS, a disk on Azure).
+    TeardownLeaks,
+    /// The first calls to each emulator are throttled (`Throttling` / `429` + `Retry-After`);
+    /// the run must still pass.
+    Throttled,
+    /// Deletion fails once (`DELETE_FAILED` / RG delete `Failed`), then succeeds on retry.
+    DeleteFails,
+    /// Enrolled clients report an agent version other than the deployed one.
+    VersionMismatch,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 8] = [
+        Scenario::Healthy,
+        Scenario::CreateFails,
+        Scenario::HealthTimeout,
+        Scenario::NoEnrollment,
+        Scenario::TeardownLeaks,
+        Scenario::Throttled,
+        Scenario::DeleteFails,
+        Scenario::VersionMismatch,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Healthy => "healthy",
+            Scenario::CreateFails => "create-fails",
+            Scenario::HealthTimeout => "health-timeout",
+            Scenario::NoEnrollment => "no-enrollment",
+            Scenario::TeardownLeaks => "teardown-leaks",
+            Scenario::Throttled => "throttled",
+            Scenario::DeleteFails => "delete-fails",
+            Scenario::VersionMismatch => "version-mismatch",
+        }
+    }
+
+    /// How many calls per emulator the `throttled` scenario refuses first.
+    pub const THROTTLED_CALLS: u32 = 3;
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scenario::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scenario::ALL.iter().map(|x| x.as_str()).collect();
+                format!("unknown scenario `{s}`; known: {}", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What every emulator is started with.
+#[derive(Clone)]
+pub struct EmulatorContext {
+    pub scenario: Scenario,
+    /// How long each emulated long-running step takes: stack/deployment creation, deletion,
+    /// server boot, client enrollment after boot. Zero means "done by the next poll", never
+    /// synchronous: a client still sees one in-progress state.
+    pub latency: Duration,
+    pub faults: Arc<FaultPlan>,
+    /// The emulated Velociraptor servers that stacks and deployments "boot".
+    pub servers: Arc<dyn EmulatedServers>,
+}

@@ -1,0 +1,1 @@
+//! Velociraptor server emulator.
