@@ -1,1 +1,24 @@
-//! placeholder
+//! CLOUD-01: Velociraptor on AWS through CloudFormation and EC2.
+//!
+//! [`load_sdk_config`] builds the one SDK configuration (endpoint, credentials, adaptive
+//! retries, attempt timeout); [`CloudFormationProvider`] implements the lifecycle on top of
+//! two small wrappers, [`CfnStacks`] and [`Ec2Inventory`]. Nothing here knows whether it
+//! talks to AWS, moto or the embedded emulator.
+
+pub mod calls;
+pub mod connection;
+pub mod errors;
+pub mod events;
+pub mod inventory;
+pub mod provider;
+pub mod stacks;
+pub mod sweep;
+pub mod template;
+
+pub use calls::CallCounter;
+pub use connection::{load_sdk_config, AwsConnection, MAX_ATTEMPTS};
+pub use errors::{AwsError, ErrorContext};
+pub use events::{StackEventPager, StackEventRecord};
+pub use inventory::{Ec2Inventory, RUN_ID_TAG};
+pub use provider::{stack_name, CloudFormationProvider, StackPlan};
+pub use stacks::{CfnStacks, StackSnapshot};

@@ -10,6 +10,8 @@ pub mod hooks;
 pub mod http;
 pub mod scenario;
 pub mod state;
+#[cfg(all(feature = "aws", feature = "arm", feature = "vr"))]
+pub mod suite;
 
 #[cfg(feature = "arm")]
 pub mod arm;
@@ -22,3 +24,5 @@ pub use faults::{FaultKind, FaultPlan, FaultSpec};
 pub use hooks::{EmulatedServers, ServerDeployment};
 pub use scenario::{EmulatorContext, Scenario};
 pub use state::EmulatorState;
+#[cfg(all(feature = "aws", feature = "arm", feature = "vr"))]
+pub use suite::{MockCloud, MockOptions};

@@ -1,0 +1,24 @@
+#!/bin/bash
+# Lints the deployable templates and their boot scripts; any finding fails the run.
+# Needs: $VENV (default .venv) with cfn-lint, checkov and moto[server]; shellcheck on PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+
+echo "== templates match their boot scripts"
+python3 ci/render-templates.py --check
+
+echo "== shellcheck"
+shellcheck --severity=style templates-cfn/scripts/*.sh templates-arm/scripts/*.sh ci/templates-check.sh
+
+echo "== cfn-lint"
+"$VENV/bin/cfn-lint" templates-cfn/*.yaml
+
+echo "== checkov"
+"$VENV/bin/checkov" --quiet --compact --skip-download --framework cloudformation -d templates-cfn
+"$VENV/bin/checkov" --quiet --compact --skip-download --framework arm -d templates-arm
+
+echo "== moto accepts the CloudFormation template"
+"$VENV/bin/python" ci/moto-accepts-template.py
+
+echo "templates-check: ok"

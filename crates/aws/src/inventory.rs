@@ -1,0 +1,343 @@
+//! `Ec2Inventory`: finds every EC2 resource that costs money or opens access by the run's
+//! tag, whatever template created it. Discovery is by tag, never by logical id.
+
+use std::collections::BTreeMap;
+
+use aws_config::SdkConfig;
+use aws_sdk_ec2::types::{Filter, InstanceLifecycleType, Tag};
+use aws_sdk_ec2::Client;
+use cloudtest_core::ResourceRef;
+
+use crate::calls::CallCounter;
+use crate::errors::{AwsError, ErrorContext};
+
+const SERVICE: &str = "ec2";
+
+/// The tag every resource of a run carries.
+pub const RUN_ID_TAG: &str = "cloudtest:run-id";
+pub const REQUIREMENT_TAG: &str = "cloudtest:requirement";
+pub const EXPIRES_AT_TAG: &str = "cloudtest:expires-at";
+
+/// Resource kinds the leak check lists, in report order.
+pub const CHECKED_KINDS: [&str; 7] = [
+    "instance",
+    "volume",
+    "network_interface",
+    "public_ip",
+    "security_group",
+    "vpc",
+    "nat_gateway",
+];
+
+/// A tagged EC2 resource with all of its tags (sweep reads `cloudtest:expires-at`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedResource {
+    pub resource: ResourceRef,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Clone)]
+pub struct Ec2Inventory {
+    client: Client,
+    errors: ErrorContext,
+}
+
+fn tags_of(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect()
+}
+
+fn reference(kind: &str, cloud_type: &str, id: String) -> ResourceRef {
+    ResourceRef {
+        kind: kind.to_string(),
+        cloud_type: cloud_type.to_string(),
+        id,
+        sku: None,
+        spot: false,
+    }
+}
+
+impl Ec2Inventory {
+    pub fn new(sdk: &SdkConfig, counter: &CallCounter, errors: ErrorContext) -> Self {
+        let config = aws_sdk_ec2::config::Builder::from(sdk)
+            .interceptor(counter.clone())
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            errors,
+        }
+    }
+
+    /// Replaces the credential source named in error messages.
+    pub fn set_credential_source(&mut self, source: &str) {
+        self.errors.credential_source = source.to_string();
+    }
+
+    fn fail<E, R>(&self, op: &'static str, target: &str, err: aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
+    where
+        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        AwsError::from_sdk(op, target, SERVICE, &self.errors, err)
+    }
+
+    /// Everything tagged `cloudtest:run-id=<run_id>` that still exists (instances that are
+    /// not `terminated`, volumes, ENIs, EIPs, security groups, VPCs, NAT gateways that are
+    /// not `deleted`).
+    pub async fn remaining(&self, run_id: &str) -> Result<Vec<ResourceRef>, AwsError> {
+        let filter = Filter::builder()
+            .name(format!("tag:{RUN_ID_TAG}"))
+            .values(run_id)
+            .build();
+        let target = format!("resources tagged {RUN_ID_TAG}={run_id}");
+        Ok(self
+            .tagged(filter, &target)
+            .await?
+            .into_iter()
+            .map(|t| t.resource)
+            .collect())
+    }
+
+    /// Everything carrying a `cloudtest:run-id` tag at all (for `sweep`).
+    pub async fn all_cloudtest(&self) -> Result<Vec<TaggedResource>, AwsError> {
+        let filter = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
+        self.tagged(filter, &format!("resources with tag {RUN_ID_TAG}")).await
+    }
+
+    async fn tagged(&self, filter: Filter, target: &str) -> Result<Vec<TaggedResource>, AwsError> {
+        let mut out = Vec::new();
+
+        let mut pages = self
+            .client
+            .describe_instances()
+            .filters(filter.clone())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.fail("DescribeInstances", target, e))?;
+            for inst in page.reservations().iter().flat_map(|r| r.instances()) {
+                let state = inst.state().and_then(|s| s.name()).map(|n| n.as_str());
+                if state == Some("terminated") {
+                    continue;
+                }
+                let Some(id) = inst.instance_id() else { continue };
+                let mut r = reference("instance", "AWS::EC2::Instance", id.to_string());
+                r.sku = inst.instance_type().map(|t| t.as_str().to_string());
+                r.spot = inst.instance_lifecycle() == Some(&InstanceLifecycleType::Spot);
+                out.push(TaggedResource {
+                    resource: r,
+                    tags: tags_of(inst.tags()),
+                });
+            }
+        }
+
+        let mut pages = self
+            .client
+            .describe_volumes()
+            .filters(filter.clone())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.fail("DescribeVolumes", target, e))?;
+            for v in page.volumes() {
+                let Some(id) = v.volume_id() else { continue };
+                let mut r = reference("volume", "AWS::EC2::Volume", id.to_string());
+                r.sku = match (v.volume_type(), v.size()) {
+                    (Some(t), Some(size)) => Some(format!("{}:{size}", t.as_str())),
+                    _ => None,
+                };
+                out.push(TaggedResource {
+                    resource: r,
+                    tags: tags_of(v.tags()),
+                });
+            }
+        }
+
+        let mut pages = self
+            .client
+            .describe_network_interfaces()
+            .filters(filter.clone())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.fail("DescribeNetworkInterfaces", target, e))?;
+            for n in page.network_interfaces() {
+                let Some(id) = n.network_interface_id() else { continue };
+                out.push(TaggedResource {
+                    resource: reference(
+                        "network_interface",
+                        "AWS::EC2::NetworkInterface",
+                        id.to_string(),
+                    ),
+                    tags: tags_of(n.tag_set()),
+                });
+            }
+        }
+
+        let addrs = self
+            .client
+            .describe_addresses()
+            .filters(filter.clone())
+            .send()
+            .await
+            .map_err(|e| self.fail("DescribeAddresses", target, e))?;
+        for a in addrs.addresses() {
+            let Some(id) = a.allocation_id().or(a.public_ip()) else { continue };
+            out.push(TaggedResource {
+                resource: reference("public_ip", "AWS::EC2::EIP", id.to_string()),
+                tags: tags_of(a.tags()),
+            });
+        }
+
+        let mut pages = self
+            .client
+            .describe_security_groups()
+            .filters(filter.clone())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.fail("DescribeSecurityGroups", target, e))?;
+            for g in page.security_groups() {
+                let Some(id) = g.group_id() else { continue };
+                out.push(TaggedResource {
+                    resource: reference("security_group", "AWS::EC2::SecurityGroup", id.to_string()),
+                    tags: tags_of(g.tags()),
+                });
+            }
+        }
+
+        let mut pages = self
+            .client
+            .describe_vpcs()
+            .filters(filter.clone())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.fail("DescribeVpcs", target, e))?;
+            for v in page.vpcs() {
+                let Some(id) = v.vpc_id() else { continue };
+                out.push(TaggedResource {
+                    resource: reference("vpc", "AWS::EC2::VPC", id.to_string()),
+                    tags: tags_of(v.tags()),
+                });
+            }
+        }
+
+        let mut pages = self
+            .client
+            .describe_nat_gateways()
+            .filter(filter)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.fail("DescribeNatGateways", target, e))?;
+            for g in page.nat_gateways() {
+                let state = g.state().map(|s| s.as_str());
+                if state == Some("deleted") {
+                    continue;
+                }
+                let Some(id) = g.nat_gateway_id() else { continue };
+                out.push(TaggedResource {
+                    resource: reference("nat_gateway", "AWS::EC2::NatGateway", id.to_string()),
+                    tags: tags_of(g.tags()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Instance types and spot flags for instance ids (pricing of a deployment).
+    pub async fn instance_details(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, (Option<String>, bool)>, AwsError> {
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let out = self
+            .client
+            .describe_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| self.fail("DescribeInstances", &ids.join(","), e))?;
+        Ok(out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| {
+                Some((
+                    i.instance_id()?.to_string(),
+                    (
+                        i.instance_type().map(|t| t.as_str().to_string()),
+                        i.instance_lifecycle() == Some(&InstanceLifecycleType::Spot),
+                    ),
+                ))
+            })
+            .collect())
+    }
+
+    /// Deletes one stray resource (sweep). Instances are terminated, the rest deleted or
+    /// released; order (instances first, VPCs last) is the caller's.
+    pub async fn delete(&self, r: &ResourceRef) -> Result<(), AwsError> {
+        let id = r.id.clone();
+        let c = &self.client;
+        match r.kind.as_str() {
+            "instance" => c
+                .terminate_instances()
+                .instance_ids(&id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.fail("TerminateInstances", &id, e)),
+            "volume" => c
+                .delete_volume()
+                .volume_id(&id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.fail("DeleteVolume", &id, e)),
+            "network_interface" => c
+                .delete_network_interface()
+                .network_interface_id(&id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.fail("DeleteNetworkInterface", &id, e)),
+            "public_ip" => c
+                .release_address()
+                .allocation_id(&id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.fail("ReleaseAddress", &id, e)),
+            "security_group" => c
+                .delete_security_group()
+                .group_id(&id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.fail("DeleteSecurityGroup", &id, e)),
+            "vpc" => c
+                .delete_vpc()
+                .vpc_id(&id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.fail("DeleteVpc", &id, e)),
+            "nat_gateway" => c
+                .delete_nat_gateway()
+                .nat_gateway_id(&id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.fail("DeleteNatGateway", &id, e)),
+            other => Err(AwsError::Other {
+                operation: "Delete",
+                target: id,
+                detail: format!("no delete call for resource kind `{other}`"),
+            }),
+        }
+    }
+}

@@ -1,0 +1,580 @@
+//! CLOUD-01 on CloudFormation: create the stack, wait for it while streaming its events,
+//! parse its outputs, delete it and prove by tag that nothing is left.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use chrono::{DateTime, SecondsFormat, Utc};
+use cloudtest_core::outputs::{parse_outputs, OutputContext, OutputError};
+use cloudtest_core::{
+    poll_until, Backoff, CreateFacts, DeploymentFacts, LeakFacts, LifecycleId, PhaseContext,
+    PhaseError, PollError, PollStep, Provider, RequirementId, ResourceRef, Secret,
+    TeardownFacts,
+};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::calls::CallCounter;
+use crate::connection::credential_source;
+use crate::errors::ErrorContext;
+use crate::events::{
+    classify_create, classify_delete, failure_line, CreateState, DeleteState, StackEventPager,
+    StackEventRecord,
+};
+use crate::inventory::{Ec2Inventory, CHECKED_KINDS, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
+use crate::stacks::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
+use crate::template::{declared_parameters, select_parameters, ParameterValue};
+
+/// Everything one CLOUD-01 lifecycle needs besides the SDK configuration. Holds the admin
+/// password, so it has no `Debug`.
+pub struct StackPlan {
+    pub run_id: String,
+    pub region: String,
+    pub template_path: PathBuf,
+    pub template_body: String,
+    /// Extra, non-secret template parameters from config; they win over the standard ones.
+    pub parameters: BTreeMap<String, String>,
+    pub admin_user: String,
+    pub admin_password: Secret,
+    pub velociraptor_version: String,
+    pub velociraptor_sha256: Option<String>,
+    pub allowed_cidr: String,
+    pub use_spot: bool,
+    pub expires_at: DateTime<Utc>,
+    pub poll: Backoff,
+}
+
+impl StackPlan {
+    /// The template parameters cloudtest fills for every run (sent only when declared).
+    pub fn standard_parameters(&self) -> BTreeMap<String, ParameterValue> {
+        let plain = |v: &str| ParameterValue::Plain(v.to_string());
+        let mut m = BTreeMap::new();
+        m.insert("RunId".to_string(), plain(&self.run_id));
+        m.insert("ExpiresAt".to_string(), plain(&expires_tag(self.expires_at)));
+        m.insert(
+            "Requirement".to_string(),
+            plain(RequirementId::Cloud01.as_str()),
+        );
+        m.insert(
+            "VelociraptorVersion".to_string(),
+            plain(&self.velociraptor_version),
+        );
+        if let Some(sha) = &self.velociraptor_sha256 {
+            m.insert("VelociraptorSha256".to_string(), plain(sha));
+        }
+        m.insert("AdminUser".to_string(), plain(&self.admin_user));
+        m.insert(
+            "AdminPassword".to_string(),
+            ParameterValue::Secret(self.admin_password.clone()),
+        );
+        m.insert("AllowedCidr".to_string(), plain(&self.allowed_cidr));
+        m.insert(
+            "UseSpot".to_string(),
+            plain(if self.use_spot { "true" } else { "false" }),
+        );
+        m
+    }
+
+    /// Tags on the stack; CloudFormation copies them onto every resource it creates.
+    pub fn stack_tags(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert(RUN_ID_TAG.to_string(), self.run_id.clone());
+        m.insert(
+            REQUIREMENT_TAG.to_string(),
+            RequirementId::Cloud01.as_str().to_string(),
+        );
+        m.insert(EXPIRES_AT_TAG.to_string(), expires_tag(self.expires_at));
+        m
+    }
+}
+
+fn expires_tag(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Stack names allow letters, digits and dashes, start with a letter, at most 128 long.
+pub fn stack_name(run_id: &str) -> String {
+    let mut name: String = format!("cloudtest-{run_id}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .collect();
+    name.truncate(128);
+    name
+}
+
+/// Why stack outputs can be missing; added to a missing-output message.
+const MISSING_OUTPUT_HINT: &str = "CloudFormation leaves out an output whose value it could \
+    not resolve (e.g. `!GetAtt <Instance>.PublicIp` of an instance without a public IP, or \
+    a wait condition's Data that an emulator does not implement)";
+
+/// CLOUD-01 through CloudFormation and EC2.
+pub struct CloudFormationProvider {
+    plan: StackPlan,
+    stack_name: String,
+    stack_id: Option<String>,
+    stacks: CfnStacks,
+    inventory: Ec2Inventory,
+    counter: CallCounter,
+    pager: StackEventPager,
+    events: Vec<StackEventRecord>,
+    output_overrides: BTreeMap<String, String>,
+    last_outputs: BTreeMap<String, String>,
+}
+
+impl CloudFormationProvider {
+    pub fn new(sdk: &SdkConfig, plan: StackPlan) -> Self {
+        let errors = ErrorContext {
+            region: plan.region.clone(),
+            endpoint: sdk.endpoint_url().map(str::to_string),
+            credential_source: credential_source(false),
+        };
+        let counter = CallCounter::new();
+        Self {
+            stack_name: stack_name(&plan.run_id),
+            stacks: CfnStacks::new(sdk, &counter, errors.clone()),
+            inventory: Ec2Inventory::new(sdk, &counter, errors),
+            counter,
+            plan,
+            stack_id: None,
+            pager: StackEventPager::new(),
+            events: Vec::new(),
+            output_overrides: BTreeMap::new(),
+            last_outputs: BTreeMap::new(),
+        }
+    }
+
+    /// Names the credential source in error messages (the CLI passes
+    /// [`crate::AwsConnection::credential_source`]; default: the process environment).
+    pub fn with_credential_source(mut self, source: impl Into<String>) -> Self {
+        let source = source.into();
+        self.stacks.set_credential_source(&source);
+        self.inventory.set_credential_source(&source);
+        self
+    }
+
+    /// **Emulator runs only.** Replaces stack outputs before they are parsed, so the probes
+    /// reach an emulated Velociraptor (moto's outputs point at nothing that runs). Live runs
+    /// never set this. Each replaced output is reported as a progress line.
+    pub fn with_output_overrides(mut self, overrides: BTreeMap<String, String>) -> Self {
+        self.output_overrides = overrides;
+        self
+    }
+
+    /// The stack name chosen up front (`cloudtest-<run_id>`).
+    pub fn stack_name(&self) -> &str {
+        &self.stack_name
+    }
+
+    /// HTTP attempts (SDK retries included) this lifecycle has sent to AWS so far. Also
+    /// reported as the last progress line of `leak_check`.
+    pub fn api_calls(&self) -> u32 {
+        self.counter.get()
+    }
+
+    /// The outputs the stack itself returned at the end of `wait_ready` (before overrides).
+    pub fn stack_outputs(&self) -> &BTreeMap<String, String> {
+        &self.last_outputs
+    }
+
+    /// Every stack event read so far, oldest first.
+    pub fn stack_events(&self) -> &[StackEventRecord] {
+        &self.events
+    }
+
+    /// Reads new stack events and streams them as progress.
+    async fn stream_events(
+        stacks: &CfnStacks,
+        name: &str,
+        pager: &Mutex<StackEventPager>,
+        seen: &Mutex<Vec<StackEventRecord>>,
+        cx: &PhaseContext,
+    ) -> Result<(), PhaseError> {
+        let mut pager = pager.lock().await;
+        let fresh = stacks.new_events(name, &mut pager).await?;
+        for e in &fresh {
+            cx.progress(e.progress_line());
+        }
+        seen.lock().await.extend(fresh);
+        Ok(())
+    }
+
+    /// Polls until the stack is gone (or `DELETE_COMPLETE`), streaming events.
+    async fn wait_deleted(&mut self, cx: &PhaseContext) -> Result<(), DeleteWait> {
+        let pager = Mutex::new(std::mem::take(&mut self.pager));
+        let seen = Mutex::new(Vec::new());
+        let stacks = &self.stacks;
+        let name = self.stack_name.as_str();
+        let result = poll_until(cx.deadline(), self.plan.poll, |_| {
+            let (pager, seen) = (&pager, &seen);
+            async move {
+                let snap = match stacks.describe(name).await {
+                    Ok(Some(s)) => s,
+                    Ok(None) => return PollStep::Done(()),
+                    Err(e) => return PollStep::Fail(DeleteWait::Error(e.into())),
+                };
+                if let Err(e) = Self::stream_events(stacks, name, pager, seen, cx).await {
+                    return PollStep::Fail(DeleteWait::Error(e));
+                }
+                match classify_delete(&snap.status) {
+                    DeleteState::Deleted => PollStep::Done(()),
+                    DeleteState::Failed => PollStep::Fail(DeleteWait::DeleteFailed(snap)),
+                    DeleteState::Pending => PollStep::Pending(snap.status),
+                }
+            }
+        })
+        .await;
+        self.pager = pager.into_inner();
+        self.events.extend(seen.into_inner());
+        match result {
+            Ok(((), _)) => Ok(()),
+            Err(PollError::Failed(e)) => Err(e),
+            Err(PollError::Deadline { attempts, last }) => Err(DeleteWait::Error(PhaseError::failed(format!(
+                "stack {} was still {} when the teardown deadline passed ({attempts} polls); deletion is NOT finished: check the CloudFormation console or run `cloudtest sweep`",
+                self.stack_name,
+                last.as_deref().unwrap_or("present")
+            )))),
+        }
+    }
+
+    /// `Logical (Type physical): reason` for each resource CloudFormation could not delete.
+    async fn failed_resources(&self) -> String {
+        match self.stacks.resources(&self.stack_name).await {
+            Ok(rs) => {
+                let failed: Vec<String> = rs
+                    .iter()
+                    .filter(|r| r.status == "DELETE_FAILED")
+                    .map(|r| {
+                        format!(
+                            "{} ({} {}): {}",
+                            r.logical_id,
+                            r.resource_type,
+                            r.physical_id.as_deref().unwrap_or("no physical id"),
+                            r.reason.as_deref().unwrap_or("no reason given")
+                        )
+                    })
+                    .collect();
+                if failed.is_empty() {
+                    "no resource reports DELETE_FAILED".to_string()
+                } else {
+                    failed.join("; ")
+                }
+            }
+            Err(e) => format!("could not list the stack's resources: {e}"),
+        }
+    }
+
+    async fn deployment_resources(&self, resources: &[StackResourceRecord]) -> Vec<ResourceRef> {
+        let mut refs: Vec<ResourceRef> = resources
+            .iter()
+            .filter_map(|r| {
+                Some(ResourceRef {
+                    kind: kind_of(&r.resource_type).to_string(),
+                    cloud_type: r.resource_type.clone(),
+                    id: r.physical_id.clone()?,
+                    sku: None,
+                    spot: false,
+                })
+            })
+            .collect();
+        let instance_ids: Vec<String> = refs
+            .iter()
+            .filter(|r| r.kind == "instance")
+            .map(|r| r.id.clone())
+            .collect();
+        match self.inventory.instance_details(&instance_ids).await {
+            Ok(details) => {
+                for r in refs.iter_mut() {
+                    if let Some((sku, spot)) = details.get(&r.id) {
+                        r.sku = sku.clone();
+                        r.spot = *spot;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(stack = %self.stack_name, "instance types unknown, pricing will be partial: {e}"),
+        }
+        refs
+    }
+
+    fn outputs_error(&self, e: OutputError) -> PhaseError {
+        let mut message = format!("stack {}: {e}", self.stack_name);
+        if matches!(e, OutputError::Missing { .. }) {
+            message.push_str("; ");
+            message.push_str(MISSING_OUTPUT_HINT);
+        }
+        PhaseError::failed(message)
+    }
+}
+
+/// How waiting for deletion ended badly.
+enum DeleteWait {
+    DeleteFailed(StackSnapshot),
+    Error(PhaseError),
+}
+
+/// The pricing kind of a CloudFormation resource type.
+pub fn kind_of(resource_type: &str) -> &'static str {
+    match resource_type {
+        "AWS::EC2::Instance" => "instance",
+        "AWS::EC2::Volume" => "volume",
+        "AWS::EC2::EIP" => "public_ip",
+        "AWS::EC2::NetworkInterface" => "network_interface",
+        "AWS::EC2::SecurityGroup" => "security_group",
+        "AWS::EC2::VPC" => "vpc",
+        "AWS::EC2::NatGateway" => "nat_gateway",
+        "AWS::CloudFormation::Stack" => "stack",
+        _ => "other",
+    }
+}
+
+fn token(kind: &str, run_id: &str) -> String {
+    // Same alphabet as stack names: [a-zA-Z0-9-], at most 128.
+    let mut t = stack_name(run_id).replacen("cloudtest-", &format!("cloudtest-{kind}-"), 1);
+    t.truncate(128);
+    t
+}
+
+#[async_trait]
+impl Provider for CloudFormationProvider {
+    fn lifecycle(&self) -> LifecycleId {
+        LifecycleId::new(RequirementId::Cloud01, self.plan.region.clone())
+    }
+
+    async fn create(&mut self, cx: &PhaseContext) -> Result<CreateFacts, PhaseError> {
+        let declared = declared_parameters(&self.plan.template_body, &self.plan.template_path)
+            .map_err(|e| PhaseError::error(e.to_string()))?;
+        let selection = select_parameters(
+            &declared,
+            self.plan.standard_parameters(),
+            &self.plan.parameters,
+        );
+        if !selection.ignored_overrides.is_empty() {
+            let msg = format!(
+                "template {} does not declare parameter(s) {}; not sent",
+                self.plan.template_path.display(),
+                selection.ignored_overrides.join(", ")
+            );
+            tracing::warn!("{msg}");
+            cx.progress(msg);
+        }
+        let request = CreateStackRequest {
+            name: self.stack_name.clone(),
+            template_body: self.plan.template_body.clone(),
+            parameters: selection.send,
+            tags: self.plan.stack_tags(),
+            client_request_token: token("create", &self.plan.run_id),
+        };
+        cx.progress(format!(
+            "CreateStack {} from {} in {}",
+            self.stack_name,
+            self.plan.template_path.display(),
+            self.plan.region
+        ));
+        let stack_id = self.stacks.create(&request).await?;
+        self.stack_id = Some(stack_id.clone());
+        Ok(CreateFacts {
+            deployment_id: stack_id,
+            run_id: self.plan.run_id.clone(),
+        })
+    }
+
+    async fn wait_ready(&mut self, cx: &PhaseContext) -> Result<DeploymentFacts, PhaseError> {
+        let pager = Mutex::new(std::mem::take(&mut self.pager));
+        let seen = Mutex::new(Vec::new());
+        let stacks = &self.stacks;
+        let name = self.stack_name.as_str();
+        let result = poll_until(cx.deadline(), self.plan.poll, |_| {
+            let (pager, seen) = (&pager, &seen);
+            async move {
+                let snap = match stacks.describe(name).await {
+                    Ok(Some(s)) => s,
+                    Ok(None) => {
+                        return PollStep::Fail(PhaseError::failed(format!(
+                            "stack {name} does not exist (it was never created or has been deleted)"
+                        )))
+                    }
+                    Err(e) => return PollStep::Fail(e.into()),
+                };
+                if let Err(e) = Self::stream_events(stacks, name, pager, seen, cx).await {
+                    return PollStep::Fail(e);
+                }
+                match classify_create(&snap.status) {
+                    CreateState::Ready => PollStep::Done(snap),
+                    CreateState::Pending => PollStep::Pending(snap.status),
+                    CreateState::Failed => {
+                        let all = seen.lock().await;
+                        PollStep::Fail(PhaseError::failed(failure_line(
+                            name,
+                            &snap.status,
+                            snap.reason.as_deref(),
+                            &all,
+                        )))
+                    }
+                }
+            }
+        })
+        .await;
+        self.pager = pager.into_inner();
+        self.events.extend(seen.into_inner());
+        let snap = match result {
+            Ok((snap, _)) => snap,
+            Err(PollError::Failed(e)) => return Err(e),
+            Err(PollError::Deadline { attempts, last }) => {
+                return Err(PhaseError::failed(format!(
+                    "stack {} was still {} when the wait_ready deadline passed ({attempts} polls)",
+                    self.stack_name,
+                    last.as_deref().unwrap_or("not ready")
+                )))
+            }
+        };
+        self.stack_id = Some(snap.stack_id.clone());
+        self.last_outputs = snap.outputs.clone();
+
+        let mut outputs = snap.outputs;
+        for (k, v) in &self.output_overrides {
+            cx.progress(format!("output {k} replaced by an emulator override"));
+            outputs.insert(k.clone(), v.clone());
+        }
+        let resources = self.stacks.resources(&self.stack_name).await?;
+        let resources = self.deployment_resources(&resources).await;
+        parse_outputs(
+            &outputs,
+            OutputContext {
+                admin_user: self.plan.admin_user.clone(),
+                admin_password: self.plan.admin_password.clone(),
+                resources,
+            },
+        )
+        .map_err(|e| self.outputs_error(e))
+    }
+
+    async fn teardown(&mut self, cx: &PhaseContext) -> Result<TeardownFacts, PhaseError> {
+        let started = Instant::now();
+        let Some(snap) = self.stacks.describe(&self.stack_name).await? else {
+            cx.progress(format!(
+                "stack {} does not exist; nothing to delete",
+                self.stack_name
+            ));
+            return Ok(TeardownFacts {
+                deletion_ms: 0,
+                resources_deleted: Vec::new(),
+                retries: 0,
+            });
+        };
+        let resources_deleted = match self.stacks.resources(&self.stack_name).await {
+            Ok(rs) => self.deployment_resources(&rs).await,
+            Err(e) => {
+                tracing::warn!(stack = %self.stack_name, "could not list resources before delete: {e}");
+                Vec::new()
+            }
+        };
+        cx.progress(format!(
+            "DeleteStack {} (was {}, {} resources)",
+            self.stack_name,
+            snap.status,
+            resources_deleted.len()
+        ));
+        let mut retries = 0;
+        loop {
+            let attempt_token = token(&format!("delete{}", retries + 1), &self.plan.run_id);
+            self.stacks.delete(&self.stack_name, &attempt_token).await?;
+            match self.wait_deleted(cx).await {
+                Ok(()) => break,
+                Err(DeleteWait::Error(e)) => return Err(e),
+                Err(DeleteWait::DeleteFailed(snap)) => {
+                    let failed = self.failed_resources().await;
+                    let reason = snap.reason.as_deref().unwrap_or("no reason given");
+                    if retries == 0 {
+                        cx.progress(format!(
+                            "stack {} DELETE_FAILED ({reason}); failed resources: {failed}; retrying DeleteStack once",
+                            self.stack_name
+                        ));
+                        retries += 1;
+                        continue;
+                    }
+                    return Err(PhaseError::failed(format!(
+                        "stack {} DELETE_FAILED twice ({reason}); resources that could not be deleted: {failed}; delete them by hand or with `cloudtest sweep`",
+                        self.stack_name
+                    )));
+                }
+            }
+        }
+        Ok(TeardownFacts {
+            deletion_ms: started.elapsed().as_millis() as u64,
+            resources_deleted,
+            retries,
+        })
+    }
+
+    async fn leak_check(&mut self, cx: &PhaseContext) -> Result<LeakFacts, PhaseError> {
+        let remaining = self.inventory.remaining(&self.plan.run_id).await?;
+        for r in &remaining {
+            cx.progress(format!("still present: {} {}", r.kind, r.id));
+        }
+        cx.progress(format!(
+            "{} AWS API attempts in this lifecycle",
+            self.counter.get()
+        ));
+        Ok(LeakFacts {
+            remaining,
+            checked: CHECKED_KINDS.iter().map(|k| k.to_string()).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn plan() -> StackPlan {
+        StackPlan {
+            run_id: "20240101t000000z-ab12".into(),
+            region: "us-east-1".into(),
+            template_path: "t.yaml".into(),
+            template_body: String::new(),
+            parameters: BTreeMap::new(),
+            admin_user: "cloudtest-admin".into(),
+            admin_password: Secret::new("A".repeat(28)),
+            velociraptor_version: "0.77.2".into(),
+            velociraptor_sha256: None,
+            allowed_cidr: "198.51.100.7/32".into(),
+            use_spot: true,
+            expires_at: DateTime::parse_from_rfc3339("2024-01-01T06:00:00Z")
+                .expect("valid")
+                .with_timezone(&Utc),
+            poll: Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
+        }
+    }
+
+    #[test]
+    fn names_and_tokens_use_the_allowed_alphabet() {
+        assert_eq!(stack_name("r_1.x"), "cloudtest-r-1-x");
+        assert_eq!(stack_name(&"x".repeat(300)).len(), 128);
+        assert_eq!(token("create", "r1"), "cloudtest-create-r1");
+        assert_eq!(token("delete2", "r1"), "cloudtest-delete2-r1");
+    }
+
+    #[test]
+    fn standard_parameters_and_tags() {
+        let p = plan();
+        let params = p.standard_parameters();
+        assert_eq!(params["UseSpot"].expose(), "true");
+        assert_eq!(params["Requirement"].expose(), "CLOUD-01");
+        assert_eq!(params["ExpiresAt"].expose(), "2024-01-01T06:00:00Z");
+        assert!(!params.contains_key("VelociraptorSha256"));
+        assert!(matches!(params["AdminPassword"], ParameterValue::Secret(_)));
+        let tags = p.stack_tags();
+        assert_eq!(tags[RUN_ID_TAG], "20240101t000000z-ab12");
+        assert_eq!(tags[REQUIREMENT_TAG], "CLOUD-01");
+        assert_eq!(tags[EXPIRES_AT_TAG], "2024-01-01T06:00:00Z");
+    }
+
+    #[test]
+    fn resource_kinds_map_for_pricing() {
+        assert_eq!(kind_of("AWS::EC2::Instance"), "instance");
+        assert_eq!(kind_of("AWS::EC2::EIP"), "public_ip");
+        assert_eq!(kind_of("AWS::EC2::SubnetRouteTableAssociation"), "other");
+    }
+}

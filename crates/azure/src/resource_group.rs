@@ -1,0 +1,129 @@
+//! The run's resource group: created first with the run's tags, deleted last, and gone
+//! only when ARM answers the existence check (HEAD) with 404.
+
+use azure_mgmt_resources::package_resources_2021_04::models;
+use cloudtest_core::{poll_until, Backoff, PhaseContext, PollError, PollStep, ResourceRef};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::connection::ArmClients;
+use crate::errors::AzureError;
+use crate::lro::Started;
+use crate::resource_kind::resource_ref;
+
+/// The group name for a run: chosen before anything is created, so teardown knows it.
+pub fn group_name(run_id: &str) -> String {
+    format!("cloudtest-{run_id}")
+}
+
+pub(crate) async fn create(
+    clients: &ArmClients,
+    name: &str,
+    location: &str,
+    tags: Value,
+) -> Result<models::ResourceGroup, AzureError> {
+    let mut group = models::ResourceGroup::new(location.to_string());
+    group.tags = Some(tags);
+    clients
+        .mgmt
+        .resource_groups_client()
+        .create_or_update(name, group, clients.conn.subscription_id.clone())
+        .await
+        .map_err(|e| clients.sdk_error("create resource group", e))
+}
+
+/// HEAD on the group: `true` for 204, `false` for 404.
+pub(crate) async fn exists(clients: &ArmClients, name: &str) -> Result<bool, AzureError> {
+    match clients
+        .mgmt
+        .resource_groups_client()
+        .check_existence(name, clients.conn.subscription_id.clone())
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            let e = clients.sdk_error("check resource group", e);
+            if e.is_not_found() {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Resources in the group now (for the teardown facts).
+pub(crate) async fn resources(clients: &ArmClients, name: &str) -> Result<Vec<ResourceRef>, AzureError> {
+    let mut pages = clients
+        .mgmt
+        .resources_client()
+        .list_by_resource_group(name, clients.conn.subscription_id.clone())
+        .into_stream();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| clients.sdk_error("list resource group resources", e))?;
+        for r in page.value {
+            let g = &r.generic_resource;
+            if let Some(id) = g.resource.id.as_deref() {
+                let sku = g.sku.as_ref().and_then(|s| s.name.clone());
+                out.push(resource_ref(id, g.resource.type_.as_deref(), sku, false));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sends the DELETE; `None` when the group was already gone (404).
+pub(crate) async fn begin_delete(clients: &ArmClients, name: &str) -> Result<Option<Started>, AzureError> {
+    match clients
+        .mgmt
+        .resource_groups_client()
+        .delete(name, clients.conn.subscription_id.clone())
+        .send()
+        .await
+    {
+        Ok(response) => Ok(Some(Started::from_headers(
+            &clients.conn.base_url()?,
+            response.as_raw_response().headers(),
+        )?)),
+        Err(e) => {
+            let e = clients.sdk_error("delete resource group", e);
+            if e.is_not_found() {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Polls HEAD until 404, bounded by the phase deadline.
+pub(crate) async fn wait_gone(
+    clients: &ArmClients,
+    cx: &PhaseContext,
+    name: &str,
+    backoff: Backoff,
+) -> Result<(), AzureError> {
+    let begun = Instant::now();
+    let result = poll_until(cx.deadline(), backoff, |_| async move {
+        match exists(clients, name).await {
+            Ok(false) => PollStep::Done(()),
+            Ok(true) => PollStep::Pending(format!("resource group {name} still exists")),
+            Err(e) => PollStep::Fail(e),
+        }
+    })
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(PollError::Failed(e)) => Err(e),
+        Err(PollError::Deadline { attempts, last }) => Err(AzureError::Deadline {
+            operation: format!("deleting resource group {name}"),
+            waited_s: begun.elapsed().as_secs(),
+            attempts,
+            last: last.unwrap_or_default(),
+        }),
+    }
+}
+

@@ -1,0 +1,325 @@
+//! Every flag, in one table. Parsing only: validation that touches files, the environment or
+//! the clock happens in `plan.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Deploys Velociraptor to AWS (CloudFormation) and Azure (ARM), proves the \
+server answers and an agent enrolls, tears everything down, proves nothing is left, and \
+reports CLOUD-01/02/03. Mock mode (the default) runs the same code against loopback \
+emulators: no cloud account, no cost.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  cloudtest run                                   # mock mode: CLOUD-01/02/03, no cloud, no cost
+  cloudtest run --scenario create-fails           # mock mode with an injected failure
+  cloudtest plan --mode live                      # what a live run would do and cost; calls no cloud
+  cloudtest run --mode live --provider aws --aws-regions us-east-1,eu-west-1 --out out/
+  cloudtest report merge shard-aws/ shard-azure/ --out merged/
+  cloudtest probe --frontend https://203.0.113.7:8000 --gui https://203.0.113.7:8889 --ca ca.pem --user admin
+
+Environment:
+  CLOUDTEST_HEALTH_TIMEOUT   health deadline in seconds (default 120 live, a few seconds in mock mode)
+  CLOUDTEST_ADMIN_PASSWORD   admin password to use instead of a generated one (never logged or written)
+  CLOUDTEST_RUN_URL          link to this run's artifacts, written into the gap document
+  RUST_LOG                   log filter (e.g. cloudtest=debug); CI=true forces plain log lines
+
+";
+
+#[derive(Debug, Parser)]
+#[command(name = "cloudtest", version, about = ABOUT, after_help = format!("{AFTER_HELP}{}", cloudtest_core::exit::EXIT_CODES_HELP))]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the lifecycle (create, wait, health, enrollment, teardown, leak check) and report.
+    Run(RunArgs),
+    /// Print what `run` would do: requirements, regions, skip-guard verdicts, deadlines and
+    /// estimated cost. Calls no cloud.
+    Plan(RunArgs),
+    /// Render reports from results.json files, or merge CI shards.
+    Report(ReportArgs),
+    /// Probe an existing Velociraptor server (health, enrollment, version); creates nothing.
+    Probe(ProbeArgs),
+    /// Mock-mode tools.
+    Mock {
+        #[command(subcommand)]
+        command: MockCommand,
+    },
+    /// Delete expired cloudtest resources (tagged cloudtest:run-id) left by earlier runs.
+    Sweep(SweepArgs),
+    /// Price table maintenance.
+    Prices {
+        #[command(subcommand)]
+        command: PricesCommand,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Loopback emulators; no credentials, no cost (default).
+    Mock,
+    /// Real clouds: real money. Needs credentials.
+    Live,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum ProviderArg {
+    Aws,
+    Azure,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// `mock` (default) or `live`. A live run happens only when asked for: `--mode live`.
+    #[arg(long, value_enum, default_value_t = ModeArg::Mock)]
+    pub mode: ModeArg,
+
+    /// Providers to run, comma-separated (default: both). Naming a provider makes missing
+    /// credentials an error instead of a skip. Example: `--provider aws`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub provider: Vec<ProviderArg>,
+
+    /// Regions for whichever provider they belong to (`us-east-1` is AWS-shaped, `eastus`
+    /// Azure-shaped). Example: `--region us-east-1,westeurope`.
+    #[arg(long, value_delimiter = ',')]
+    pub region: Vec<String>,
+
+    /// AWS regions, one lifecycle each. Example: `--aws-regions us-east-1,eu-west-1`.
+    #[arg(long, value_delimiter = ',')]
+    pub aws_regions: Vec<String>,
+
+    /// Azure locations, one lifecycle each. Example: `--azure-locations eastus,westeurope`.
+    #[arg(long, value_delimiter = ',')]
+    pub azure_locations: Vec<String>,
+
+    /// Directory for results.json, junit.xml, report.md, report.html (and mock-state.json).
+    #[arg(long, default_value = "cloudtest-out")]
+    pub out: PathBuf,
+
+    /// Config file (default: ./cloudtest.toml when it exists). Flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
+    /// Template for the single provider selected with --provider. With both providers use
+    /// --aws-template / --azure-template.
+    #[arg(long)]
+    pub template: Option<PathBuf>,
+
+    /// CloudFormation template (default templates-cfn/velociraptor.yaml).
+    #[arg(long)]
+    pub aws_template: Option<PathBuf>,
+
+    /// ARM template (default templates-arm/velociraptor.json).
+    #[arg(long)]
+    pub azure_template: Option<PathBuf>,
+
+    /// Leave a failed deployment running for inspection (said loudly; `cloudtest sweep`
+    /// removes it later). Successful runs are always torn down.
+    #[arg(long)]
+    pub keep_on_failure: bool,
+
+    /// Lifecycles run at once (default 8).
+    #[arg(long)]
+    pub max_parallel: Option<usize>,
+
+    /// Gap document to write results into (default docs/GAP_ANALYSIS.md when it exists).
+    #[arg(long)]
+    pub gap_doc: Option<PathBuf>,
+
+    /// Do not write into the gap document.
+    #[arg(long, conflicts_with = "gap_doc")]
+    pub no_gap_doc: bool,
+
+    /// Send every AWS call to this endpoint (LocalStack, moto). AWS_ENDPOINT_URL works too.
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint: Option<String>,
+
+    /// Send every Azure Resource Manager call to this endpoint (mock, replay).
+    #[arg(long, value_name = "URL")]
+    pub azure_endpoint: Option<String>,
+
+    /// Who may reach the GUI/API port (default: this machine's public address as /32 in live
+    /// mode, 127.0.0.1/32 in mock mode). Example: `--allowed-cidr 198.51.100.0/24`.
+    #[arg(long, value_name = "CIDR")]
+    pub allowed_cidr: Option<String>,
+
+    /// Override a phase deadline: PHASE=DURATION, repeatable. Example: `--deadline health=5m`.
+    #[arg(long, value_name = "PHASE=DURATION")]
+    pub deadline: Vec<String>,
+
+    /// Mock mode: inject a named failure (create-fails, health-timeout, no-enrollment,
+    /// teardown-leaks, throttled, delete-fails, version-mismatch).
+    #[arg(long, value_name = "NAME")]
+    pub scenario: Option<String>,
+
+    /// Mock mode: how long each emulated wait takes (stack creation, boot, enrollment).
+    /// Example: `--mock-latency 2s`.
+    #[arg(long, value_name = "DURATION")]
+    pub mock_latency: Option<String>,
+
+    /// Mock mode: inject a fault OPERATION:KIND[:COUNT], repeatable; KIND is error, timeout,
+    /// throttle, reset or malformed. Example: `--fault CreateStack:throttle:2`.
+    #[arg(long, value_name = "SPEC")]
+    pub fault: Vec<String>,
+
+    /// Emulator runs only (mock mode with --aws-endpoint, e.g. moto): send the health and
+    /// enrollment probes to the embedded Velociraptor emulator, since an external emulator's
+    /// outputs point at no real server. Refused in live mode.
+    #[arg(long)]
+    pub probe_via_mock: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub merge: Option<ReportCommand>,
+
+    /// results.json files to render (several are merged).
+    #[arg(value_name = "RESULTS")]
+    pub results: Vec<PathBuf>,
+
+    /// Directory for the rendered outputs.
+    #[arg(long, default_value = "cloudtest-out")]
+    pub out: PathBuf,
+
+    /// Gap document to write results into.
+    #[arg(long)]
+    pub gap_doc: Option<PathBuf>,
+
+    /// Config file (for the budget and prices).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Combine shards from a CI matrix into one set of outputs, with CLOUD-03 across them.
+    Merge {
+        /// Shard directories (each holding a results.json) or results.json files.
+        #[arg(required = true, value_name = "DIR")]
+        shards: Vec<PathBuf>,
+        #[arg(long, default_value = "cloudtest-out")]
+        out: PathBuf,
+        #[arg(long)]
+        gap_doc: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Frontend URL. Example: `https://203.0.113.7:8000`.
+    #[arg(long)]
+    pub frontend: String,
+    /// GUI URL. Example: `https://203.0.113.7:8889`.
+    #[arg(long)]
+    pub gui: String,
+    /// The server's CA certificate (PEM), e.g. from `velociraptor config show` (Client.ca_certificate).
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// GUI user; the password comes from CLOUDTEST_ADMIN_PASSWORD.
+    #[arg(long)]
+    pub user: String,
+    /// Clients that must be enrolled and interrogated.
+    #[arg(long, default_value_t = 1)]
+    pub expect_clients: u32,
+    /// Agent version the clients must report (default: not checked).
+    #[arg(long)]
+    pub expect_version: Option<String>,
+    /// Name the server certificate carries.
+    #[arg(long, default_value = "VelociraptorServer")]
+    pub server_name: String,
+    /// Health deadline (default 120s or CLOUDTEST_HEALTH_TIMEOUT).
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Enrollment deadline.
+    #[arg(long, default_value = "10m")]
+    pub enrollment_timeout: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MockCommand {
+    /// Start the emulators and print their endpoints and the variables to export, so the
+    /// AWS CLI or another tool can use them. Runs until Ctrl-C.
+    Serve {
+        #[arg(long, value_name = "NAME")]
+        scenario: Option<String>,
+        #[arg(long, value_name = "DURATION")]
+        mock_latency: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// `live` (default for sweep: it exists to clean real clouds) or `mock`.
+    #[arg(long, value_enum, default_value_t = ModeArg::Live)]
+    pub mode: ModeArg,
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub provider: Vec<ProviderArg>,
+    #[arg(long, value_delimiter = ',')]
+    pub aws_regions: Vec<String>,
+    /// Also delete anything older than this, expired or not. Example: `--older-than 6h`.
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+    /// List only; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint: Option<String>,
+    #[arg(long, value_name = "URL")]
+    pub azure_endpoint: Option<String>,
+    /// Mock mode only: resources to plant before sweeping, for demonstrations and tests:
+    /// `tagged-expired`, `tagged-fresh`, `untagged`. Repeatable.
+    #[arg(long, hide = true)]
+    pub plant: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricesCommand {
+    /// Fetch current prices from the AWS Price List API and the Azure Retail Prices API
+    /// (network; no credentials needed) and write them to a price file config can use.
+    Refresh {
+        #[arg(long, default_value = "cloudtest-prices.toml")]
+        out: PathBuf,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flag_table_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_to_mock() {
+        let cli = Cli::try_parse_from(["cloudtest", "run"]).expect("parses");
+        match cli.command {
+            Command::Run(a) => {
+                assert_eq!(a.mode, ModeArg::Mock);
+                assert!(a.provider.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lists_split_on_commas() {
+        let cli = Cli::try_parse_from(["cloudtest", "run", "--provider", "aws,azure", "--aws-regions", "us-east-1,eu-west-1"])
+            .expect("parses");
+        let Command::Run(a) = cli.command else { panic!("not run") };
+        assert_eq!(a.provider, vec![ProviderArg::Aws, ProviderArg::Azure]);
+        assert_eq!(a.aws_regions.len(), 2);
+    }
+}

@@ -1,0 +1,144 @@
+//! `cloudtest run`: plan → (mock cloud) → lifecycles → CLOUD-03 → costs → outputs → exit code.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use cloudtest_core::runner::{LifecycleOptions, LifecycleRunner};
+use cloudtest_core::{ExitCode, RequirementId, RequirementStatus, RunMode, RunResults, Shutdown};
+
+use crate::args::RunArgs;
+use crate::display::Display;
+use crate::error::usage;
+use crate::plan::RunPlan;
+use crate::{redact, signals, wiring};
+
+pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    let plan = RunPlan::build(&args)?;
+    redact::register(plan.admin_password.expose());
+
+    // Before anything is created: credentials (live), budget (live), gap-document markers.
+    let guards = wiring::skip_guards(&plan)?;
+    if plan.mode == RunMode::Live && guards.runnable.is_empty() {
+        return Err(usage(format!(
+            "nothing was tested: no provider has credentials ({})",
+            guards.skipped.iter().map(|s| s.reason.as_str()).collect::<Vec<_>>().join("; ")
+        )));
+    }
+    wiring::check_gap_doc(&plan)?;
+    let mut plan = plan;
+    if plan.mode == RunMode::Live {
+        wiring::check_budget(&plan, &guards)?;
+        if plan.allowed_cidr.is_none() {
+            plan.allowed_cidr = Some(wiring::discover_runner_cidr().await?);
+        }
+    }
+    let plan = plan;
+
+    let mock = match &plan.mock {
+        Some(m) => Some(wiring::start_mock(m).await.context("starting the mock cloud")?),
+        None => None,
+    };
+
+    let shutdown = Shutdown::new();
+    signals::install(shutdown.clone()).context("installing signal handlers")?;
+    let display = Display::new();
+    let ticker = display.start_ticker();
+
+    let providers = wiring::build_providers(&plan, &guards, mock.as_ref()).await?;
+    let probe = wiring::build_probe(&plan, mock.as_ref());
+    let runner = LifecycleRunner::new(
+        LifecycleOptions {
+            deadlines: plan.deadlines.clone(),
+            keep_on_failure: plan.keep_on_failure,
+        },
+        display.clone(),
+        probe,
+        shutdown.clone(),
+    );
+    let mut requirements = runner.run_all(providers, plan.max_parallel).await;
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    display.finish();
+
+    requirements.extend(guards.skipped.iter().cloned());
+    requirements.sort_by(|a, b| a.id.cmp(&b.id).then(a.region.cmp(&b.region)));
+    let cross = wiring::cross_cloud(&requirements);
+    requirements.extend(cross);
+
+    let duration_ms = (chrono::Utc::now() - plan.started_at).num_milliseconds().max(0) as u64;
+    let mut results = RunResults {
+        run_id: plan.run_id.clone(),
+        mode: plan.mode,
+        started_at: plan.started_at,
+        duration_ms,
+        interrupted_by: shutdown.reason(),
+        requirements,
+    };
+    wiring::price(&plan, &mut results);
+
+    if let Some(m) = &mock {
+        m.write_state(&plan.out)
+            .with_context(|| format!("writing {}/mock-state.json", plan.out.display()))?;
+    }
+    wiring::write_outputs(&plan, &results)?;
+    if let Some(m) = mock {
+        m.stop().await;
+    }
+
+    print_summary(&results);
+    Ok(results.exit_code())
+}
+
+/// The table a person reads at the end of a run (stdout; progress went to stderr).
+pub fn print_summary(results: &RunResults) {
+    println!();
+    println!(
+        "{:<9} {:<12} {:<22} {:<8} {:>9} {:>8}  REASON",
+        "REQ", "PROVIDER", "REGION", "STATUS", "DURATION", "COST"
+    );
+    for r in &results.requirements {
+        let ms: u64 = r.phases.iter().map(|p| p.duration_ms).sum();
+        let status = match r.status {
+            RequirementStatus::Passed => "passed",
+            RequirementStatus::Failed => "failed",
+            RequirementStatus::Skipped => "skipped",
+            RequirementStatus::Error => "error",
+        };
+        let dur = if r.id == RequirementId::Cloud03 || r.phases.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.1}s", ms as f64 / 1000.0)
+        };
+        println!(
+            "{:<9} {:<12} {:<22} {:<8} {:>9} {:>8}  {}",
+            r.id.as_str(),
+            r.provider,
+            r.region,
+            status,
+            dur,
+            format!("${:.2}", r.cost.estimated_usd),
+            redact::redact(&r.reason)
+        );
+    }
+    let code = results.exit_code();
+    println!(
+        "\nrun {} ({} mode) finished in {:.1}s; exit code {}",
+        results.run_id,
+        results.mode.as_str(),
+        results.duration_ms as f64 / 1000.0,
+        code.code()
+    );
+    if let Some(sig) = results.interrupted_by {
+        println!("interrupted by {}: teardown and leak checks ran before exit", sig.signal_name());
+    }
+    let leaked: Vec<String> = results
+        .requirements
+        .iter()
+        .flat_map(|r| r.facts.remaining_resources.iter().map(|x| format!("{} {}", x.kind, x.id)))
+        .collect();
+    if !leaked.is_empty() {
+        println!("RESOURCES REMAIN after teardown: {} (run `cloudtest sweep`)", leaked.join(", "));
+    }
+}
+

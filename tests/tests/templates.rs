@@ -1,0 +1,589 @@
+//! Static checks on the deployable templates (templates-cfn/, templates-arm/): the contract
+//! parameters and outputs, network exposure, cost and tagging rules, that the embedded boot
+//! scripts equal their source files, and that the server boot script builds a valid
+//! Velociraptor merge document.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value as Json;
+use serde_norway::Value as Yaml;
+
+const TAG_KEYS: [&str; 3] = [
+    "cloudtest:run-id",
+    "cloudtest:expires-at",
+    "cloudtest:requirement",
+];
+const OUTPUTS: [&str; 7] = [
+    "ServerAddress",
+    "FrontendUrl",
+    "GuiUrl",
+    "CaCertificate",
+    "ExpectedClients",
+    "VelociraptorVersion",
+    "PinnedServerName",
+];
+const CFN_PARAMETERS: [&str; 14] = [
+    "RunId",
+    "ExpiresAt",
+    "Requirement",
+    "VelociraptorVersion",
+    "VelociraptorSha256",
+    "AdminUser",
+    "AdminPassword",
+    "AllowedCidr",
+    "ServerInstanceType",
+    "ClientInstanceType",
+    "UseSpot",
+    "FrontendPort",
+    "GuiPort",
+    "ImageId",
+];
+/// CloudFormation types in the template that accept tags (others, such as routes or
+/// wait-condition handles, cannot carry any).
+const CFN_TAGGABLE: [&str; 10] = [
+    "AWS::EC2::VPC",
+    "AWS::EC2::InternetGateway",
+    "AWS::EC2::RouteTable",
+    "AWS::EC2::Subnet",
+    "AWS::EC2::SecurityGroup",
+    "AWS::SecretsManager::Secret",
+    "AWS::IAM::Role",
+    "AWS::EC2::LaunchTemplate",
+    "AWS::EC2::EIP",
+    "AWS::EC2::Instance",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+}
+
+fn cfn() -> Yaml {
+    serde_norway::from_str(&read("templates-cfn/velociraptor.yaml")).expect("CFN template is YAML")
+}
+
+fn arm() -> Json {
+    serde_json::from_str(&read("templates-arm/velociraptor.json")).expect("ARM template is JSON")
+}
+
+/// Strips a short-form intrinsic tag (`!Ref`, `!Sub`, ...), keeping its value.
+fn untag(v: &Yaml) -> &Yaml {
+    match v {
+        Yaml::Tagged(t) => &t.value,
+        other => other,
+    }
+}
+
+fn tag_name(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::Tagged(t) => Some(t.tag.to_string().trim_start_matches('!').to_string()),
+        _ => None,
+    }
+}
+
+fn get<'a>(v: &'a Yaml, key: &str) -> &'a Yaml {
+    untag(v)
+        .get(key)
+        .unwrap_or_else(|| panic!("missing key {key} in {v:?}"))
+}
+
+fn resources(t: &Yaml) -> Vec<(String, &Yaml)> {
+    get(t, "Resources")
+        .as_mapping()
+        .expect("Resources is a mapping")
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("resource name").to_string(), v))
+        .collect()
+}
+
+fn of_type<'a>(t: &'a Yaml, ty: &str) -> Vec<(String, &'a Yaml)> {
+    resources(t)
+        .into_iter()
+        .filter(|(_, r)| get(r, "Type").as_str() == Some(ty))
+        .collect()
+}
+
+/// Every string in a YAML tree, tags unwrapped.
+fn yaml_strings(v: &Yaml, out: &mut Vec<String>) {
+    match untag(v) {
+        Yaml::String(s) => out.push(s.clone()),
+        Yaml::Sequence(seq) => seq.iter().for_each(|x| yaml_strings(x, out)),
+        Yaml::Mapping(m) => m.iter().for_each(|(k, x)| {
+            yaml_strings(k, out);
+            yaml_strings(x, out);
+        }),
+        _ => {}
+    }
+}
+
+fn cfn_tag_keys(tags: &Yaml) -> Vec<String> {
+    tags.as_sequence()
+        .expect("Tags is a list")
+        .iter()
+        .filter_map(|t| t.get("Key").and_then(Yaml::as_str).map(str::to_string))
+        .collect()
+}
+
+fn assert_has_run_tags(what: &str, keys: &[String]) {
+    for want in TAG_KEYS {
+        assert!(
+            keys.iter().any(|k| k == want),
+            "{what} lacks tag {want}: {keys:?}"
+        );
+    }
+}
+
+#[test]
+fn cfn_declares_contract_parameters_and_outputs() {
+    let t = cfn();
+    let params = get(&t, "Parameters");
+    for p in CFN_PARAMETERS {
+        assert!(params.get(p).is_some(), "parameter {p} missing");
+    }
+    assert!(
+        get(params, "AllowedCidr").get("Default").is_none(),
+        "AllowedCidr must have no default"
+    );
+    let version = get(get(params, "VelociraptorVersion"), "Default")
+        .as_str()
+        .expect("version default");
+    assert_exact_version(version);
+    let sha = get(params, "VelociraptorSha256");
+    assert_eq!(get(sha, "AllowedPattern").as_str(), Some("^[a-f0-9]{64}$"));
+    assert_eq!(
+        get(get(params, "AdminPassword"), "NoEcho").as_bool(),
+        Some(true)
+    );
+    assert!(get(get(params, "AdminPassword"), "MinLength").as_u64() >= Some(24));
+    assert!(get(get(params, "ImageId"), "Default")
+        .as_str()
+        .is_some_and(|d| d.starts_with("/aws/service/")));
+    let outputs = get(&t, "Outputs");
+    for o in OUTPUTS {
+        assert!(outputs.get(o).is_some(), "output {o} missing");
+    }
+    let mut ca = Vec::new();
+    yaml_strings(get(get(outputs, "CaCertificate"), "Value"), &mut ca);
+    assert!(
+        ca.iter().any(|s| s == "ServerReady.Data"),
+        "CaCertificate must be ServerReady.Data: {ca:?}"
+    );
+    let wait = &of_type(&t, "AWS::CloudFormation::WaitCondition");
+    assert!(wait.iter().any(
+        |(n, w)| n == "ServerReady" && get(get(w, "Properties"), "Timeout").as_str().is_some()
+    ));
+}
+
+fn assert_exact_version(version: &str) {
+    let parts: Vec<&str> = version.split('.').collect();
+    assert!(
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())),
+        "version default {version:?} is not an exact release"
+    );
+}
+
+#[test]
+fn cfn_exposes_only_allowed_cidr_and_never_the_world() {
+    let t = cfn();
+    let mut gui_sources = Vec::new();
+    for (name, sg) in of_type(&t, "AWS::EC2::SecurityGroup") {
+        let props = get(sg, "Properties");
+        let Some(ingress) = untag(props).get("SecurityGroupIngress") else {
+            continue;
+        };
+        for rule in ingress.as_sequence().expect("ingress list") {
+            let cidr_raw = rule.get("CidrIp");
+            let cidr = cidr_raw.map(untag);
+            assert_ne!(
+                cidr.and_then(Yaml::as_str),
+                Some("0.0.0.0/0"),
+                "{name} opens to the world"
+            );
+            assert!(rule.get("CidrIpv6").is_none(), "{name} has IPv6 ingress");
+            let from = rule
+                .get("FromPort")
+                .map(|v| (tag_name(v), untag(v).as_str().map(str::to_string)));
+            for port in [22, 3389] {
+                assert_ne!(
+                    rule.get("FromPort").and_then(Yaml::as_u64),
+                    Some(port),
+                    "{name} opens {port}"
+                );
+            }
+            if from == Some((Some("Ref".into()), Some("GuiPort".into()))) {
+                gui_sources.push((
+                    tag_name(cidr_raw.expect("cidr")),
+                    cidr.and_then(Yaml::as_str).map(str::to_string),
+                ));
+            }
+        }
+    }
+    assert_eq!(
+        gui_sources,
+        vec![(Some("Ref".to_string()), Some("AllowedCidr".to_string()))],
+        "the GUI port must be open to AllowedCidr only"
+    );
+}
+
+#[test]
+fn cfn_instances_are_hardened_cheap_and_tagged() {
+    let t = cfn();
+    let templates = of_type(&t, "AWS::EC2::LaunchTemplate");
+    assert_eq!(templates.len(), 2, "one launch template per instance");
+    for (name, lt) in &templates {
+        let data = get(get(lt, "Properties"), "LaunchTemplateData");
+        assert_eq!(
+            get(get(data, "MetadataOptions"), "HttpTokens").as_str(),
+            Some("required"),
+            "{name}: IMDSv2"
+        );
+        for bdm in get(data, "BlockDeviceMappings")
+            .as_sequence()
+            .expect("bdm list")
+        {
+            assert_eq!(
+                get(get(bdm, "Ebs"), "Encrypted").as_bool(),
+                Some(true),
+                "{name}: encrypted disk"
+            );
+        }
+        let market = get(data, "InstanceMarketOptions");
+        assert_eq!(
+            tag_name(market).as_deref(),
+            Some("If"),
+            "{name}: spot is conditional on UseSpot"
+        );
+        let mut s = Vec::new();
+        yaml_strings(market, &mut s);
+        assert!(s.iter().any(|x| x == "spot"), "{name}: spot market options");
+        let specs = get(data, "TagSpecifications")
+            .as_sequence()
+            .expect("tag specs");
+        for kind in ["instance", "volume", "network-interface"] {
+            let spec = specs
+                .iter()
+                .find(|s| s.get("ResourceType").and_then(Yaml::as_str) == Some(kind))
+                .unwrap_or_else(|| panic!("{name}: no {kind} tag specification"));
+            assert_has_run_tags(&format!("{name} {kind}"), &cfn_tag_keys(get(spec, "Tags")));
+        }
+    }
+    for ty in CFN_TAGGABLE {
+        for (name, r) in of_type(&t, ty) {
+            let props = get(r, "Properties");
+            let keys = if ty == "AWS::EC2::LaunchTemplate" {
+                cfn_tag_keys(get(&get(props, "TagSpecifications")[0], "Tags"))
+            } else {
+                cfn_tag_keys(get(props, "Tags"))
+            };
+            assert_has_run_tags(&name, &keys);
+        }
+    }
+    for (name, _) in resources(&t) {
+        let ty = get(&get(&t, "Resources")[name.as_str()], "Type")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let untaggable = [
+            "AWS::EC2::VPCGatewayAttachment",
+            "AWS::EC2::Route",
+            "AWS::EC2::SubnetRouteTableAssociation",
+            "AWS::IAM::InstanceProfile",
+            "AWS::EC2::EIPAssociation",
+            "AWS::CloudFormation::WaitConditionHandle",
+            "AWS::CloudFormation::WaitCondition",
+        ];
+        assert!(
+            CFN_TAGGABLE.contains(&ty.as_str()) || untaggable.contains(&ty.as_str()),
+            "{name}: type {ty} is neither checked for tags nor known to be untaggable"
+        );
+    }
+}
+
+/// The embedded script of `resource`'s UserData: (header template, body).
+fn cfn_user_data(t: &Yaml, resource: &str) -> (String, String) {
+    let r = &get(t, "Resources")[resource];
+    let join = get(
+        get(get(get(r, "Properties"), "UserData"), "Fn::Base64"),
+        "Fn::Join",
+    );
+    let parts = join[1].as_sequence().expect("join parts");
+    let sub = untag(&parts[0]);
+    let header = match sub {
+        Yaml::Sequence(s) => s[0].as_str(),
+        other => other.as_str(),
+    }
+    .expect("header string")
+    .to_string();
+    (header, parts[1].as_str().expect("body string").to_string())
+}
+
+#[test]
+fn embedded_scripts_equal_their_source_files() {
+    let t = cfn();
+    for (resource, file) in [
+        ("ServerInstance", "server-boot.sh"),
+        ("ClientInstance", "client-boot.sh"),
+    ] {
+        let (_, body) = cfn_user_data(&t, resource);
+        assert_eq!(
+            body,
+            read(&format!("templates-cfn/scripts/{file}")),
+            "{resource} script drifted: run ci/render-templates.py"
+        );
+    }
+    let a = arm();
+    for (var, file) in [
+        ("serverScript", "server-boot.sh"),
+        ("clientScript", "client-boot.sh"),
+    ] {
+        assert_eq!(
+            a["variables"][var].as_str(),
+            Some(read(&format!("templates-arm/scripts/{file}")).as_str()),
+            "{var} drifted: run ci/render-templates.py"
+        );
+    }
+}
+
+#[test]
+fn arm_declares_contract_parameters_and_outputs() {
+    let a = arm();
+    assert_eq!(
+        a["$schema"],
+        "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
+    );
+    let p = &a["parameters"];
+    for name in [
+        "runId",
+        "expiresAt",
+        "requirement",
+        "velociraptorVersion",
+        "velociraptorSha256",
+        "adminUser",
+        "adminPassword",
+        "allowedCidr",
+        "serverVmSize",
+        "clientVmSize",
+        "useSpot",
+        "frontendPort",
+        "guiPort",
+    ] {
+        assert!(p.get(name).is_some(), "parameter {name} missing");
+    }
+    assert!(
+        p["allowedCidr"].get("defaultValue").is_none(),
+        "allowedCidr must have no default"
+    );
+    assert_eq!(p["adminPassword"]["type"], "secureString");
+    assert_exact_version(
+        p["velociraptorVersion"]["defaultValue"]
+            .as_str()
+            .expect("version"),
+    );
+    assert_eq!(p["serverVmSize"]["defaultValue"], "Standard_B2s");
+    assert_eq!(p["clientVmSize"]["defaultValue"], "Standard_B1s");
+    assert_eq!(p["useSpot"]["type"], "bool");
+    for o in OUTPUTS {
+        let camel = format!("{}{}", o[..1].to_ascii_lowercase(), &o[1..]);
+        assert!(a["outputs"].get(&camel).is_some(), "output {camel} missing");
+    }
+    let ca = a["outputs"]["caCertificate"]["value"]
+        .as_str()
+        .expect("ca output");
+    assert!(ca.contains("instanceView.statuses[0].message"), "{ca}");
+}
+
+fn arm_resources(a: &Json) -> &Vec<Json> {
+    a["resources"].as_array().expect("resources")
+}
+
+#[test]
+fn arm_network_vm_and_tag_rules() {
+    let a = arm();
+    for r in arm_resources(&a) {
+        let ty = r["type"].as_str().expect("type");
+        assert_eq!(r["tags"], "[variables('tags')]", "{ty} is not tagged");
+        if ty == "Microsoft.Network/networkSecurityGroups" {
+            for rule in r["properties"]["securityRules"].as_array().expect("rules") {
+                let p = &rule["properties"];
+                if p["access"] == "Allow" && p["direction"] == "Inbound" {
+                    let src = p["sourceAddressPrefix"].as_str().expect("source");
+                    assert!(
+                        !["*", "0.0.0.0/0", "Internet", "Any"].contains(&src),
+                        "rule opens to {src}"
+                    );
+                    for closed in ["22", "3389", "*"] {
+                        assert_ne!(
+                            p["destinationPortRange"], closed,
+                            "rule opens port {closed}"
+                        );
+                    }
+                }
+            }
+        }
+        if ty == "Microsoft.Network/publicIPAddresses" {
+            assert_eq!(r["sku"]["name"], "Standard");
+        }
+        if ty == "Microsoft.Compute/virtualMachines" {
+            let p = &r["properties"];
+            assert_eq!(
+                p["priority"],
+                "[if(parameters('useSpot'), 'Spot', 'Regular')]"
+            );
+            assert_eq!(
+                p["evictionPolicy"],
+                "[if(parameters('useSpot'), 'Delete', null())]"
+            );
+            assert_eq!(
+                p["storageProfile"]["imageReference"],
+                "[variables('imageReference')]"
+            );
+            assert!(
+                p["storageProfile"]["osDisk"]["managedDisk"].is_object(),
+                "managed (encrypted at rest) disk"
+            );
+            assert_eq!(
+                p["osProfile"]["linuxConfiguration"]["disablePasswordAuthentication"],
+                true
+            );
+        }
+    }
+    let tags = a["variables"]["tags"].as_object().expect("tags variable");
+    for k in TAG_KEYS {
+        assert!(tags.contains_key(k), "tag {k} missing");
+    }
+    let image = &a["variables"]["imageReference"];
+    assert_eq!(image["offer"], "ubuntu-24_04-lts");
+    let gui_rule = arm_resources(&a)
+        .iter()
+        .flat_map(|r| {
+            r["properties"]["securityRules"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|rule| {
+            rule["properties"]["destinationPortRange"] == "[string(parameters('guiPort'))]"
+        })
+        .expect("a GUI rule");
+    assert_eq!(
+        gui_rule["properties"]["sourceAddressPrefix"],
+        "[parameters('allowedCidr')]"
+    );
+}
+
+/// Sources `script` after `header` in bash and prints `merge_document 10.42.1.10`.
+fn render_merge_document(header: &str, script: &str) -> Json {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("rendered.sh");
+    std::fs::write(&path, format!("{header}{script}")).expect("write rendered script");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("source \"$1\" && merge_document 10.42.1.10")
+        .arg("bash")
+        .arg(&path)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "merge_document failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "merge document is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn assert_merge_document(doc: &Json) {
+    assert_eq!(doc["Client"]["server_urls"][0], "https://10.42.1.10:8000/");
+    assert_eq!(doc["Client"]["use_self_signed_ssl"], true);
+    assert_eq!(doc["Client"]["pinned_server_name"], "VelociraptorServer");
+    assert_eq!(doc["Frontend"]["hostname"], "203.0.113.7");
+    assert_eq!(doc["Frontend"]["bind_port"], 8000);
+    assert_eq!(doc["GUI"]["bind_address"], "10.42.1.10");
+    assert_eq!(doc["GUI"]["bind_port"], 8889);
+    assert!(doc["Datastore"]["location"].is_string());
+}
+
+#[test]
+fn cfn_server_script_builds_a_valid_merge_document() {
+    let t = cfn();
+    let (header, body) = cfn_user_data(&t, "ServerInstance");
+    let samples = [
+        ("${VelociraptorVersion}", "0.77.2"),
+        ("${VelociraptorSha256}", &"a".repeat(64)),
+        ("${AdminUser}", "cloudtest-admin"),
+        (
+            "${AdminPasswordSecret}",
+            "arn:aws:secretsmanager:us-east-1:000000000000:secret:x",
+        ),
+        ("${AWS::Region}", "us-east-1"),
+        ("${ServerAddress}", "203.0.113.7"),
+        ("${FrontendPort}", "8000"),
+        ("${GuiPort}", "8889"),
+        ("${ServerReadyHandle}", "https://example.invalid/ready"),
+        (
+            "${ClientEnrollmentHandle}",
+            "https://example.invalid/enroll",
+        ),
+    ];
+    let mut rendered = header;
+    for (k, v) in samples {
+        assert!(rendered.contains(k), "header lacks {k}");
+        rendered = rendered.replace(k, v);
+    }
+    assert!(
+        !rendered.contains("${"),
+        "unrendered substitution left: {rendered}"
+    );
+    assert_merge_document(&render_merge_document(&rendered, &body));
+}
+
+#[test]
+fn arm_server_script_builds_a_valid_merge_document() {
+    let header = "export CT_VELOCIRAPTOR_VERSION='0.77.2' CT_FRONTEND_PORT='8000' CT_GUI_PORT='8889' \
+                  CT_PUBLIC_HOST='203.0.113.7' CT_ENROLLMENT_NONCE='0f8fad5b-d9cb-469f-a165-70867728950e'\n";
+    let doc = render_merge_document(header, &read("templates-arm/scripts/server-boot.sh"));
+    assert_merge_document(&doc);
+    assert_eq!(
+        doc["Client"]["nonce"],
+        "0f8fad5b-d9cb-469f-a165-70867728950e"
+    );
+    let header_expr = arm()["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find_map(|r| {
+            r["properties"]["protectedSettings"]["commandToExecute"]
+                .as_str()
+                .filter(|c| c.contains("serverScript"))
+                .map(str::to_string)
+        })
+        .expect("server extension");
+    for var in [
+        "CT_VELOCIRAPTOR_VERSION",
+        "CT_FRONTEND_PORT",
+        "CT_GUI_PORT",
+        "CT_PUBLIC_HOST",
+        "CT_ENROLLMENT_NONCE",
+        "CT_ADMIN_PASSWORD",
+        "CT_PRIVATE_IP",
+    ] {
+        assert!(
+            header_expr.contains(&format!("export {var}=")),
+            "ARM header does not export {var}"
+        );
+    }
+}

@@ -1,0 +1,1100 @@
+//! The CI templates in `ci/` keep the promises `ci/README.md` makes: the right triggers,
+//! OIDC-only credentials with `id-token: write` only where a cloud is called, serialized
+//! live runs, a timeout on every job, actions pinned by commit SHA, the cost ledger carried
+//! between live runs, a daily sweep, a merge job, and IAM/RBAC documents that grant no
+//! wildcard writes and cover every resource the templates create.
+//!
+//! Each check returns the problems it found, so every check is also run against a small
+//! broken document to show it can fail.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+use serde_norway::Value as Yaml;
+
+const WORKFLOW: &str = "ci/github/cloud-tests.yml";
+const GITLAB: &str = "ci/gitlab/.gitlab-ci.yml";
+const IAM_POLICY: &str = "ci/aws/iam-policy.json";
+const TRUST_GITHUB: &str = "ci/aws/oidc-trust.json";
+const TRUST_GITLAB: &str = "ci/aws/oidc-trust-gitlab.json";
+const AZURE_ROLE: &str = "ci/azure/role.json";
+const CFN_TEMPLATE: &str = "templates-cfn/velociraptor.yaml";
+const ARM_TEMPLATE: &str = "templates-arm/velociraptor.json";
+
+/// Long-lived cloud credentials that must never appear in a pipeline.
+const FORBIDDEN_SECRETS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CREDENTIALS",
+    "ARM_CLIENT_SECRET",
+    "creds:",
+];
+
+// ------------------------------------------------------------------------- loading
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn read(rel: &str) -> String {
+    let path = repo_root().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn yaml(text: &str) -> Yaml {
+    serde_norway::from_str(text).unwrap_or_else(|e| panic!("invalid YAML: {e}\n{text}"))
+}
+
+fn json(rel: &str) -> Json {
+    serde_json::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel} is not valid JSON: {e}"))
+}
+
+fn assert_clean(what: &str, problems: Vec<String>) {
+    assert!(problems.is_empty(), "{what}:\n  {}", problems.join("\n  "));
+}
+
+fn assert_caught(what: &str, problems: Vec<String>, needle: &str) {
+    assert!(
+        problems.iter().any(|p| p.contains(needle)),
+        "{what}: expected a problem mentioning `{needle}`, got {problems:?}"
+    );
+}
+
+// ------------------------------------------------------------------------- YAML helpers
+
+fn str_of(v: Option<&Yaml>) -> &str {
+    v.and_then(Yaml::as_str).unwrap_or("")
+}
+
+/// `on:` is a plain key in YAML 1.2; a YAML 1.1 reader would make it `true`.
+fn triggers(wf: &Yaml) -> Option<&Yaml> {
+    wf.get("on").or_else(|| wf.get(Yaml::Bool(true)))
+}
+
+fn jobs(wf: &Yaml) -> Vec<(String, &Yaml)> {
+    wf.get("jobs")
+        .and_then(Yaml::as_mapping)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.as_str().unwrap_or("?").to_string(), v))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn steps(job: &Yaml) -> Vec<&Yaml> {
+    job.get("steps")
+        .and_then(Yaml::as_sequence)
+        .map(|s| s.iter().collect())
+        .unwrap_or_default()
+}
+
+fn uses_action(job: &Yaml, action: &str) -> bool {
+    steps(job)
+        .iter()
+        .any(|s| str_of(s.get("uses")).starts_with(&format!("{action}@")))
+}
+
+fn runs_command(job: &Yaml, command: &str) -> bool {
+    steps(job)
+        .iter()
+        .any(|s| str_of(s.get("run")).contains(command))
+}
+
+/// Jobs that obtain cloud credentials.
+fn is_cloud_job(job: &Yaml) -> bool {
+    uses_action(job, "aws-actions/configure-aws-credentials") || uses_action(job, "azure/login")
+}
+
+fn permission<'a>(scope: &'a Yaml, name: &str) -> Option<&'a str> {
+    scope
+        .get("permissions")
+        .and_then(|p| p.get(name))
+        .and_then(Yaml::as_str)
+}
+
+// ------------------------------------------------------------------------- GitHub checks
+
+fn trigger_problems(wf: &Yaml) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(on) = triggers(wf) else {
+        return vec!["no `on:` triggers".into()];
+    };
+    for event in ["push", "pull_request", "schedule", "workflow_dispatch"] {
+        if on.get(event).is_none() {
+            problems.push(format!("trigger `{event}` missing"));
+        }
+    }
+    let crons: Vec<&str> = on
+        .get("schedule")
+        .and_then(Yaml::as_sequence)
+        .map(|s| s.iter().map(|c| str_of(c.get("cron"))).collect())
+        .unwrap_or_default();
+    if !crons.iter().any(|c| is_weekly(c)) {
+        problems.push(format!("no weekly schedule cron among {crons:?}"));
+    }
+    if !crons.iter().any(|c| is_daily(c)) {
+        problems.push(format!("no daily schedule cron among {crons:?}"));
+    }
+    let inputs = on.get("workflow_dispatch").and_then(|d| d.get("inputs"));
+    for input in ["providers", "regions", "keep-on-failure"] {
+        if inputs.and_then(|i| i.get(input)).is_none() {
+            problems.push(format!("workflow_dispatch input `{input}` missing"));
+        }
+    }
+    let keep_type = inputs
+        .and_then(|i| i.get("keep-on-failure"))
+        .map(|i| str_of(i.get("type")));
+    if keep_type.is_some_and(|t| t != "boolean") {
+        problems.push("workflow_dispatch input `keep-on-failure` is not a boolean".into());
+    }
+    problems
+}
+
+fn cron_fields(cron: &str) -> Vec<&str> {
+    cron.split_whitespace().collect()
+}
+
+fn is_daily(cron: &str) -> bool {
+    let f = cron_fields(cron);
+    f.len() == 5 && f[2] == "*" && f[3] == "*" && f[4] == "*"
+}
+
+fn is_weekly(cron: &str) -> bool {
+    let f = cron_fields(cron);
+    f.len() == 5 && f[2] == "*" && f[3] == "*" && f[4].parse::<u8>().is_ok_and(|d| d <= 7)
+}
+
+fn permission_problems(wf: &Yaml) -> Vec<String> {
+    let mut problems = Vec::new();
+    if permission(wf, "contents") != Some("read") || permission(wf, "id-token").is_some() {
+        problems.push("top-level permissions must be `contents: read` only".into());
+    }
+    if str_of(wf.get("permissions")).contains("write-all") {
+        problems.push("top-level permissions: write-all".into());
+    }
+    for (name, job) in jobs(wf) {
+        if job.get("permissions").is_none() {
+            problems.push(format!("job `{name}` does not declare its permissions"));
+            continue;
+        }
+        let id_token = permission(job, "id-token");
+        match (is_cloud_job(job), id_token) {
+            (true, Some("write")) => {}
+            (true, _) => problems.push(format!(
+                "job `{name}` calls a cloud without `id-token: write`"
+            )),
+            (false, Some(_)) => {
+                problems.push(format!("job `{name}` has `id-token` but calls no cloud"))
+            }
+            (false, None) => {}
+        }
+        let contents = permission(job, "contents");
+        let opens_pr = uses_action(job, "peter-evans/create-pull-request");
+        match contents {
+            Some("read") => {}
+            Some("write") if opens_pr => {}
+            other => problems.push(format!(
+                "job `{name}` has `contents: {}`",
+                other.unwrap_or("unset")
+            )),
+        }
+    }
+    problems
+}
+
+fn concurrency_problems(wf: &Yaml) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, job) in jobs(wf).into_iter().filter(|(_, j)| is_cloud_job(j)) {
+        let group = str_of(job.get("concurrency").and_then(|c| c.get("group")));
+        if group.is_empty() {
+            problems.push(format!("cloud job `{name}` has no concurrency group"));
+        }
+        let cancels = job
+            .get("concurrency")
+            .and_then(|c| c.get("cancel-in-progress"))
+            .and_then(Yaml::as_bool);
+        if cancels != Some(false) {
+            problems.push(format!(
+                "cloud job `{name}` must set cancel-in-progress: false (cancelling mid-teardown leaks resources)"
+            ));
+        }
+    }
+    problems
+}
+
+fn timeout_problems(wf: &Yaml) -> Vec<String> {
+    jobs(wf)
+        .into_iter()
+        .filter(|(_, j)| j.get("timeout-minutes").and_then(Yaml::as_u64).unwrap_or(0) == 0)
+        .map(|(name, _)| format!("job `{name}` has no timeout-minutes"))
+        .collect()
+}
+
+/// Every `uses:` is a local action or pinned to a full commit SHA with a `# vX` comment.
+fn pin_problems(raw: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (n, line) in raw.lines().enumerate() {
+        let Some((_, rest)) = line.split_once("uses:") else {
+            continue;
+        };
+        let rest = rest.trim();
+        let (reference, comment) = match rest.split_once('#') {
+            Some((r, c)) => (r.trim(), c.trim()),
+            None => (rest, ""),
+        };
+        let reference = reference.trim_matches(|c| c == '"' || c == '\'');
+        if reference.starts_with("./") {
+            continue;
+        }
+        let sha = reference.rsplit_once('@').map(|(_, s)| s).unwrap_or("");
+        if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+            problems.push(format!(
+                "line {}: `{reference}` is not pinned to a 40-hex commit SHA",
+                n + 1
+            ));
+        } else if !comment.starts_with('v') {
+            problems.push(format!(
+                "line {}: `{reference}` has no `# vX.Y.Z` comment",
+                n + 1
+            ));
+        }
+    }
+    problems
+}
+
+/// Raw text, so secrets referenced anywhere (env, with:, scripts) are found.
+fn secret_problems(raw: &str) -> Vec<String> {
+    let mut problems: Vec<String> = FORBIDDEN_SECRETS
+        .iter()
+        .filter(|s| raw.contains(*s))
+        .map(|s| format!("long-lived credential `{s}` referenced"))
+        .collect();
+    if raw.contains("secrets.") {
+        problems.push("a `secrets.` reference: the pipelines need no secrets".into());
+    }
+    problems
+}
+
+/// Live jobs restore the ledger before the run and save it afterwards even on failure.
+fn ledger_problems(wf: &Yaml) -> Vec<String> {
+    let mut problems = Vec::new();
+    let live: Vec<_> = jobs(wf)
+        .into_iter()
+        .filter(|(_, j)| runs_command(j, "--mode live"))
+        .collect();
+    if live.is_empty() {
+        problems.push("no job runs `cloudtest run --mode live`".into());
+    }
+    for (name, job) in live {
+        let all = steps(job);
+        let position = |pred: &dyn Fn(&Yaml) -> bool| all.iter().position(|s| pred(s));
+        let restore = position(&|s| str_of(s.get("uses")).starts_with("actions/cache/restore@"));
+        let run = position(&|s| str_of(s.get("run")).contains("--mode live"));
+        let save = position(&|s| str_of(s.get("uses")).starts_with("actions/cache/save@"));
+        match (restore, run, save) {
+            (Some(r), Some(x), Some(s)) if r < x && x < s => {
+                if !str_of(all[s].get("if")).contains("always()") {
+                    problems.push(format!("job `{name}`: ledger save must run `if: always()`"));
+                }
+                let path =
+                    |i: usize| str_of(all[i].get("with").and_then(|w| w.get("path"))).to_string();
+                if path(r) != path(s) || !path(r).contains("ledger") {
+                    problems.push(format!(
+                        "job `{name}`: ledger restore and save use different paths"
+                    ));
+                }
+            }
+            _ => problems.push(format!(
+                "job `{name}`: needs ledger restore, then the run, then ledger save"
+            )),
+        }
+    }
+    problems
+}
+
+fn sweep_problems(wf: &Yaml) -> Vec<String> {
+    let sweepers: Vec<_> = jobs(wf)
+        .into_iter()
+        .filter(|(_, j)| runs_command(j, "cloudtest sweep"))
+        .collect();
+    if sweepers.is_empty() {
+        return vec!["no job runs `cloudtest sweep`".into()];
+    }
+    sweepers
+        .into_iter()
+        .filter(|(_, j)| !is_cloud_job(j))
+        .map(|(name, _)| format!("sweep job `{name}` logs in to no cloud"))
+        .collect()
+}
+
+fn merge_problems(wf: &Yaml) -> Vec<String> {
+    let Some((name, job)) = jobs(wf)
+        .into_iter()
+        .find(|(_, j)| runs_command(j, "cloudtest report merge"))
+    else {
+        return vec!["no job runs `cloudtest report merge`".into()];
+    };
+    let mut problems = Vec::new();
+    for (action, why) in [
+        ("actions/download-artifact", "download the shards"),
+        ("mikepenz/action-junit-report", "publish JUnit"),
+        ("actions/upload-artifact", "upload report.html"),
+        (
+            "peter-evans/create-pull-request",
+            "open the gap-document pull request",
+        ),
+    ] {
+        if !uses_action(job, action) {
+            problems.push(format!("merge job `{name}` does not {why} ({action})"));
+        }
+    }
+    if !str_of(job.get("if")).contains("always()") {
+        problems.push(format!(
+            "merge job `{name}` must run `if: always()` so failed runs are reported"
+        ));
+    }
+    problems
+}
+
+fn mock_problems(wf: &Yaml) -> Vec<String> {
+    let found = jobs(wf)
+        .into_iter()
+        .find(|(_, j)| runs_command(j, "--mode mock"));
+    match found {
+        None => vec!["no job runs `cloudtest run --mode mock`".into()],
+        Some((name, job)) => {
+            let mut problems = Vec::new();
+            if is_cloud_job(job) {
+                problems.push(format!("mock job `{name}` must not log in to a cloud"));
+            }
+            for cmd in ["cargo build", "cargo test"] {
+                if !runs_command(job, cmd) {
+                    problems.push(format!("mock job `{name}` does not run `{cmd}`"));
+                }
+            }
+            problems
+        }
+    }
+}
+
+fn github_problems(raw: &str) -> Vec<String> {
+    let wf = yaml(raw);
+    [
+        trigger_problems(&wf),
+        permission_problems(&wf),
+        concurrency_problems(&wf),
+        timeout_problems(&wf),
+        pin_problems(raw),
+        secret_problems(raw),
+        ledger_problems(&wf),
+        sweep_problems(&wf),
+        merge_problems(&wf),
+        mock_problems(&wf),
+    ]
+    .concat()
+}
+
+#[test]
+fn github_workflow_passes_every_check() {
+    assert_clean(WORKFLOW, github_problems(&read(WORKFLOW)));
+}
+
+/// A minimal workflow that passes every check; the tests below break it one way each.
+const GOOD: &str = r#"
+on:
+  push:
+  pull_request:
+  schedule:
+    - cron: "0 3 * * 1"
+    - cron: "0 5 * * *"
+  workflow_dispatch:
+    inputs:
+      providers: {type: string}
+      regions: {type: string}
+      keep-on-failure: {type: boolean}
+permissions:
+  contents: read
+jobs:
+  test:
+    timeout-minutes: 10
+    permissions: {contents: read}
+    steps:
+      - run: cargo build && cargo test && cloudtest run --mode mock
+  live:
+    timeout-minutes: 60
+    permissions: {contents: read, id-token: write}
+    concurrency: {group: live, cancel-in-progress: false}
+    steps:
+      - uses: actions/cache/restore@0123456789abcdef0123456789abcdef01234567 # v5.0.0
+        with: {path: ledger.jsonl}
+      - uses: aws-actions/configure-aws-credentials@0123456789abcdef0123456789abcdef01234567 # v6.0.0
+      - run: cloudtest run --mode live
+      - uses: actions/cache/save@0123456789abcdef0123456789abcdef01234567 # v5.0.0
+        if: always()
+        with: {path: ledger.jsonl}
+  report:
+    if: always()
+    timeout-minutes: 10
+    permissions: {contents: write}
+    steps:
+      - uses: actions/download-artifact@0123456789abcdef0123456789abcdef01234567 # v8.0.0
+      - run: cloudtest report merge shards/*
+      - uses: mikepenz/action-junit-report@0123456789abcdef0123456789abcdef01234567 # v6.0.0
+      - uses: actions/upload-artifact@0123456789abcdef0123456789abcdef01234567 # v7.0.0
+      - uses: peter-evans/create-pull-request@0123456789abcdef0123456789abcdef01234567 # v8.0.0
+  sweep:
+    timeout-minutes: 10
+    permissions: {contents: read, id-token: write}
+    concurrency: {group: sweep, cancel-in-progress: false}
+    steps:
+      - uses: azure/login@0123456789abcdef0123456789abcdef01234567 # v3.0.0
+      - run: cloudtest sweep --provider azure
+"#;
+
+fn broken(from: &str, to: &str) -> Vec<String> {
+    assert!(GOOD.contains(from), "fixture lacks `{from}`");
+    github_problems(&GOOD.replacen(from, to, 1))
+}
+
+#[test]
+fn the_minimal_good_workflow_is_clean() {
+    assert_clean("GOOD fixture", github_problems(GOOD));
+}
+
+#[test]
+fn each_workflow_check_catches_its_fault() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("  pull_request:\n", "", "`pull_request` missing"),
+        ("    - cron: \"0 5 * * *\"\n", "", "no daily schedule"),
+        ("    - cron: \"0 3 * * 1\"\n", "", "no weekly schedule"),
+        ("      regions: {type: string}\n", "", "input `regions` missing"),
+        ("keep-on-failure: {type: boolean}", "keep-on-failure: {type: string}", "not a boolean"),
+        ("permissions:\n  contents: read\njobs", "permissions:\n  contents: write\njobs", "top-level"),
+        ("{contents: read, id-token: write}\n    concurrency: {group: live", "{contents: read}\n    concurrency: {group: live", "without `id-token: write`"),
+        ("    permissions: {contents: read}\n    steps:\n      - run: cargo", "    permissions: {contents: read, id-token: write}\n    steps:\n      - run: cargo", "calls no cloud"),
+        ("    permissions: {contents: read}\n    steps:\n      - run: cargo", "    steps:\n      - run: cargo", "does not declare"),
+        ("    permissions: {contents: read}\n    steps:\n      - run: cargo", "    permissions: {contents: write}\n    steps:\n      - run: cargo", "`contents: write`"),
+        ("concurrency: {group: live, cancel-in-progress: false}", "", "no concurrency group"),
+        ("{group: live, cancel-in-progress: false}", "{group: live, cancel-in-progress: true}", "cancel-in-progress"),
+        ("    timeout-minutes: 10\n    permissions: {contents: read}\n", "    permissions: {contents: read}\n", "`test` has no timeout"),
+        ("azure/login@0123456789abcdef0123456789abcdef01234567", "azure/login@v3", "not pinned"),
+        ("# v3.0.0", "", "no `# vX.Y.Z` comment"),
+        ("      - run: cloudtest sweep", "      - env: {AWS_SECRET_ACCESS_KEY: x}\n        run: cloudtest sweep", "AWS_SECRET_ACCESS_KEY"),
+        ("      - run: cloudtest sweep", "      - env: {X: \"${{ secrets.X }}\"}\n        run: cloudtest sweep", "`secrets.`"),
+        ("      - uses: actions/cache/restore@0123456789abcdef0123456789abcdef01234567 # v5.0.0\n        with: {path: ledger.jsonl}\n", "", "ledger restore, then the run"),
+        ("        if: always()\n        with: {path: ledger.jsonl}", "        with: {path: ledger.jsonl}", "ledger save must run"),
+        ("        if: always()\n        with: {path: ledger.jsonl}", "        if: always()\n        with: {path: other.jsonl}", "different paths"),
+        ("      - run: cloudtest run --mode live\n", "", "--mode live"),
+        ("cloudtest sweep --provider azure", "echo", "no job runs `cloudtest sweep`"),
+        ("      - uses: azure/login@0123456789abcdef0123456789abcdef01234567 # v3.0.0\n", "", "logs in to no cloud"),
+        ("cloudtest report merge shards/*", "echo", "no job runs `cloudtest report merge`"),
+        ("      - uses: mikepenz/action-junit-report@0123456789abcdef0123456789abcdef01234567 # v6.0.0\n", "", "publish JUnit"),
+        ("      - uses: peter-evans/create-pull-request@0123456789abcdef0123456789abcdef01234567 # v8.0.0\n", "", "pull request"),
+        ("  report:\n    if: always()\n", "  report:\n", "must run `if: always()`"),
+        ("cargo build && cargo test && cloudtest run --mode mock", "cargo build && cloudtest run --mode mock", "`cargo test`"),
+        ("cargo build && cargo test && cloudtest run --mode mock", "cargo build && cargo test", "--mode mock"),
+    ];
+    for (from, to, needle) in cases {
+        assert_caught(&format!("replacing `{from}`"), broken(from, to), needle);
+    }
+}
+
+// ------------------------------------------------------------------------- GitLab checks
+
+fn gitlab_jobs(doc: &Yaml) -> Vec<(String, &Yaml)> {
+    const RESERVED: &[&str] = &[
+        "workflow",
+        "stages",
+        "variables",
+        "default",
+        "include",
+        "image",
+    ];
+    doc.as_mapping()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| k.as_str().map(|k| (k.to_string(), v)))
+                .filter(|(k, _)| !k.starts_with('.') && !RESERVED.contains(&k.as_str()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A key of a job, or of the hidden template it `extends`.
+fn gitlab_key<'a>(doc: &'a Yaml, job: &'a Yaml, key: &str) -> Option<&'a Yaml> {
+    job.get(key).or_else(|| {
+        let parent = str_of(job.get("extends"));
+        (!parent.is_empty())
+            .then(|| doc.get(parent))
+            .flatten()
+            .and_then(|p| p.get(key))
+    })
+}
+
+/// Script text of a job (and its template) including `!reference` targets, flattened.
+fn gitlab_text(doc: &Yaml, job: &Yaml) -> String {
+    ["before_script", "script", "after_script"]
+        .iter()
+        .filter_map(|k| gitlab_key(doc, job, k))
+        .map(|v| serde_norway::to_string(v).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn gitlab_problems(raw: &str) -> Vec<String> {
+    let doc = yaml(raw);
+    let mut problems = secret_problems(raw);
+    let stages: Vec<&str> = doc
+        .get("stages")
+        .and_then(Yaml::as_sequence)
+        .map(|s| s.iter().filter_map(Yaml::as_str).collect())
+        .unwrap_or_default();
+    for stage in ["build", "test", "live", "report", "sweep"] {
+        if !stages.contains(&stage) {
+            problems.push(format!("stage `{stage}` missing"));
+        }
+    }
+    let all = gitlab_jobs(&doc);
+    for (name, job) in &all {
+        if gitlab_key(&doc, job, "timeout").is_none() {
+            problems.push(format!("job `{name}` has no timeout"));
+        }
+        let cloud = job.get("id_tokens").is_some();
+        if cloud && job.get("resource_group").is_none() {
+            problems.push(format!("cloud job `{name}` has no resource_group"));
+        }
+    }
+    let live: Vec<_> = all
+        .iter()
+        .filter(|(_, j)| gitlab_text(&doc, j).contains("--mode live"))
+        .collect();
+    if live.is_empty() {
+        problems.push("no job runs `--mode live`".into());
+    }
+    for (name, job) in live {
+        if job.get("id_tokens").is_none() {
+            problems.push(format!("live job `{name}` has no id_tokens"));
+        }
+        let text = gitlab_text(&doc, job);
+        if !(text.contains("ledger") && text.contains("restore") && text.contains("save")) {
+            problems.push(format!(
+                "live job `{name}` does not restore and save the ledger"
+            ));
+        }
+    }
+    let has = |needle: &str| {
+        all.iter()
+            .any(|(_, j)| gitlab_text(&doc, j).contains(needle))
+    };
+    for needle in [
+        "--mode mock",
+        "cloudtest report merge",
+        "cloudtest sweep",
+        "cargo test",
+    ] {
+        if !has(needle) {
+            problems.push(format!("no job runs `{needle}`"));
+        }
+    }
+    let report_junit = all.iter().any(|(_, j)| {
+        gitlab_text(&doc, j).contains("report merge")
+            && j.get("artifacts")
+                .and_then(|a| a.get("reports"))
+                .and_then(|r| r.get("junit"))
+                .is_some()
+    });
+    if !report_junit {
+        problems.push("the merge job does not publish JUnit".into());
+    }
+    for (name, job) in all
+        .iter()
+        .filter(|(_, j)| gitlab_text(&doc, j).contains("cloudtest sweep"))
+    {
+        let rules = job
+            .get("rules")
+            .map(|r| serde_norway::to_string(r).unwrap_or_default());
+        if !rules.is_some_and(|r| r.contains("$CLOUDTEST_SCHEDULE == \"sweep\"")) {
+            problems.push(format!(
+                "sweep job `{name}` is not on the daily schedule (CLOUDTEST_SCHEDULE == \"sweep\")"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn gitlab_pipeline_passes_every_check() {
+    assert_clean(GITLAB, gitlab_problems(&read(GITLAB)));
+}
+
+#[test]
+fn gitlab_checks_catch_their_faults() {
+    let good = read(GITLAB);
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "stages: [build, test, live, report, sweep]",
+            "stages: [build, test, live, report]",
+            "stage `sweep`",
+        ),
+        ("  timeout: 20m\n", "", "`report` has no timeout"),
+        (
+            "  resource_group: cloudtest-live-aws\n",
+            "",
+            "no resource_group",
+        ),
+        (
+            "./bin/cloudtest report merge shard",
+            "./bin/cloudtest report nothing shard",
+            "report merge",
+        ),
+        (
+            "      junit: merged/junit.xml",
+            "      dotenv: merged/x.env",
+            "publish JUnit",
+        ),
+        (
+            "$CLOUDTEST_SCHEDULE == \"sweep\"",
+            "$CLOUDTEST_SCHEDULE == \"never\"",
+            "daily schedule",
+        ),
+        (
+            "  after_script:\n    - !reference [.ledger, save]\n",
+            "",
+            "ledger",
+        ),
+        (
+            "    - export AZURE_CLIENT_ID=",
+            "    - export AZURE_CLIENT_SECRET=x\n    - export AZURE_CLIENT_ID=",
+            "AZURE_CLIENT_SECRET",
+        ),
+    ];
+    for (from, to, needle) in cases {
+        assert!(good.contains(from), "{GITLAB} lacks `{from}`");
+        assert_caught(
+            &format!("replacing `{from}`"),
+            gitlab_problems(&good.replacen(from, to, 1)),
+            needle,
+        );
+    }
+}
+
+// ------------------------------------------------------------------------- AWS IAM
+
+fn list(v: Option<&Json>) -> Vec<String> {
+    match v {
+        Some(Json::String(s)) => vec![s.clone()],
+        Some(Json::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn is_read_only(action: &str) -> bool {
+    let verb = action.split_once(':').map(|(_, v)| v).unwrap_or(action);
+    ["Describe", "List", "Get", "Validate"]
+        .iter()
+        .any(|p| verb.starts_with(p))
+}
+
+fn allowed_actions(policy: &Json) -> Vec<String> {
+    policy["Statement"]
+        .as_array()
+        .map(|s| s.iter().flat_map(|st| list(st.get("Action"))).collect())
+        .unwrap_or_default()
+}
+
+fn iam_problems(policy: &Json) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(statements) = policy["Statement"].as_array() else {
+        return vec!["no Statement array".into()];
+    };
+    for st in statements {
+        let sid = st["Sid"].as_str().unwrap_or("?");
+        if st["Effect"] != "Allow" {
+            continue;
+        }
+        if st.get("NotAction").is_some() || st.get("NotResource").is_some() {
+            problems.push(format!(
+                "{sid}: NotAction/NotResource grant more than they name"
+            ));
+        }
+        let actions = list(st.get("Action"));
+        let resources = list(st.get("Resource"));
+        for a in &actions {
+            if a == "*" || a.ends_with(":*") {
+                problems.push(format!("{sid}: wildcard action `{a}`"));
+            }
+        }
+        let writes: Vec<_> = actions.iter().filter(|a| !is_read_only(a)).collect();
+        if resources.iter().any(|r| r == "*") && !writes.is_empty() {
+            problems.push(format!("{sid}: write actions {writes:?} on Resource \"*\""));
+        }
+        let cfn_writes = writes.iter().any(|a| a.starts_with("cloudformation:"));
+        if cfn_writes && !resources.iter().all(|r| r.contains(":stack/cloudtest-*")) {
+            problems.push(format!(
+                "{sid}: CloudFormation writes not limited to stack/cloudtest-*"
+            ));
+        }
+        let unconditioned = writes.iter().any(|a| {
+            a.starts_with("ec2:") || a.starts_with("iam:") || a.starts_with("secretsmanager:")
+        });
+        if unconditioned && st.get("Condition").is_none() {
+            problems.push(format!(
+                "{sid}: EC2/IAM/Secrets Manager writes without a Condition"
+            ));
+        }
+        if writes.iter().any(|a| a.starts_with("iam:"))
+            && resources.iter().any(|r| r.contains(":role/*"))
+        {
+            problems.push(format!("{sid}: IAM writes on every role"));
+        }
+    }
+    let stack_create = statements.iter().any(|st| {
+        list(st.get("Action"))
+            .iter()
+            .any(|a| a == "cloudformation:CreateStack")
+            && st["Condition"]["Null"]["aws:RequestTag/cloudtest:run-id"] == "false"
+    });
+    if !stack_create {
+        problems.push("CreateStack is not conditioned on the cloudtest:run-id request tag".into());
+    }
+    problems
+}
+
+/// The IAM actions each CloudFormation resource type needs at creation; a type the policy
+/// does not cover fails the deployment with AccessDenied, so it fails this test instead.
+fn create_action_for(cfn_type: &str) -> Option<&'static str> {
+    Some(match cfn_type {
+        "AWS::EC2::VPC" => "ec2:CreateVpc",
+        "AWS::EC2::InternetGateway" => "ec2:CreateInternetGateway",
+        "AWS::EC2::VPCGatewayAttachment" => "ec2:AttachInternetGateway",
+        "AWS::EC2::RouteTable" => "ec2:CreateRouteTable",
+        "AWS::EC2::Route" => "ec2:CreateRoute",
+        "AWS::EC2::Subnet" => "ec2:CreateSubnet",
+        "AWS::EC2::SubnetRouteTableAssociation" => "ec2:AssociateRouteTable",
+        "AWS::EC2::SecurityGroup" => "ec2:CreateSecurityGroup",
+        "AWS::EC2::SecurityGroupIngress" => "ec2:AuthorizeSecurityGroupIngress",
+        "AWS::EC2::SecurityGroupEgress" => "ec2:AuthorizeSecurityGroupEgress",
+        "AWS::EC2::LaunchTemplate" => "ec2:CreateLaunchTemplate",
+        "AWS::EC2::Instance" => "ec2:RunInstances",
+        "AWS::EC2::EIP" => "ec2:AllocateAddress",
+        "AWS::EC2::EIPAssociation" => "ec2:AssociateAddress",
+        "AWS::IAM::Role" => "iam:CreateRole",
+        "AWS::IAM::InstanceProfile" => "iam:CreateInstanceProfile",
+        "AWS::SecretsManager::Secret" => "secretsmanager:CreateSecret",
+        "AWS::CloudFormation::WaitConditionHandle" | "AWS::CloudFormation::WaitCondition" => "",
+        _ => return None,
+    })
+}
+
+fn template_coverage_problems(template: &Yaml, policy: &Json) -> Vec<String> {
+    let granted = allowed_actions(policy);
+    let mut problems = Vec::new();
+    let resources = template.get("Resources").and_then(Yaml::as_mapping);
+    for (logical, res) in resources.into_iter().flatten() {
+        let ty = str_of(res.get("Type"));
+        match create_action_for(ty) {
+            None => problems.push(format!(
+                "{} ({ty}): resource type unknown to ci/aws/iam-policy.json; add its actions there and here",
+                logical.as_str().unwrap_or("?")
+            )),
+            Some("") => {}
+            Some(action) if !granted.iter().any(|g| g == action) => {
+                problems.push(format!("{ty} needs `{action}`, which the policy does not grant"))
+            }
+            Some(_) => {}
+        }
+    }
+    let ssm_ami = template
+        .get("Parameters")
+        .and_then(Yaml::as_mapping)
+        .into_iter()
+        .flatten()
+        .any(|(_, p)| str_of(p.get("Type")).starts_with("AWS::SSM::Parameter::Value"));
+    if ssm_ami && !granted.iter().any(|g| g == "ssm:GetParameters") {
+        problems.push(
+            "the template resolves an SSM parameter but ssm:GetParameters is not granted".into(),
+        );
+    }
+    let uses_role = raw_contains_type(template, "AWS::IAM::InstanceProfile");
+    if uses_role && !granted.iter().any(|g| g == "iam:PassRole") {
+        problems
+            .push("the template gives an instance a role but iam:PassRole is not granted".into());
+    }
+    problems
+}
+
+fn raw_contains_type(template: &Yaml, ty: &str) -> bool {
+    template
+        .get("Resources")
+        .and_then(Yaml::as_mapping)
+        .into_iter()
+        .flatten()
+        .any(|(_, r)| str_of(r.get("Type")) == ty)
+}
+
+#[test]
+fn iam_policy_is_least_privilege() {
+    assert_clean(IAM_POLICY, iam_problems(&json(IAM_POLICY)));
+}
+
+#[test]
+fn iam_policy_covers_the_cloudformation_template() {
+    let template = yaml(&read(CFN_TEMPLATE));
+    assert_clean(
+        CFN_TEMPLATE,
+        template_coverage_problems(&template, &json(IAM_POLICY)),
+    );
+}
+
+#[test]
+fn iam_checks_catch_their_faults() {
+    let base = json(IAM_POLICY);
+    let with_statement = |st: Json| {
+        let mut p = base.clone();
+        p["Statement"].as_array_mut().expect("array").push(st);
+        iam_problems(&p)
+    };
+    let st = |action: &str, resource: &str| serde_json::json!({"Sid": "Bad", "Effect": "Allow", "Action": action, "Resource": resource});
+    assert_caught(
+        "Action *",
+        with_statement(st("*", "arn:aws:s3:::x")),
+        "wildcard action",
+    );
+    assert_caught(
+        "ec2:*",
+        with_statement(st("ec2:*", "arn:aws:s3:::x")),
+        "wildcard action",
+    );
+    assert_caught(
+        "write on *",
+        with_statement(st("ec2:DeleteVpc", "*")),
+        "Resource \"*\"",
+    );
+    assert_caught(
+        "stack scope",
+        with_statement(st(
+            "cloudformation:DeleteStack",
+            "arn:aws:cloudformation:*:1:stack/*",
+        )),
+        "stack/cloudtest-*",
+    );
+    assert_caught(
+        "no condition",
+        with_statement(st("ec2:TerminateInstances", "arn:aws:ec2:*:1:instance/*")),
+        "without a Condition",
+    );
+    let mut no_tag = base.clone();
+    for s in no_tag["Statement"].as_array_mut().expect("array") {
+        if let Some(c) = s.get_mut("Condition") {
+            if let Some(null) = c.get_mut("Null") {
+                null.as_object_mut()
+                    .expect("object")
+                    .remove("aws:RequestTag/cloudtest:run-id");
+            }
+        }
+    }
+    assert_caught("CreateStack tag", iam_problems(&no_tag), "request tag");
+
+    let template =
+        yaml("Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n  Vpc:\n    Type: AWS::EC2::VPC\n");
+    assert_caught(
+        "unknown type",
+        template_coverage_problems(&template, &base),
+        "AWS::S3::Bucket",
+    );
+    let empty = serde_json::json!({"Statement": []});
+    assert_caught(
+        "missing action",
+        template_coverage_problems(&template, &empty),
+        "ec2:CreateVpc",
+    );
+}
+
+fn trust_problems(trust: &Json, provider: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let statements = trust["Statement"].as_array().cloned().unwrap_or_default();
+    if statements.is_empty() {
+        problems.push("no statements".into());
+    }
+    for st in statements {
+        if st["Action"] != "sts:AssumeRoleWithWebIdentity" {
+            problems.push(format!(
+                "action is {}, not sts:AssumeRoleWithWebIdentity",
+                st["Action"]
+            ));
+        }
+        if !st["Principal"]["Federated"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with(provider)
+        {
+            problems.push(format!("principal is not the {provider} OIDC provider"));
+        }
+        let eq = &st["Condition"]["StringEquals"];
+        if eq[format!("{provider}:aud")] != "sts.amazonaws.com" {
+            problems.push("audience not pinned to sts.amazonaws.com".into());
+        }
+        let sub = eq[format!("{provider}:sub")].as_str().unwrap_or("");
+        if sub.is_empty() || sub.contains('*') {
+            problems.push(format!(
+                "subject `{sub}` must name one repository and environment/branch exactly"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn oidc_trust_policies_pin_audience_and_subject() {
+    assert_clean(
+        TRUST_GITHUB,
+        trust_problems(&json(TRUST_GITHUB), "token.actions.githubusercontent.com"),
+    );
+    assert_clean(
+        TRUST_GITLAB,
+        trust_problems(&json(TRUST_GITLAB), "gitlab.com"),
+    );
+    let github = json(TRUST_GITHUB);
+    let sub = github["Statement"][0]["Condition"]["StringEquals"]
+        ["token.actions.githubusercontent.com:sub"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        sub.ends_with(":environment:cloudtest-live"),
+        "the GitHub trust must name the environment the workflow's cloud jobs use: {sub}"
+    );
+    let mut loose = github.clone();
+    loose["Statement"][0]["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] =
+        Json::from("repo:OWNER/*");
+    assert_caught(
+        "wildcard subject",
+        trust_problems(&loose, "token.actions.githubusercontent.com"),
+        "must name one",
+    );
+}
+
+// ------------------------------------------------------------------------- Azure role
+
+fn azure_role_problems(role: &Json, arm_types: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let scopes = list(role.get("AssignableScopes"));
+    if scopes.is_empty() {
+        problems.push("no AssignableScopes".into());
+    }
+    for s in &scopes {
+        if !s.starts_with("/subscriptions/") || s.contains('*') || s.contains("managementGroups") {
+            problems.push(format!(
+                "assignable scope `{s}` is wider than one subscription"
+            ));
+        }
+    }
+    let actions = list(role.get("Actions"));
+    for a in &actions {
+        if a == "*" || a.starts_with("*/") || a.ends_with("/*/write") {
+            problems.push(format!("wildcard action `{a}`"));
+        }
+        if a.starts_with("Microsoft.Authorization/") {
+            problems.push(format!("`{a}` lets the role change access"));
+        }
+        let namespace = a.split('/').next().unwrap_or("");
+        if ![
+            "Microsoft.Resources",
+            "Microsoft.Network",
+            "Microsoft.Compute",
+        ]
+        .contains(&namespace)
+        {
+            problems.push(format!("`{a}` is outside what the template deploys"));
+        }
+    }
+    if !list(role.get("DataActions")).is_empty() {
+        problems.push("data actions granted".into());
+    }
+    for needed in [
+        "Microsoft.Resources/subscriptions/resourceGroups/write",
+        "Microsoft.Resources/subscriptions/resourceGroups/delete",
+        "Microsoft.Resources/deployments/write",
+    ] {
+        if !actions.iter().any(|a| a == needed) {
+            problems.push(format!("`{needed}` missing"));
+        }
+    }
+    for ty in arm_types {
+        for verb in ["write", "delete"] {
+            let needed = format!("{ty}/{verb}");
+            if !actions.iter().any(|a| a.eq_ignore_ascii_case(&needed)) {
+                problems.push(format!(
+                    "the ARM template deploys {ty} but `{needed}` is missing"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+fn arm_resource_types(template: &Json) -> Vec<String> {
+    let mut types: Vec<String> = template["resources"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| x["type"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    types.sort();
+    types.dedup();
+    types
+}
+
+#[test]
+fn azure_role_is_scoped_and_covers_the_arm_template() {
+    let types = arm_resource_types(&json(ARM_TEMPLATE));
+    assert!(!types.is_empty(), "{ARM_TEMPLATE} declares no resources");
+    assert_clean(AZURE_ROLE, azure_role_problems(&json(AZURE_ROLE), &types));
+}
+
+#[test]
+fn azure_role_checks_catch_their_faults() {
+    let role = json(AZURE_ROLE);
+    let with = |key: &str, value: Json| {
+        let mut r = role.clone();
+        r[key] = value;
+        azure_role_problems(&r, &[])
+    };
+    assert_caught(
+        "wide scope",
+        with("AssignableScopes", serde_json::json!(["/"])),
+        "wider",
+    );
+    assert_caught(
+        "no scope",
+        with("AssignableScopes", serde_json::json!([])),
+        "no AssignableScopes",
+    );
+    assert_caught(
+        "star",
+        with("Actions", serde_json::json!(["*"])),
+        "wildcard action",
+    );
+    assert_caught(
+        "authz",
+        with(
+            "Actions",
+            serde_json::json!(["Microsoft.Authorization/roleAssignments/write"]),
+        ),
+        "change access",
+    );
+    assert_caught(
+        "uncovered type",
+        azure_role_problems(&role, &["Microsoft.Storage/storageAccounts".to_string()]),
+        "Microsoft.Storage/storageAccounts/write",
+    );
+}
