@@ -162,8 +162,9 @@ pub(crate) struct ArmClients {
 
 impl ArmClients {
     pub fn new(conn: ArmConnection) -> Result<Self, AzureError> {
+        // No client-side timeouts: phase deadlines bound every wait, and a timer here would
+        // fire early under tests' paused tokio clock.
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| AzureError::Endpoint {
                 endpoint: "HTTP client".into(),
