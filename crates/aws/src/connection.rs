@@ -60,7 +60,9 @@ pub(crate) fn credential_source(static_given: bool) -> String {
     match aws_credentials(&ProcessEnvironment) {
         FoundCredentials::Found { source } => format!("default chain: {source}"),
         FoundCredentials::Missing { looked_for } => {
-            format!("default chain (found none of: {looked_for}; instance/SSO roles may still apply)")
+            format!(
+                "default chain (found none of: {looked_for}; instance/SSO roles may still apply)"
+            )
         }
     }
 }

@@ -69,14 +69,14 @@ pub enum AwsError {
         message: String,
         credential_source: String,
     },
-    #[error("{operation} on {target}: permission denied ({code}: {message}); the identity from {credential_source} needs permission for {operation} in region {region}")]
+    /// `target` includes the region (`cloudtest-x in us-east-1`).
+    #[error("{operation} on {target}: permission denied ({code}: {message}); the identity from {credential_source} needs permission for {operation} there")]
     PermissionDenied {
         operation: &'static str,
         target: String,
         code: String,
         message: String,
         credential_source: String,
-        region: String,
     },
     #[error("{operation} on {target}: could not reach {endpoint} ({detail}); check that region `{region}` is spelled right (e.g. us-east-1) and that --aws-endpoint / AWS_ENDPOINT_URL, if set, points at a running server")]
     Unreachable {
@@ -191,11 +191,10 @@ impl AwsError {
         } else if PERMISSION_CODES.contains(&code.as_str()) {
             AwsError::PermissionDenied {
                 operation,
-                target,
+                target: format!("{target} in {}", cx.region),
                 code,
                 message,
                 credential_source: cx.credential_source.clone(),
-                region: cx.region.clone(),
             }
         } else if code == "Unknown" && message == "no message" {
             AwsError::Other {
@@ -239,7 +238,9 @@ impl AwsError {
             AwsError::Api { code, .. }
                 if matches!(
                     code.as_str(),
-                    "ValidationError" | "InsufficientCapabilitiesException" | "LimitExceededException"
+                    "ValidationError"
+                        | "InsufficientCapabilitiesException"
+                        | "LimitExceededException"
                 ) =>
             {
                 PhaseError::failed(self.to_string())
@@ -292,7 +293,10 @@ mod tests {
 
     #[test]
     fn credential_codes_name_the_source_and_are_errors() {
-        let e = by_code("ExpiredToken", "The security token included in the request is expired");
+        let e = by_code(
+            "ExpiredToken",
+            "The security token included in the request is expired",
+        );
         assert!(matches!(e, AwsError::BadCredentials { .. }));
         let line = e.to_string();
         assert!(line.contains("AWS_PROFILE=ci"), "{line}");
@@ -303,21 +307,33 @@ mod tests {
 
     #[test]
     fn permission_codes_name_operation_and_region() {
-        let e = by_code("AccessDenied", "User is not authorized to perform cloudformation:CreateStack");
+        let e = by_code(
+            "AccessDenied",
+            "User is not authorized to perform cloudformation:CreateStack",
+        );
         assert!(matches!(e, AwsError::PermissionDenied { .. }));
         let line = e.to_string();
-        assert!(line.contains("us-east-1") && line.contains("permission"), "{line}");
+        assert!(
+            line.contains("us-east-1") && line.contains("permission"),
+            "{line}"
+        );
         assert_eq!(e.to_phase_error().kind, PhaseErrorKind::Error);
         assert_eq!(e.code(), Some("AccessDenied"));
     }
 
     #[test]
     fn validation_errors_are_failures_and_missing_stacks_are_recognised() {
-        let e = by_code("ValidationError", "Parameters: [AllowedCidr] must have values");
+        let e = by_code(
+            "ValidationError",
+            "Parameters: [AllowedCidr] must have values",
+        );
         assert_eq!(e.to_phase_error().kind, PhaseErrorKind::Failed);
         assert!(e.to_string().contains("AllowedCidr"));
         assert!(!e.is_stack_missing());
-        let gone = by_code("ValidationError", "Stack with id cloudtest-r1 does not exist");
+        let gone = by_code(
+            "ValidationError",
+            "Stack with id cloudtest-r1 does not exist",
+        );
         assert!(gone.is_stack_missing());
         let other = by_code("Throttling", "Rate exceeded");
         assert!(!other.is_stack_missing());
@@ -334,7 +350,10 @@ mod tests {
             detail: "dns error".into(),
         };
         let line = e.to_string();
-        assert!(line.contains("cloudformation.us-east-1.amazonaws.com"), "{line}");
+        assert!(
+            line.contains("cloudformation.us-east-1.amazonaws.com"),
+            "{line}"
+        );
         assert!(line.contains("us-esat-1"), "{line}");
         let over = ErrorContext {
             endpoint: Some("http://127.0.0.1:5000".into()),

@@ -161,7 +161,10 @@ pub fn failure_line(
     stack_reason: Option<&str>,
     events_oldest_first: &[StackEventRecord],
 ) -> String {
-    match events_oldest_first.iter().find(|e| e.is_root_cause_failure()) {
+    match events_oldest_first
+        .iter()
+        .find(|e| e.is_root_cause_failure())
+    {
         Some(e) => format!(
             "stack {stack} is {status}: first failed resource {} ({}): {}",
             e.logical_id,
@@ -170,7 +173,9 @@ pub fn failure_line(
         ),
         None => format!(
             "stack {stack} is {status}: {} (no resource-level failure event was reported)",
-            stack_reason.filter(|r| !r.is_empty()).unwrap_or("no reason given")
+            stack_reason
+                .filter(|r| !r.is_empty())
+                .unwrap_or("no reason given")
         ),
     }
 }
@@ -179,7 +184,13 @@ pub fn failure_line(
 mod tests {
     use super::*;
 
-    fn ev(id: u32, logical: &str, ty: &str, status: &str, reason: Option<&str>) -> StackEventRecord {
+    fn ev(
+        id: u32,
+        logical: &str,
+        ty: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> StackEventRecord {
         StackEventRecord {
             event_id: format!("e{id}"),
             timestamp: None,
@@ -201,7 +212,11 @@ mod tests {
 
     #[test]
     fn first_poll_reads_all_pages_oldest_first() {
-        let pages = vec![vec![plain(5), plain(4)], vec![plain(3), plain(2)], vec![plain(1)]];
+        let pages = vec![
+            vec![plain(5), plain(4)],
+            vec![plain(3), plain(2)],
+            vec![plain(1)],
+        ];
         let (fresh, used) = new_events(None, &pages);
         assert_eq!(ids(&fresh), ["e1", "e2", "e3", "e4", "e5"]);
         assert_eq!(used, 3);
@@ -237,7 +252,13 @@ mod tests {
     fn states_follow_the_waiter_acceptors() {
         assert_eq!(classify_create("CREATE_COMPLETE"), CreateState::Ready);
         assert_eq!(classify_create("CREATE_IN_PROGRESS"), CreateState::Pending);
-        for s in ["CREATE_FAILED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_COMPLETE", "DELETE_COMPLETE", "UPDATE_COMPLETE"] {
+        for s in [
+            "CREATE_FAILED",
+            "ROLLBACK_IN_PROGRESS",
+            "ROLLBACK_COMPLETE",
+            "DELETE_COMPLETE",
+            "UPDATE_COMPLETE",
+        ] {
             assert_eq!(classify_create(s), CreateState::Failed, "{s}");
         }
         assert_eq!(classify_delete("DELETE_COMPLETE"), DeleteState::Deleted);
@@ -249,11 +270,35 @@ mod tests {
     #[test]
     fn failure_line_names_the_first_real_failure() {
         let events = vec![
-            ev(1, "stk", "AWS::CloudFormation::Stack", "CREATE_IN_PROGRESS", Some("User Initiated")),
+            ev(
+                1,
+                "stk",
+                "AWS::CloudFormation::Stack",
+                "CREATE_IN_PROGRESS",
+                Some("User Initiated"),
+            ),
             ev(2, "Vpc", "AWS::EC2::VPC", "CREATE_COMPLETE", None),
-            ev(3, "Client", "AWS::EC2::Instance", "CREATE_FAILED", Some("Resource creation cancelled")),
-            ev(4, "Server", "AWS::EC2::Instance", "CREATE_FAILED", Some("The requested configuration is currently not supported.")),
-            ev(5, "stk", "AWS::CloudFormation::Stack", "ROLLBACK_IN_PROGRESS", Some("The following resource(s) failed to create: [Server, Client].")),
+            ev(
+                3,
+                "Client",
+                "AWS::EC2::Instance",
+                "CREATE_FAILED",
+                Some("Resource creation cancelled"),
+            ),
+            ev(
+                4,
+                "Server",
+                "AWS::EC2::Instance",
+                "CREATE_FAILED",
+                Some("The requested configuration is currently not supported."),
+            ),
+            ev(
+                5,
+                "stk",
+                "AWS::CloudFormation::Stack",
+                "ROLLBACK_IN_PROGRESS",
+                Some("The following resource(s) failed to create: [Server, Client]."),
+            ),
         ];
         let line = failure_line("stk", "ROLLBACK_IN_PROGRESS", None, &events);
         assert_eq!(
@@ -264,8 +309,19 @@ mod tests {
 
     #[test]
     fn failure_line_falls_back_to_the_stack_reason() {
-        let events = vec![ev(1, "stk", "AWS::CloudFormation::Stack", "CREATE_FAILED", None)];
-        let line = failure_line("stk", "CREATE_FAILED", Some("Template error: unresolved"), &events);
+        let events = vec![ev(
+            1,
+            "stk",
+            "AWS::CloudFormation::Stack",
+            "CREATE_FAILED",
+            None,
+        )];
+        let line = failure_line(
+            "stk",
+            "CREATE_FAILED",
+            Some("Template error: unresolved"),
+            &events,
+        );
         assert!(line.contains("Template error: unresolved"), "{line}");
         let line = failure_line("stk", "ROLLBACK_COMPLETE", None, &[]);
         assert!(line.contains("no reason given"), "{line}");
@@ -273,8 +329,20 @@ mod tests {
 
     #[test]
     fn progress_line_has_status_type_id_and_reason() {
-        let e = ev(1, "Server", "AWS::EC2::Instance", "CREATE_FAILED", Some("quota"));
-        assert_eq!(e.progress_line(), "CREATE_FAILED AWS::EC2::Instance Server: quota");
-        assert_eq!(plain(1).progress_line(), "CREATE_IN_PROGRESS AWS::EC2::VPC R");
+        let e = ev(
+            1,
+            "Server",
+            "AWS::EC2::Instance",
+            "CREATE_FAILED",
+            Some("quota"),
+        );
+        assert_eq!(
+            e.progress_line(),
+            "CREATE_FAILED AWS::EC2::Instance Server: quota"
+        );
+        assert_eq!(
+            plain(1).progress_line(),
+            "CREATE_IN_PROGRESS AWS::EC2::VPC R"
+        );
     }
 }

@@ -74,7 +74,12 @@ impl Ec2Inventory {
         self.errors.credential_source = source.to_string();
     }
 
-    fn fail<E, R>(&self, op: &'static str, target: &str, err: aws_sdk_ec2::error::SdkError<E, R>) -> AwsError
+    fn fail<E, R>(
+        &self,
+        op: &'static str,
+        target: &str,
+        err: aws_sdk_ec2::error::SdkError<E, R>,
+    ) -> AwsError
     where
         E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
@@ -102,7 +107,8 @@ impl Ec2Inventory {
     /// Everything carrying a `cloudtest:run-id` tag at all (for `sweep`).
     pub async fn all_cloudtest(&self) -> Result<Vec<TaggedResource>, AwsError> {
         let filter = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
-        self.tagged(filter, &format!("resources with tag {RUN_ID_TAG}")).await
+        self.tagged(filter, &format!("resources with tag {RUN_ID_TAG}"))
+            .await
     }
 
     async fn tagged(&self, filter: Filter, target: &str) -> Result<Vec<TaggedResource>, AwsError> {
@@ -121,7 +127,9 @@ impl Ec2Inventory {
                 if state == Some("terminated") {
                     continue;
                 }
-                let Some(id) = inst.instance_id() else { continue };
+                let Some(id) = inst.instance_id() else {
+                    continue;
+                };
                 let mut r = reference("instance", "AWS::EC2::Instance", id.to_string());
                 r.sku = inst.instance_type().map(|t| t.as_str().to_string());
                 r.spot = inst.instance_lifecycle() == Some(&InstanceLifecycleType::Spot);
@@ -163,7 +171,9 @@ impl Ec2Inventory {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.fail("DescribeNetworkInterfaces", target, e))?;
             for n in page.network_interfaces() {
-                let Some(id) = n.network_interface_id() else { continue };
+                let Some(id) = n.network_interface_id() else {
+                    continue;
+                };
                 out.push(TaggedResource {
                     resource: reference(
                         "network_interface",
@@ -183,7 +193,9 @@ impl Ec2Inventory {
             .await
             .map_err(|e| self.fail("DescribeAddresses", target, e))?;
         for a in addrs.addresses() {
-            let Some(id) = a.allocation_id().or(a.public_ip()) else { continue };
+            let Some(id) = a.allocation_id().or(a.public_ip()) else {
+                continue;
+            };
             out.push(TaggedResource {
                 resource: reference("public_ip", "AWS::EC2::EIP", id.to_string()),
                 tags: tags_of(a.tags()),
@@ -201,7 +213,11 @@ impl Ec2Inventory {
             for g in page.security_groups() {
                 let Some(id) = g.group_id() else { continue };
                 out.push(TaggedResource {
-                    resource: reference("security_group", "AWS::EC2::SecurityGroup", id.to_string()),
+                    resource: reference(
+                        "security_group",
+                        "AWS::EC2::SecurityGroup",
+                        id.to_string(),
+                    ),
                     tags: tags_of(g.tags()),
                 });
             }
@@ -237,7 +253,9 @@ impl Ec2Inventory {
                 if state == Some("deleted") {
                     continue;
                 }
-                let Some(id) = g.nat_gateway_id() else { continue };
+                let Some(id) = g.nat_gateway_id() else {
+                    continue;
+                };
                 out.push(TaggedResource {
                     resource: reference("nat_gateway", "AWS::EC2::NatGateway", id.to_string()),
                     tags: tags_of(g.tags()),

@@ -10,15 +10,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use cloudtest_core::outputs::{parse_outputs, OutputContext, OutputError};
 use cloudtest_core::{
     poll_until, Backoff, CreateFacts, DeploymentFacts, LeakFacts, LifecycleId, PhaseContext,
-    PhaseError, PollError, PollStep, Provider, RequirementId, ResourceRef, Secret,
-    TeardownFacts,
+    PhaseError, PollError, PollStep, Provider, RequirementId, ResourceRef, Secret, TeardownFacts,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::calls::CallCounter;
 use crate::connection::credential_source;
-use crate::errors::ErrorContext;
+use crate::errors::{AwsError, ErrorContext};
 use crate::events::{
     classify_create, classify_delete, failure_line, CreateState, DeleteState, StackEventPager,
     StackEventRecord,
@@ -52,7 +51,10 @@ impl StackPlan {
         let plain = |v: &str| ParameterValue::Plain(v.to_string());
         let mut m = BTreeMap::new();
         m.insert("RunId".to_string(), plain(&self.run_id));
-        m.insert("ExpiresAt".to_string(), plain(&expires_tag(self.expires_at)));
+        m.insert(
+            "ExpiresAt".to_string(),
+            plain(&expires_tag(self.expires_at)),
+        );
         m.insert(
             "Requirement".to_string(),
             plain(RequirementId::Cloud01.as_str()),
@@ -98,7 +100,13 @@ fn expires_tag(t: DateTime<Utc>) -> String {
 pub fn stack_name(run_id: &str) -> String {
     let mut name: String = format!("cloudtest-{run_id}")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     name.truncate(128);
     name
@@ -215,7 +223,12 @@ impl CloudFormationProvider {
                     Err(e) => return PollStep::Fail(DeleteWait::Error(e.into())),
                 };
                 if let Err(e) = Self::stream_events(stacks, name, pager, seen, cx).await {
-                    return PollStep::Fail(DeleteWait::Error(e));
+                    // The stack can finish deleting between DescribeStacks and
+                    // DescribeStackEvents; by name, a deleted stack "does not exist".
+                    return match stacks.describe(name).await {
+                        Ok(None) => PollStep::Done(()),
+                        _ => PollStep::Fail(DeleteWait::Error(e)),
+                    };
                 }
                 match classify_delete(&snap.status) {
                     DeleteState::Deleted => PollStep::Done(()),
@@ -292,7 +305,9 @@ impl CloudFormationProvider {
                     }
                 }
             }
-            Err(e) => tracing::warn!(stack = %self.stack_name, "instance types unknown, pricing will be partial: {e}"),
+            Err(e) => {
+                tracing::warn!(stack = %self.stack_name, "instance types unknown, pricing will be partial: {e}")
+            }
         }
         refs
     }
@@ -478,27 +493,34 @@ impl Provider for CloudFormationProvider {
         let mut retries = 0;
         loop {
             let attempt_token = token(&format!("delete{}", retries + 1), &self.plan.run_id);
-            self.stacks.delete(&self.stack_name, &attempt_token).await?;
-            match self.wait_deleted(cx).await {
-                Ok(()) => break,
-                Err(DeleteWait::Error(e)) => return Err(e),
-                Err(DeleteWait::DeleteFailed(snap)) => {
-                    let failed = self.failed_resources().await;
-                    let reason = snap.reason.as_deref().unwrap_or("no reason given");
-                    if retries == 0 {
-                        cx.progress(format!(
-                            "stack {} DELETE_FAILED ({reason}); failed resources: {failed}; retrying DeleteStack once",
-                            self.stack_name
-                        ));
-                        retries += 1;
-                        continue;
-                    }
-                    return Err(PhaseError::failed(format!(
-                        "stack {} DELETE_FAILED twice ({reason}); resources that could not be deleted: {failed}; delete them by hand or with `cloudtest sweep`",
-                        self.stack_name
-                    )));
-                }
+            let failure = match self.stacks.delete(&self.stack_name, &attempt_token).await {
+                Err(e) if e.is_stack_missing() => break,
+                // Emulators that delete synchronously (moto) report a resource they could not
+                // delete as the DeleteStack error instead of a DELETE_FAILED status.
+                Err(e @ AwsError::Api { .. }) => e.to_string(),
+                Err(e) => return Err(e.into()),
+                Ok(()) => match self.wait_deleted(cx).await {
+                    Ok(()) => break,
+                    Err(DeleteWait::Error(e)) => return Err(e),
+                    Err(DeleteWait::DeleteFailed(snap)) => format!(
+                        "DELETE_FAILED ({}); failed resources: {}",
+                        snap.reason.as_deref().unwrap_or("no reason given"),
+                        self.failed_resources().await
+                    ),
+                },
+            };
+            if retries == 0 {
+                cx.progress(format!(
+                    "stack {}: {failure}; retrying DeleteStack once",
+                    self.stack_name
+                ));
+                retries += 1;
+                continue;
             }
+            return Err(PhaseError::failed(format!(
+                "stack {} could not be deleted on the second attempt either: {failure}; delete what is left by hand or with `cloudtest sweep`",
+                self.stack_name
+            )));
         }
         Ok(TeardownFacts {
             deletion_ms: started.elapsed().as_millis() as u64,

@@ -72,9 +72,18 @@ impl CfnStacks {
         self.errors.credential_source = source.to_string();
     }
 
-    fn fail<E, R>(&self, op: &'static str, target: &str, err: aws_sdk_cloudformation::error::SdkError<E, R>) -> AwsError
+    fn fail<E, R>(
+        &self,
+        op: &'static str,
+        target: &str,
+        err: aws_sdk_cloudformation::error::SdkError<E, R>,
+    ) -> AwsError
     where
-        E: aws_sdk_cloudformation::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        E: aws_sdk_cloudformation::error::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
         AwsError::from_sdk(op, target, SERVICE, &self.errors, err)
@@ -106,12 +115,11 @@ impl CfnStacks {
             .send()
             .await
             .map_err(|e| self.fail("CreateStack", &req.name, e))?;
-        out.stack_id
-            .ok_or_else(|| AwsError::MissingField {
-                operation: "CreateStack",
-                target: req.name.clone(),
-                field: "StackId",
-            })
+        out.stack_id.ok_or_else(|| AwsError::MissingField {
+            operation: "CreateStack",
+            target: req.name.clone(),
+            field: "StackId",
+        })
     }
 
     /// The stack, or `None` when CloudFormation says it does not exist (by name, that is
@@ -200,7 +208,10 @@ impl CfnStacks {
                 logical_id: r.logical_resource_id.unwrap_or_default(),
                 physical_id: r.physical_resource_id.filter(|p| !p.is_empty()),
                 resource_type: r.resource_type.unwrap_or_default(),
-                status: r.resource_status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                status: r
+                    .resource_status
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
                 reason: r.resource_status_reason,
             })
             .collect())
@@ -232,7 +243,10 @@ fn snapshot(stack: Stack, asked_for: &str) -> Result<StackSnapshot, AwsError> {
         .stack_status()
         .map(|s| s.as_str().to_string())
         .ok_or_else(|| missing("StackStatus"))?;
-    let stack_id = stack.stack_id().ok_or_else(|| missing("StackId"))?.to_string();
+    let stack_id = stack
+        .stack_id()
+        .ok_or_else(|| missing("StackId"))?
+        .to_string();
     let name = stack.stack_name().unwrap_or(asked_for).to_string();
     let outputs = stack
         .outputs()

@@ -1,1 +1,244 @@
-//! placeholder
+//! `cloudtest sweep` for AWS: finds stacks and stray EC2 resources that carry a
+//! `cloudtest:run-id` tag and whose `cloudtest:expires-at` has passed (or that are older than
+//! a limit), and deletes them one by one. Untagged resources are never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use chrono::{DateTime, Utc};
+use cloudtest_core::ResourceRef;
+
+use crate::calls::CallCounter;
+use crate::connection::credential_source;
+use crate::errors::{AwsError, ErrorContext};
+use crate::inventory::{Ec2Inventory, EXPIRES_AT_TAG, RUN_ID_TAG};
+use crate::stacks::CfnStacks;
+
+/// The tag CloudFormation puts on every resource a stack created.
+const STACK_NAME_TAG: &str = "aws:cloudformation:stack-name";
+
+/// What a sweep would delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SweepTarget {
+    Stack {
+        name: String,
+        stack_id: String,
+    },
+    /// An EC2 resource no existing stack owns.
+    Resource(ResourceRef),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepItem {
+    pub region: String,
+    pub run_id: String,
+    pub target: SweepTarget,
+    /// Why it is due (`expired at ...`, `created ... , older than 6h`).
+    pub why: String,
+}
+
+/// Whether something tagged for cloudtest is due for deletion, and why. `None` when it has
+/// no run-id tag, or when neither its expiry nor its age says so.
+pub fn due(
+    tags: &BTreeMap<String, String>,
+    created: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    older_than: Option<Duration>,
+) -> Option<String> {
+    tags.get(RUN_ID_TAG)?;
+    if let Some(raw) = tags.get(EXPIRES_AT_TAG) {
+        if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+            if at.with_timezone(&Utc) <= now {
+                return Some(format!("expired at {raw}"));
+            }
+        }
+    }
+    let (limit, created) = (older_than?, created?);
+    let limit_c = chrono::Duration::from_std(limit).ok()?;
+    (now - created >= limit_c).then(|| {
+        format!(
+            "created {}, older than {}",
+            created.to_rfc3339(),
+            humantime::format_duration(limit)
+        )
+    })
+}
+
+/// Deletion order for stray resources: what holds others first, VPCs last.
+fn order(kind: &str) -> u8 {
+    match kind {
+        "instance" => 0,
+        "nat_gateway" => 1,
+        "network_interface" => 2,
+        "volume" => 3,
+        "public_ip" => 4,
+        "security_group" => 5,
+        "vpc" => 6,
+        _ => 7,
+    }
+}
+
+fn context(sdk: &SdkConfig) -> ErrorContext {
+    ErrorContext {
+        region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
+        endpoint: sdk.endpoint_url().map(str::to_string),
+        credential_source: credential_source(false),
+    }
+}
+
+/// Everything in the SDK config's region that is due: stacks first, then stray resources
+/// in a deletable order.
+pub async fn find_expired(
+    sdk: &SdkConfig,
+    now: DateTime<Utc>,
+    older_than: Option<Duration>,
+) -> Result<Vec<SweepItem>, AwsError> {
+    let errors = context(sdk);
+    let counter = CallCounter::new();
+    let stacks = CfnStacks::new(sdk, &counter, errors.clone());
+    let inventory = Ec2Inventory::new(sdk, &counter, errors.clone());
+    let mut items = Vec::new();
+
+    let mut live_stacks = BTreeSet::new();
+    for s in stacks.list_all().await? {
+        if s.status == "DELETE_COMPLETE" {
+            continue;
+        }
+        live_stacks.insert(s.name.clone());
+        let created = s
+            .creation_time
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        if let Some(why) = due(&s.tags, created, now, older_than) {
+            items.push(SweepItem {
+                region: errors.region.clone(),
+                run_id: s.tags.get(RUN_ID_TAG).cloned().unwrap_or_default(),
+                target: SweepTarget::Stack {
+                    name: s.name,
+                    stack_id: s.stack_id,
+                },
+                why,
+            });
+        }
+    }
+
+    let mut strays: Vec<SweepItem> = inventory
+        .all_cloudtest()
+        .await?
+        .into_iter()
+        // A live stack deletes its own resources.
+        .filter(|t| {
+            !t.tags
+                .get(STACK_NAME_TAG)
+                .is_some_and(|n| live_stacks.contains(n))
+        })
+        .filter_map(|t| {
+            let why = due(&t.tags, None, now, older_than)?;
+            Some(SweepItem {
+                region: errors.region.clone(),
+                run_id: t.tags.get(RUN_ID_TAG).cloned().unwrap_or_default(),
+                target: SweepTarget::Resource(t.resource),
+                why,
+            })
+        })
+        .collect();
+    strays.sort_by_key(|i| match &i.target {
+        SweepTarget::Resource(r) => order(&r.kind),
+        SweepTarget::Stack { .. } => 0,
+    });
+    items.extend(strays);
+    Ok(items)
+}
+
+/// Deletes one item: DeleteStack for a stack (deletion continues in AWS), the matching
+/// EC2 delete/terminate/release call for a stray resource.
+pub async fn delete(sdk: &SdkConfig, item: &SweepItem) -> Result<(), AwsError> {
+    let errors = context(sdk);
+    let counter = CallCounter::new();
+    match &item.target {
+        SweepTarget::Stack { name, .. } => {
+            let token = format!(
+                "cloudtest-sweep-{}",
+                crate::provider::stack_name(&item.run_id)
+            );
+            let mut token: String = token.chars().take(128).collect();
+            token.retain(|c| c.is_ascii_alphanumeric() || c == '-');
+            CfnStacks::new(sdk, &counter, errors)
+                .delete(name, &token)
+                .await
+        }
+        SweepTarget::Resource(r) => Ec2Inventory::new(sdk, &counter, errors).delete(r).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn untagged_is_never_due() {
+        let now = t("2030-01-01T00:00:00Z");
+        let untagged = tags(&[(EXPIRES_AT_TAG, "2020-01-01T00:00:00Z")]);
+        assert_eq!(
+            due(
+                &untagged,
+                Some(t("2020-01-01T00:00:00Z")),
+                now,
+                Some(Duration::from_secs(1))
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn expiry_and_age_decide() {
+        let now = t("2030-01-01T12:00:00Z");
+        let expired = tags(&[(RUN_ID_TAG, "r1"), (EXPIRES_AT_TAG, "2030-01-01T06:00:00Z")]);
+        assert_eq!(
+            due(&expired, None, now, None).as_deref(),
+            Some("expired at 2030-01-01T06:00:00Z")
+        );
+        let fresh = tags(&[(RUN_ID_TAG, "r1"), (EXPIRES_AT_TAG, "2030-01-01T18:00:00Z")]);
+        assert_eq!(
+            due(&fresh, Some(t("2030-01-01T11:00:00Z")), now, None),
+            None
+        );
+        let old = due(
+            &fresh,
+            Some(t("2030-01-01T05:00:00Z")),
+            now,
+            Some(Duration::from_secs(6 * 3600)),
+        );
+        assert!(
+            old.as_deref().is_some_and(|w| w.contains("older than 6h")),
+            "{old:?}"
+        );
+        let garbage = tags(&[(RUN_ID_TAG, "r1"), (EXPIRES_AT_TAG, "soon")]);
+        assert_eq!(due(&garbage, None, now, None), None);
+    }
+
+    #[test]
+    fn strays_are_deleted_holders_first_vpcs_last() {
+        let mut kinds = ["vpc", "instance", "security_group", "public_ip", "volume"];
+        kinds.sort_by_key(|k| order(k));
+        assert_eq!(
+            kinds,
+            ["instance", "volume", "public_ip", "security_group", "vpc"]
+        );
+    }
+}

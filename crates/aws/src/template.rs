@@ -21,7 +21,9 @@ pub enum TemplateError {
     Syntax { path: PathBuf, why: String },
     #[error("template {path} is not a mapping at the top level")]
     NotAMapping { path: PathBuf },
-    #[error("template {path} has a `Parameters` section that is not a mapping of names to declarations")]
+    #[error(
+        "template {path} has a `Parameters` section that is not a mapping of names to declarations"
+    )]
     BadParameters { path: PathBuf },
     #[error("template {path} is {size} bytes; CloudFormation accepts at most {MAX_TEMPLATE_BODY_BYTES} bytes inline (upload it to S3 or shrink it)")]
     TooLarge { path: PathBuf, size: usize },
@@ -36,7 +38,10 @@ pub struct DeclaredParameter {
 }
 
 /// Reads the `Parameters` section of a template body.
-pub fn declared_parameters(body: &str, path: &Path) -> Result<Vec<DeclaredParameter>, TemplateError> {
+pub fn declared_parameters(
+    body: &str,
+    path: &Path,
+) -> Result<Vec<DeclaredParameter>, TemplateError> {
     if body.len() > MAX_TEMPLATE_BODY_BYTES {
         return Err(TemplateError::TooLarge {
             path: path.to_path_buf(),

@@ -94,12 +94,13 @@ impl ArmConnection {
 /// `AZURE_FEDERATED_TOKEN_FILE`, then client secret), App Service and VM managed identity,
 /// then the Azure CLI login. No network call happens here; the first token request does.
 pub fn live_credential() -> Result<Arc<dyn TokenCredential>, AzureError> {
-    let chain = DefaultAzureCredentialBuilder::new()
-        .build()
-        .map_err(|e| AzureError::Credential {
-            source_name: LIVE_SOURCES.into(),
-            message: first_line(&e.to_string()),
-        })?;
+    let chain =
+        DefaultAzureCredentialBuilder::new()
+            .build()
+            .map_err(|e| AzureError::Credential {
+                source_name: LIVE_SOURCES.into(),
+                message: first_line(&e.to_string()),
+            })?;
     Ok(Arc::new(chain))
 }
 
@@ -109,7 +110,8 @@ pub const LIVE_SOURCES: &str = "azure_identity default chain (workload identity 
 
 /// Which live source will answer first, judged from the environment the way the chain does.
 pub fn describe_live_source(env: &dyn Environment) -> String {
-    let tenant_client = env.var("AZURE_TENANT_ID").is_some() && env.var("AZURE_CLIENT_ID").is_some();
+    let tenant_client =
+        env.var("AZURE_TENANT_ID").is_some() && env.var("AZURE_CLIENT_ID").is_some();
     let source = if tenant_client && env.var("AZURE_FEDERATED_TOKEN_FILE").is_some() {
         "workload identity federation (AZURE_FEDERATED_TOKEN_FILE)"
     } else if tenant_client && env.var("AZURE_CLIENT_SECRET").is_some() {
@@ -179,10 +181,12 @@ impl ArmClients {
             max_total_elapsed: Duration::from_secs(120),
             max_delay: Duration::from_secs(30),
         });
-        let mut builder = azure_mgmt_resources::package_resources_2021_04::Client::builder(conn.credential.clone())
-            .scopes(&[ARM_SCOPE])
-            .transport(transport)
-            .retry(retry);
+        let mut builder = azure_mgmt_resources::package_resources_2021_04::Client::builder(
+            conn.credential.clone(),
+        )
+        .scopes(&[ARM_SCOPE])
+        .transport(transport)
+        .retry(retry);
         if let Some(endpoint) = &conn.endpoint {
             builder = builder.endpoint(endpoint.clone());
         }
@@ -198,7 +202,12 @@ impl ArmClients {
 
     /// Classifies an error from the generated client for `operation`.
     pub fn sdk_error(&self, operation: &str, e: azure_core::Error) -> AzureError {
-        AzureError::from_sdk(operation, &self.conn.credential_source, &self.conn.subscription_id, e)
+        AzureError::from_sdk(
+            operation,
+            &self.conn.credential_source,
+            &self.conn.subscription_id,
+            e,
+        )
     }
 
     /// A bearer token for ARM, or the one-line credential error naming the source.

@@ -38,7 +38,10 @@ pub(crate) async fn start(
         .send()
         .await
         .map_err(|e| clients.sdk_error("create deployment", e))?;
-    Started::from_headers(&clients.conn.base_url()?, response.as_raw_response().headers())
+    Started::from_headers(
+        &clients.conn.base_url()?,
+        response.as_raw_response().headers(),
+    )
 }
 
 /// The deployment as ARM reports it now.
@@ -66,7 +69,11 @@ pub(crate) enum DeploymentState {
 
 pub(crate) fn state_of(d: &models::DeploymentExtended) -> DeploymentState {
     use models::deployment_properties_extended::ProvisioningState as P;
-    match d.properties.as_ref().and_then(|p| p.provisioning_state.as_ref()) {
+    match d
+        .properties
+        .as_ref()
+        .and_then(|p| p.provisioning_state.as_ref())
+    {
         Some(P::Succeeded) => DeploymentState::Succeeded,
         Some(P::Failed) => DeploymentState::Failed,
         Some(P::Canceled) => DeploymentState::Canceled,
@@ -104,7 +111,10 @@ pub(crate) fn output_resources(d: &models::DeploymentExtended, spot: bool) -> Ve
                 .map(|id| {
                     let r = resource_ref(id, None, None, false);
                     let is_vm = r.kind == "instance";
-                    ResourceRef { spot: spot && is_vm, ..r }
+                    ResourceRef {
+                        spot: spot && is_vm,
+                        ..r
+                    }
                 })
                 .collect()
         })
@@ -216,7 +226,10 @@ mod tests {
         }))
         .expect("model");
         let o = outputs(&d);
-        assert_eq!(o.get("serverAddress").map(String::as_str), Some("203.0.113.9"));
+        assert_eq!(
+            o.get("serverAddress").map(String::as_str),
+            Some("203.0.113.9")
+        );
         assert_eq!(o.get("expectedClients").map(String::as_str), Some("1"));
         assert!(!o.contains_key("nothing"));
         assert_eq!(state_of(&d), DeploymentState::Succeeded);

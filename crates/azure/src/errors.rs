@@ -243,7 +243,12 @@ mod tests {
         };
         let p = e.to_phase_error();
         assert_eq!(p.kind, PhaseErrorKind::Failed);
-        for part in ["vm-server", "Microsoft.Compute/virtualMachines", "SkuNotAvailable", "no capacity"] {
+        for part in [
+            "vm-server",
+            "Microsoft.Compute/virtualMachines",
+            "SkuNotAvailable",
+            "no capacity",
+        ] {
             assert!(p.message.contains(part), "{p}");
         }
     }

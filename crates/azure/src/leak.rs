@@ -28,7 +28,10 @@ pub fn tag_filter(tag: &str, value: &str) -> String {
 }
 
 /// Resources and resource groups tagged `cloudtest:run-id=<run_id>`.
-pub(crate) async fn find_tagged(clients: &ArmClients, run_id: &str) -> Result<Vec<ResourceRef>, AzureError> {
+pub(crate) async fn find_tagged(
+    clients: &ArmClients,
+    run_id: &str,
+) -> Result<Vec<ResourceRef>, AzureError> {
     let filter = tag_filter(RUN_ID_TAG, run_id);
     let sub = clients.conn.subscription_id.clone();
     let mut out = Vec::new();
@@ -43,12 +46,22 @@ pub(crate) async fn find_tagged(clients: &ArmClients, run_id: &str) -> Result<Ve
         let page = page.map_err(|e| clients.sdk_error("list tagged resource groups", e))?;
         for g in page.value {
             if let Some(id) = g.id.as_deref() {
-                out.push(resource_ref(id, Some("Microsoft.Resources/resourceGroups"), None, false));
+                out.push(resource_ref(
+                    id,
+                    Some("Microsoft.Resources/resourceGroups"),
+                    None,
+                    false,
+                ));
             }
         }
     }
 
-    let mut resources = clients.mgmt.resources_client().list(sub).filter(filter).into_stream();
+    let mut resources = clients
+        .mgmt
+        .resources_client()
+        .list(sub)
+        .filter(filter)
+        .into_stream();
     while let Some(page) = resources.next().await {
         let page = page.map_err(|e| clients.sdk_error("list tagged resources", e))?;
         for r in page.value {

@@ -16,6 +16,7 @@ mod lro;
 mod parameters;
 pub mod resource_group;
 pub mod resource_kind;
+pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -77,7 +78,10 @@ impl ArmProvider {
         let clients = ArmClients::new(conn)?;
         let group = resource_group::group_name(&plan.run_id);
         // ARM deployment names are at most 64 characters.
-        let deployment: String = format!("cloudtest-{}", plan.run_id).chars().take(64).collect();
+        let deployment: String = format!("cloudtest-{}", plan.run_id)
+            .chars()
+            .take(64)
+            .collect();
         Ok(Self {
             clients,
             plan,
@@ -108,7 +112,9 @@ impl ArmProvider {
     }
 
     fn expires_at(&self) -> String {
-        self.plan.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        self.plan
+            .expires_at
+            .to_rfc3339_opts(SecondsFormat::Secs, true)
     }
 
     fn parameters(&self) -> Result<serde_json::Map<String, serde_json::Value>, AzureError> {
@@ -116,8 +122,14 @@ impl ArmProvider {
         let mut offered = vec![
             ("runId", Offered::Plain(p.run_id.clone())),
             ("expiresAt", Offered::Plain(self.expires_at())),
-            ("requirement", Offered::Plain(RequirementId::Cloud02.as_str().into())),
-            ("velociraptorVersion", Offered::Plain(p.velociraptor_version.clone())),
+            (
+                "requirement",
+                Offered::Plain(RequirementId::Cloud02.as_str().into()),
+            ),
+            (
+                "velociraptorVersion",
+                Offered::Plain(p.velociraptor_version.clone()),
+            ),
             ("adminUser", Offered::Plain(p.admin_user.clone())),
             ("adminPassword", Offered::Secret(p.admin_password.clone())),
             ("allowedCidr", Offered::Plain(p.allowed_cidr.clone())),
@@ -136,7 +148,8 @@ impl ArmProvider {
 
     /// Turns a failed deployment into the first failed resource's type, code and message.
     async fn explain_failure(&self, fallback: AzureError) -> AzureError {
-        match deployment::first_failed_operation(&self.clients, &self.group, &self.deployment).await {
+        match deployment::first_failed_operation(&self.clients, &self.group, &self.deployment).await
+        {
             Ok(Some(f)) => AzureError::DeploymentFailed {
                 deployment: self.deployment.clone(),
                 resource: f.resource,
@@ -188,9 +201,16 @@ impl ArmProvider {
     async fn do_create(&mut self, cx: &PhaseContext) -> Result<CreateFacts, AzureError> {
         // Validate inputs before creating anything.
         let parameters = self.parameters()?;
-        cx.progress(format!("creating resource group {} in {}", self.group, self.plan.location));
-        resource_group::create(&self.clients, &self.group, &self.plan.location, self.tags()).await?;
-        cx.progress(format!("starting deployment {} (incremental)", self.deployment));
+        cx.progress(format!(
+            "creating resource group {} in {}",
+            self.group, self.plan.location
+        ));
+        resource_group::create(&self.clients, &self.group, &self.plan.location, self.tags())
+            .await?;
+        cx.progress(format!(
+            "starting deployment {} (incremental)",
+            self.deployment
+        ));
         let started = deployment::start(
             &self.clients,
             &self.group,
@@ -218,7 +238,9 @@ impl ArmProvider {
         };
         match waited {
             Ok(()) => {}
-            Err(e @ AzureError::OperationFailed { .. }) => return Err(self.explain_failure(e).await),
+            Err(e @ AzureError::OperationFailed { .. }) => {
+                return Err(self.explain_failure(e).await)
+            }
             Err(e) => return Err(e),
         }
         let d = deployment::get(&self.clients, &self.group, &self.deployment).await?;
@@ -249,7 +271,10 @@ impl ArmProvider {
     async fn do_teardown(&mut self, cx: &PhaseContext) -> Result<TeardownFacts, AzureError> {
         let begun = Instant::now();
         if !resource_group::exists(&self.clients, &self.group).await? {
-            cx.progress(format!("resource group {} does not exist: nothing to delete", self.group));
+            cx.progress(format!(
+                "resource group {} does not exist: nothing to delete",
+                self.group
+            ));
             return Ok(TeardownFacts {
                 deletion_ms: 0,
                 resources_deleted: vec![],
@@ -263,13 +288,27 @@ impl ArmProvider {
                 vec![]
             }
         };
-        cx.progress(format!("deleting resource group {} ({} resources)", self.group, resources.len()));
+        cx.progress(format!(
+            "deleting resource group {} ({} resources)",
+            self.group,
+            resources.len()
+        ));
         if let Some(started) = resource_group::begin_delete(&self.clients, &self.group).await? {
-            lro::wait(&self.clients, cx, "delete resource group", started, self.plan.poll).await?;
+            lro::wait(
+                &self.clients,
+                cx,
+                "delete resource group",
+                started,
+                self.plan.poll,
+            )
+            .await?;
         }
         resource_group::wait_gone(&self.clients, cx, &self.group, self.plan.poll).await?;
         let deletion_ms = u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
-        cx.progress(format!("resource group {} gone after {deletion_ms} ms", self.group));
+        cx.progress(format!(
+            "resource group {} gone after {deletion_ms} ms",
+            self.group
+        ));
         Ok(TeardownFacts {
             deletion_ms,
             resources_deleted: resources,

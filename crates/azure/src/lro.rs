@@ -216,7 +216,10 @@ async fn poll_once(
         Err(e) => return pending(format!("HTTP {status}, body unreadable: {e}"), retry_after),
     };
     if status == 429 || status == 408 || (500..600).contains(&status) {
-        return pending(format!("HTTP {status} (throttled or transient)"), retry_after);
+        return pending(
+            format!("HTTP {status} (throttled or transient)"),
+            retry_after,
+        );
     }
     if !(200..300).contains(&status) {
         let err = error_from_body(&body);
@@ -294,10 +297,13 @@ mod tests {
 
     #[test]
     fn location_alone_and_relative_urls_resolve_against_the_endpoint() {
-        let s = Started::from_values(&base(), None, Some("/operationresults/x"), None).expect("parse");
+        let s =
+            Started::from_values(&base(), None, Some("/operationresults/x"), None).expect("parse");
         assert_eq!(
             s.monitor,
-            Monitor::Location(url::Url::parse("http://127.0.0.1:9/operationresults/x").expect("url"))
+            Monitor::Location(
+                url::Url::parse("http://127.0.0.1:9/operationresults/x").expect("url")
+            )
         );
         let none = Started::from_values(&base(), None, None, Some("soon")).expect("parse");
         assert_eq!(none.monitor, Monitor::None);

@@ -61,7 +61,8 @@ pub(crate) fn build(
 
     let mut out = Map::new();
     for (name, value) in chosen {
-        let Some((declared_name, decl)) = declared.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name))
+        let Some((declared_name, decl)) =
+            declared.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name))
         else {
             tracing::debug!(parameter = %name, "template does not declare it; not sent");
             continue;
@@ -155,8 +156,13 @@ mod tests {
 
     #[test]
     fn a_template_without_parameters_gets_none() {
-        let p = build("t.json", &json!({"resources": []}), vec![("runId", Offered::Plain("r".into()))], &BTreeMap::new())
-            .expect("builds");
+        let p = build(
+            "t.json",
+            &json!({"resources": []}),
+            vec![("runId", Offered::Plain("r".into()))],
+            &BTreeMap::new(),
+        )
+        .expect("builds");
         assert!(p.is_empty());
     }
 }

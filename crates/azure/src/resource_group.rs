@@ -55,7 +55,10 @@ pub(crate) async fn exists(clients: &ArmClients, name: &str) -> Result<bool, Azu
 }
 
 /// Resources in the group now (for the teardown facts).
-pub(crate) async fn resources(clients: &ArmClients, name: &str) -> Result<Vec<ResourceRef>, AzureError> {
+pub(crate) async fn resources(
+    clients: &ArmClients,
+    name: &str,
+) -> Result<Vec<ResourceRef>, AzureError> {
     let mut pages = clients
         .mgmt
         .resources_client()
@@ -76,7 +79,10 @@ pub(crate) async fn resources(clients: &ArmClients, name: &str) -> Result<Vec<Re
 }
 
 /// Sends the DELETE; `None` when the group was already gone (404).
-pub(crate) async fn begin_delete(clients: &ArmClients, name: &str) -> Result<Option<Started>, AzureError> {
+pub(crate) async fn begin_delete(
+    clients: &ArmClients,
+    name: &str,
+) -> Result<Option<Started>, AzureError> {
     match clients
         .mgmt
         .resource_groups_client()
@@ -126,4 +132,3 @@ pub(crate) async fn wait_gone(
         }),
     }
 }
-

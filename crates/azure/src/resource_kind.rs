@@ -22,7 +22,10 @@ pub fn kind_for_type(arm_type: &str) -> &'static str {
 /// group id → `Microsoft.Resources/resourceGroups`.
 pub fn type_from_id(id: &str) -> String {
     let parts: Vec<&str> = id.trim_matches('/').split('/').collect();
-    if let Some(p) = parts.iter().rposition(|s| s.eq_ignore_ascii_case("providers")) {
+    if let Some(p) = parts
+        .iter()
+        .rposition(|s| s.eq_ignore_ascii_case("providers"))
+    {
         let rest = &parts[p + 1..];
         if let Some(ns) = rest.first() {
             // namespace, then alternating type/name segments: keep the types.
@@ -39,8 +42,15 @@ pub fn type_from_id(id: &str) -> String {
 }
 
 /// A [`ResourceRef`] for an ARM resource.
-pub fn resource_ref(id: &str, arm_type: Option<&str>, sku: Option<String>, spot: bool) -> ResourceRef {
-    let cloud_type = arm_type.map(str::to_string).unwrap_or_else(|| type_from_id(id));
+pub fn resource_ref(
+    id: &str,
+    arm_type: Option<&str>,
+    sku: Option<String>,
+    spot: bool,
+) -> ResourceRef {
+    let cloud_type = arm_type
+        .map(str::to_string)
+        .unwrap_or_else(|| type_from_id(id));
     ResourceRef {
         kind: kind_for_type(&cloud_type).to_string(),
         cloud_type,
@@ -56,8 +66,14 @@ mod tests {
 
     #[test]
     fn types_map_to_kinds() {
-        assert_eq!(kind_for_type("Microsoft.Compute/virtualMachines"), "instance");
-        assert_eq!(kind_for_type("microsoft.network/publicIPAddresses"), "public_ip");
+        assert_eq!(
+            kind_for_type("Microsoft.Compute/virtualMachines"),
+            "instance"
+        );
+        assert_eq!(
+            kind_for_type("microsoft.network/publicIPAddresses"),
+            "public_ip"
+        );
         assert_eq!(kind_for_type("Microsoft.Network/virtualNetworks"), "vnet");
         assert_eq!(kind_for_type("Microsoft.Storage/storageAccounts"), "other");
     }
@@ -68,7 +84,10 @@ mod tests {
             type_from_id("/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm/extensions/boot"),
             "Microsoft.Compute/virtualMachines/extensions"
         );
-        assert_eq!(type_from_id("/subscriptions/s/resourceGroups/g"), "Microsoft.Resources/resourceGroups");
+        assert_eq!(
+            type_from_id("/subscriptions/s/resourceGroups/g"),
+            "Microsoft.Resources/resourceGroups"
+        );
         assert_eq!(type_from_id("nonsense"), "");
     }
 }

@@ -27,7 +27,9 @@ const RUN: &str = "r1";
 // ---------- fixtures ----------
 
 fn fixture(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/azure").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/azure")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("fixture is JSON")
 }
@@ -38,7 +40,9 @@ fn example_body(name: &str, status: &str) -> Value {
 }
 
 fn example_header(name: &str, status: &str, header: &str) -> Option<String> {
-    fixture(name)["responses"][status]["headers"][header].as_str().map(str::to_string)
+    fixture(name)["responses"][status]["headers"][header]
+        .as_str()
+        .map(str::to_string)
 }
 
 // ---------- fixture server ----------
@@ -59,11 +63,19 @@ struct Reply {
 }
 
 fn reply(status: u16, body: Value) -> Reply {
-    Reply { status, headers: vec![], body: Some(body) }
+    Reply {
+        status,
+        headers: vec![],
+        body: Some(body),
+    }
 }
 
 fn empty(status: u16) -> Reply {
-    Reply { status, headers: vec![], body: None }
+    Reply {
+        status,
+        headers: vec![],
+        body: None,
+    }
 }
 
 impl Reply {
@@ -86,7 +98,10 @@ fn serve(script: Arc<Script>) -> Server {
     let (tx, rx) = std::sync::mpsc::channel();
     let log2 = log.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -132,7 +147,10 @@ fn serve(script: Arc<Script>) -> Server {
 }
 
 fn count(before: &[Seen], method: &str, path_end: &str) -> usize {
-    before.iter().filter(|s| s.method == method && s.path.ends_with(path_end)).count()
+    before
+        .iter()
+        .filter(|s| s.method == method && s.path.ends_with(path_end))
+        .count()
 }
 
 // ---------- provider under test ----------
@@ -141,10 +159,18 @@ struct NoProbe;
 
 #[async_trait]
 impl ServerProbe for NoProbe {
-    async fn health(&self, _: &PhaseContext, _: &DeploymentFacts) -> Result<HealthFacts, PhaseError> {
+    async fn health(
+        &self,
+        _: &PhaseContext,
+        _: &DeploymentFacts,
+    ) -> Result<HealthFacts, PhaseError> {
         Err(PhaseError::error("not probed in replay"))
     }
-    async fn enrollment(&self, _: &PhaseContext, _: &DeploymentFacts) -> Result<EnrollmentFacts, PhaseError> {
+    async fn enrollment(
+        &self,
+        _: &PhaseContext,
+        _: &DeploymentFacts,
+    ) -> Result<EnrollmentFacts, PhaseError> {
         Err(PhaseError::error("not probed in replay"))
     }
 }
@@ -191,7 +217,9 @@ fn provider(server: &Server, token: &str) -> ArmProvider {
         velociraptor_sha256: None,
         allowed_cidr: "198.51.100.7/32".into(),
         use_spot: false,
-        expires_at: chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z").expect("date").to_utc(),
+        expires_at: chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z")
+            .expect("date")
+            .to_utc(),
         poll: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
     };
     ArmProvider::new(conn, plan).expect("provider")
@@ -207,9 +235,14 @@ fn lifecycle_script(deployment_body: Value, res_list: Value) -> Arc<Script> {
         let dep = format!("{rg}/providers/Microsoft.Resources/deployments/cloudtest-{RUN}");
         match (s.method.as_str(), s.path.as_str()) {
             ("PUT", p) if p == rg => reply(201, example_body("CreateResourceGroup.json", "201")),
-            ("PUT", p) if p == dep => reply(201, example_body("PutDeploymentResourceGroup.json", "201"))
-                .header("azure-asyncoperation", &format!("{base}/operations/deploy-1"))
-                .header("retry-after", "0"),
+            ("PUT", p) if p == dep => {
+                reply(201, example_body("PutDeploymentResourceGroup.json", "201"))
+                    .header(
+                        "azure-asyncoperation",
+                        &format!("{base}/operations/deploy-1"),
+                    )
+                    .header("retry-after", "0")
+            }
             ("GET", "/operations/deploy-1") => {
                 // Operation-status resource as ARM documents it (not part of the examples).
                 if count(before, "GET", "/operations/deploy-1") == 0 {
@@ -220,25 +253,45 @@ fn lifecycle_script(deployment_body: Value, res_list: Value) -> Arc<Script> {
             }
             ("GET", p) if p == dep => reply(200, deployment_body.clone()),
             ("HEAD", p) if p == rg => {
-                if count(before, "DELETE", &rg) == 0 { empty(204) } else { empty(404) }
+                if count(before, "DELETE", &rg) == 0 {
+                    empty(204)
+                } else {
+                    empty(404)
+                }
             }
-            ("GET", p) if p == format!("/subscriptions/{SUB}/resourceGroups/cloudtest-{RUN}/resources") => {
+            ("GET", p)
+                if p == format!(
+                    "/subscriptions/{SUB}/resourceGroups/cloudtest-{RUN}/resources"
+                ) =>
+            {
                 reply(200, example_body("ListResources.json", "200"))
             }
             ("DELETE", p) if p == rg => {
                 // ResourceGroups_Delete: 202 + Location, like DeleteDeployments.json.
-                let loc = example_header("DeleteDeployments.json", "202", "location").expect("location");
+                let loc =
+                    example_header("DeleteDeployments.json", "202", "location").expect("location");
                 let path = url::Url::parse(&loc).expect("url").path().to_string();
-                empty(202).header("location", &format!("{base}{path}")).header("retry-after", "0")
+                empty(202)
+                    .header("location", &format!("{base}{path}"))
+                    .header("retry-after", "0")
             }
             ("GET", "/operationstatus") => {
-                if count(before, "GET", "/operationstatus") == 0 { empty(202) } else { empty(200) }
+                if count(before, "GET", "/operationstatus") == 0 {
+                    empty(202)
+                } else {
+                    empty(200)
+                }
             }
             ("GET", p) if p == format!("/subscriptions/{SUB}/resourcegroups") => {
                 reply(200, example_body("ListResourceGroups.json", "200"))
             }
-            ("GET", p) if p == format!("/subscriptions/{SUB}/resources") => reply(200, res_list.clone()),
-            _ => reply(404, json!({"error": {"code": "NotInScript", "message": format!("{} {}", s.method, s.path)}})),
+            ("GET", p) if p == format!("/subscriptions/{SUB}/resources") => {
+                reply(200, res_list.clone())
+            }
+            _ => reply(
+                404,
+                json!({"error": {"code": "NotInScript", "message": format!("{} {}", s.method, s.path)}}),
+            ),
         }
     })
 }
@@ -261,7 +314,9 @@ fn base64_encode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::new();
     for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -285,31 +340,59 @@ async fn microsoft_examples_parse_through_the_whole_lifecycle() {
 
     let created = p.create(&cx(Phase::Create)).await.expect("create");
     assert_eq!(created.run_id, RUN);
-    assert!(created.deployment_id.ends_with("/deployments/cloudtest-r1"), "{}", created.deployment_id);
+    assert!(
+        created.deployment_id.ends_with("/deployments/cloudtest-r1"),
+        "{}",
+        created.deployment_id
+    );
 
     // The example deployment succeeds but has none of our outputs: the error names one.
-    let err = p.wait_ready(&cx(Phase::WaitReady)).await.expect_err("no outputs");
+    let err = p
+        .wait_ready(&cx(Phase::WaitReady))
+        .await
+        .expect_err("no outputs");
     assert_eq!(err.kind, PhaseErrorKind::Failed);
     assert!(err.message.contains("ServerAddress"), "{err}");
 
     let torn = p.teardown(&cx(Phase::Teardown)).await.expect("teardown");
-    assert!(torn.resources_deleted.is_empty(), "ListResources example is empty");
+    assert!(
+        torn.resources_deleted.is_empty(),
+        "ListResources example is empty"
+    );
 
-    let leak = p.leak_check(&cx(Phase::LeakCheck)).await.expect("leak check");
+    let leak = p
+        .leak_check(&cx(Phase::LeakCheck))
+        .await
+        .expect("leak check");
     assert!(leak.remaining.is_empty());
 
     let log = server.log.lock().expect("log").clone();
-    assert!(log.iter().all(|s| s.authorization.as_deref() == Some("Bearer replay-token")));
-    assert!(log.iter().all(|s| !s.path.starts_with("/subscriptions") || s.query.contains("api-version=2021-04-01")),
-        "every ARM call pins api-version 2021-04-01");
+    assert!(log
+        .iter()
+        .all(|s| s.authorization.as_deref() == Some("Bearer replay-token")));
+    assert!(
+        log.iter()
+            .all(|s| !s.path.starts_with("/subscriptions")
+                || s.query.contains("api-version=2021-04-01")),
+        "every ARM call pins api-version 2021-04-01"
+    );
 
     // What was sent: tags on the group, incremental mode, declared parameters only, typed.
-    let rg_put = log.iter().find(|s| s.method == "PUT" && s.path.ends_with("cloudtest-r1")).expect("rg put");
+    let rg_put = log
+        .iter()
+        .find(|s| s.method == "PUT" && s.path.ends_with("cloudtest-r1"))
+        .expect("rg put");
     assert_eq!(rg_put.body["tags"]["cloudtest:run-id"], "r1");
     assert_eq!(rg_put.body["tags"]["cloudtest:requirement"], "CLOUD-02");
-    assert_eq!(rg_put.body["tags"]["cloudtest:expires-at"], "2026-11-30T12:00:00Z");
+    assert_eq!(
+        rg_put.body["tags"]["cloudtest:expires-at"],
+        "2026-11-30T12:00:00Z"
+    );
     assert_eq!(rg_put.body["location"], "eastus");
-    let dep_put = log.iter().find(|s| s.method == "PUT" && s.path.contains("/deployments/")).expect("deployment put");
+    let dep_put = log
+        .iter()
+        .find(|s| s.method == "PUT" && s.path.contains("/deployments/"))
+        .expect("deployment put");
     assert_eq!(dep_put.body["properties"]["mode"], "Incremental");
     assert_eq!(
         dep_put.body["properties"]["parameters"],
@@ -321,17 +404,29 @@ async fn microsoft_examples_parse_through_the_whole_lifecycle() {
         })
     );
     // The deployment PUT is sent once: polling goes to the Azure-AsyncOperation URL.
-    assert_eq!(log.iter().filter(|s| s.method == "PUT" && s.path.contains("/deployments/")).count(), 1);
+    assert_eq!(
+        log.iter()
+            .filter(|s| s.method == "PUT" && s.path.contains("/deployments/"))
+            .count(),
+        1
+    );
     // Teardown waited: Location polled until done, then HEAD answered 404.
     assert_eq!(count(&log, "GET", "/operationstatus"), 2);
     let leak_queries: Vec<&Seen> = log.iter().filter(|s| s.query.contains("filter")).collect();
-    assert_eq!(leak_queries.len(), 2, "resource groups and resources, by tag");
+    assert_eq!(
+        leak_queries.len(),
+        2,
+        "resource groups and resources, by tag"
+    );
     for q in leak_queries {
         let decoded = url::form_urlencoded::parse(q.query.as_bytes())
             .find(|(k, _)| k == "$filter")
             .map(|(_, v)| v.into_owned())
             .expect("$filter");
-        assert_eq!(decoded, "tagName eq 'cloudtest:run-id' and tagValue eq 'r1'");
+        assert_eq!(
+            decoded,
+            "tagName eq 'cloudtest:run-id' and tagValue eq 'r1'"
+        );
     }
 }
 
@@ -352,7 +447,10 @@ async fn example_shaped_deployment_with_our_outputs_gives_typed_facts() {
     assert_eq!(facts.admin_user, "cloudtest-admin");
     // The example's outputResources become priced resource refs.
     assert_eq!(facts.resources.len(), 1);
-    assert_eq!(facts.resources[0].cloud_type, "Microsoft.Storage/storageAccounts");
+    assert_eq!(
+        facts.resources[0].cloud_type,
+        "Microsoft.Storage/storageAccounts"
+    );
     assert_eq!(facts.resources[0].kind, "other");
 }
 
@@ -365,9 +463,15 @@ async fn leak_check_reports_every_tagged_resource_by_id_and_kind() {
         {"id": format!("/subscriptions/{SUB}/resourceGroups/cloudtest-r1/providers/Microsoft.Network/publicIPAddresses/vr-ip"),
          "name": "vr-ip", "type": "Microsoft.Network/publicIPAddresses", "location": "eastus"}
     ]});
-    let server = serve(lifecycle_script(example_body("PutDeploymentResourceGroup.json", "200"), leaked));
+    let server = serve(lifecycle_script(
+        example_body("PutDeploymentResourceGroup.json", "200"),
+        leaked,
+    ));
     let mut p = provider(&server, TOKEN);
-    let leak = p.leak_check(&cx(Phase::LeakCheck)).await.expect("leak check");
+    let leak = p
+        .leak_check(&cx(Phase::LeakCheck))
+        .await
+        .expect("leak check");
     let kinds: Vec<&str> = leak.remaining.iter().map(|r| r.kind.as_str()).collect();
     assert_eq!(kinds, ["instance", "public_ip"]);
     assert!(leak.remaining[0].id.ends_with("/vr-server"));
@@ -380,31 +484,53 @@ async fn failed_deployment_names_first_failed_resource_type_code_and_message() {
         let dep = format!("{rg}/providers/Microsoft.Resources/deployments/cloudtest-{RUN}");
         match (s.method.as_str(), s.path.as_str()) {
             ("PUT", p) if p == rg => reply(201, example_body("CreateResourceGroup.json", "201")),
-            ("PUT", p) if p == dep => reply(201, example_body("PutDeploymentResourceGroup.json", "201"))
-                .header("azure-asyncoperation", &format!("{base}/operations/deploy-1")),
-            ("GET", "/operations/deploy-1") => reply(200, json!({"status": "Failed", "error": {
-                "code": "DeploymentFailed", "message": "At least one resource deployment operation failed."}})),
-            ("GET", p) if p == format!("{dep}/operations") => reply(200, json!({"value": [
-                {"id": format!("{dep}/operations/A"), "operationId": "A", "properties": {
-                    "provisioningOperation": "Create", "provisioningState": "Succeeded",
-                    "timestamp": "2020-06-05T01:20:01.723776Z", "statusCode": "OK",
-                    "targetResource": {"id": "/x/vnet", "resourceType": "Microsoft.Network/virtualNetworks", "resourceName": "vr-vnet"}}},
-                {"id": format!("{dep}/operations/B"), "operationId": "B", "properties": {
-                    "provisioningOperation": "Create", "provisioningState": "Failed",
-                    "timestamp": "2020-06-05T01:20:02.723776Z", "statusCode": "Conflict",
-                    "statusMessage": {"status": "Failed", "error": {"code": "SkuNotAvailable",
-                        "message": "The requested VM size Standard_B2s is not available in location eastus."}},
-                    "targetResource": {"id": "/x/vm", "resourceType": "Microsoft.Compute/virtualMachines", "resourceName": "vr-server"}}}
-            ]})),
-            _ => reply(404, json!({"error": {"code": "NotInScript", "message": s.path.clone()}})),
+            ("PUT", p) if p == dep => {
+                reply(201, example_body("PutDeploymentResourceGroup.json", "201")).header(
+                    "azure-asyncoperation",
+                    &format!("{base}/operations/deploy-1"),
+                )
+            }
+            ("GET", "/operations/deploy-1") => reply(
+                200,
+                json!({"status": "Failed", "error": {
+                "code": "DeploymentFailed", "message": "At least one resource deployment operation failed."}}),
+            ),
+            // DeploymentOperations_List lives outside `providers/Microsoft.Resources`.
+            ("GET", p) if p == format!("{rg}/deployments/cloudtest-{RUN}/operations") => reply(
+                200,
+                json!({"value": [
+                    {"id": format!("{dep}/operations/A"), "operationId": "A", "properties": {
+                        "provisioningOperation": "Create", "provisioningState": "Succeeded",
+                        "timestamp": "2020-06-05T01:20:01.723776Z", "statusCode": "OK",
+                        "targetResource": {"id": "/x/vnet", "resourceType": "Microsoft.Network/virtualNetworks", "resourceName": "vr-vnet"}}},
+                    {"id": format!("{dep}/operations/B"), "operationId": "B", "properties": {
+                        "provisioningOperation": "Create", "provisioningState": "Failed",
+                        "timestamp": "2020-06-05T01:20:02.723776Z", "statusCode": "Conflict",
+                        "statusMessage": {"status": "Failed", "error": {"code": "SkuNotAvailable",
+                            "message": "The requested VM size Standard_B2s is not available in location eastus."}},
+                        "targetResource": {"id": "/x/vm", "resourceType": "Microsoft.Compute/virtualMachines", "resourceName": "vr-server"}}}
+                ]}),
+            ),
+            _ => reply(
+                404,
+                json!({"error": {"code": "NotInScript", "message": s.path.clone()}}),
+            ),
         }
     });
     let server = serve(script);
     let mut p = provider(&server, TOKEN);
     p.create(&cx(Phase::Create)).await.expect("create");
-    let err = p.wait_ready(&cx(Phase::WaitReady)).await.expect_err("fails");
+    let err = p
+        .wait_ready(&cx(Phase::WaitReady))
+        .await
+        .expect_err("fails");
     assert_eq!(err.kind, PhaseErrorKind::Failed);
-    for part in ["vr-server", "Microsoft.Compute/virtualMachines", "SkuNotAvailable", "Standard_B2s is not available"] {
+    for part in [
+        "vr-server",
+        "Microsoft.Compute/virtualMachines",
+        "SkuNotAvailable",
+        "Standard_B2s is not available",
+    ] {
         assert!(err.message.contains(part), "missing {part}: {err}");
     }
 }
@@ -421,7 +547,10 @@ async fn rejected_token_is_one_error_line_naming_the_credential_source() {
     assert!(!err.message.contains('\n'), "{err}");
     // Nothing was created, so teardown finds no group and succeeds with nothing deleted?
     // Not here: the token is rejected everywhere, and teardown says so instead of guessing.
-    let td = p.teardown(&cx(Phase::Teardown)).await.expect_err("still 401");
+    let td = p
+        .teardown(&cx(Phase::Teardown))
+        .await
+        .expect_err("still 401");
     assert!(td.message.contains("static token"), "{td}");
 }
 
@@ -429,11 +558,17 @@ async fn rejected_token_is_one_error_line_naming_the_credential_source() {
 async fn teardown_of_a_group_that_never_existed_succeeds() {
     let script: Arc<Script> = Arc::new(|s: &Seen, _: &[Seen], _: &str| match s.method.as_str() {
         "HEAD" => empty(404),
-        _ => reply(500, json!({"error": {"code": "Unexpected", "message": s.path.clone()}})),
+        _ => reply(
+            500,
+            json!({"error": {"code": "Unexpected", "message": s.path.clone()}}),
+        ),
     });
     let server = serve(script);
     let mut p = provider(&server, TOKEN);
-    let td = p.teardown(&cx(Phase::Teardown)).await.expect("nothing to delete");
+    let td = p
+        .teardown(&cx(Phase::Teardown))
+        .await
+        .expect("nothing to delete");
     assert!(td.resources_deleted.is_empty());
     assert_eq!(server.log.lock().expect("log").len(), 1, "only the HEAD");
 }
@@ -443,31 +578,66 @@ async fn throttling_retry_after_is_honoured_by_the_pipeline_and_the_poller() {
     let script: Arc<Script> = Arc::new(|s: &Seen, before: &[Seen], base: &str| {
         let rg = format!("/subscriptions/{SUB}/resourcegroups/cloudtest-{RUN}");
         let dep = format!("{rg}/providers/Microsoft.Resources/deployments/cloudtest-{RUN}");
-        let throttled = || reply(429, json!({"error": {"code": "TooManyRequests", "message": "throttled"}}))
-            .header("retry-after", "30");
+        let throttled = || {
+            reply(
+                429,
+                json!({"error": {"code": "TooManyRequests", "message": "throttled"}}),
+            )
+            .header("retry-after", "30")
+        };
         match (s.method.as_str(), s.path.as_str()) {
             ("PUT", p) if p == rg && count(before, "PUT", &rg) == 0 => throttled(),
             ("PUT", p) if p == rg => reply(201, example_body("CreateResourceGroup.json", "201")),
-            ("PUT", p) if p == dep => reply(201, example_body("PutDeploymentResourceGroup.json", "201"))
-                .header("azure-asyncoperation", &format!("{base}/operations/deploy-1")),
-            ("GET", "/operations/deploy-1") if count(before, "GET", "/operations/deploy-1") == 0 => throttled(),
+            ("PUT", p) if p == dep => {
+                reply(201, example_body("PutDeploymentResourceGroup.json", "201")).header(
+                    "azure-asyncoperation",
+                    &format!("{base}/operations/deploy-1"),
+                )
+            }
+            ("GET", "/operations/deploy-1")
+                if count(before, "GET", "/operations/deploy-1") == 0 =>
+            {
+                throttled()
+            }
             ("GET", "/operations/deploy-1") => reply(200, json!({"status": "Succeeded"})),
-            ("GET", p) if p == dep => reply(200, with_outputs(example_body("PutDeploymentResourceGroup.json", "200"))),
-            _ => reply(404, json!({"error": {"code": "NotInScript", "message": s.path.clone()}})),
+            ("GET", p) if p == dep => reply(
+                200,
+                with_outputs(example_body("PutDeploymentResourceGroup.json", "200")),
+            ),
+            _ => reply(
+                404,
+                json!({"error": {"code": "NotInScript", "message": s.path.clone()}}),
+            ),
         }
     });
     let server = serve(script);
     let mut p = provider(&server, TOKEN);
 
     let t0 = tokio::time::Instant::now();
-    p.create(&cx(Phase::Create)).await.expect("create after one 429");
-    assert!(t0.elapsed() >= Duration::from_secs(30), "pipeline waited {:?}", t0.elapsed());
+    p.create(&cx(Phase::Create))
+        .await
+        .expect("create after one 429");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(30),
+        "pipeline waited {:?}",
+        t0.elapsed()
+    );
 
     let t1 = tokio::time::Instant::now();
-    p.wait_ready(&cx(Phase::WaitReady)).await.expect("ready after one 429");
-    assert!(t1.elapsed() >= Duration::from_secs(30), "poller waited {:?}", t1.elapsed());
+    p.wait_ready(&cx(Phase::WaitReady))
+        .await
+        .expect("ready after one 429");
+    assert!(
+        t1.elapsed() >= Duration::from_secs(30),
+        "poller waited {:?}",
+        t1.elapsed()
+    );
 
     let log = server.log.lock().expect("log").clone();
-    assert_eq!(count(&log, "PUT", &format!("cloudtest-{RUN}")), 2, "one 429, one retry");
+    assert_eq!(
+        count(&log, "PUT", &format!("resourcegroups/cloudtest-{RUN}")),
+        2,
+        "one 429, one retry"
+    );
     assert_eq!(count(&log, "GET", "/operations/deploy-1"), 2);
 }

@@ -74,13 +74,25 @@ pub struct RunPlan {
     pub velociraptor_version: String,
     pub velociraptor_sha256: Option<String>,
     pub admin_user: String,
-    pub admin_password: Secret,
+    /// `CLOUDTEST_ADMIN_PASSWORD` when set; otherwise every lifecycle gets its own.
+    pub admin_password: Option<Secret>,
     /// Set in mock mode and when configured; live runs without it discover the address.
     pub allowed_cidr: Option<String>,
     pub monthly_budget_usd: f64,
 }
 
 impl RunPlan {
+    /// The admin password for one lifecycle: the user's, or a fresh random one (28
+    /// characters), registered with the log redactor either way.
+    pub fn lifecycle_password(&self) -> Secret {
+        let secret = self
+            .admin_password
+            .clone()
+            .unwrap_or_else(|| Secret::generate_password(28));
+        crate::redact::register(secret.expose());
+        secret
+    }
+
     pub fn build(args: &RunArgs) -> Result<RunPlan> {
         Self::build_with(args, &ProcessEnvironment, Utc::now())
     }
@@ -226,9 +238,9 @@ impl RunPlan {
                 if p.len() < 24 {
                     tracing::warn!("{ADMIN_PASSWORD_ENV} is shorter than 24 characters; the templates may reject it");
                 }
-                Secret::new(p)
+                Some(Secret::new(p))
             }
-            None => Secret::generate_password(28),
+            None => None,
         };
 
         let allowed_cidr = match (&mock, args.allowed_cidr.clone()) {

@@ -123,8 +123,8 @@ pub fn aws_credentials(env: &dyn Environment) -> Credentials {
 
 /// Azure: a subscription id plus one credential source `azure_identity` can use.
 pub fn azure_credentials(env: &dyn Environment) -> Credentials {
-    let looked_for = "AZURE_SUBSCRIPTION_ID plus one of: AZURE_CLIENT_SECRET or \
-                      AZURE_CLIENT_CERTIFICATE_PATH (with AZURE_CLIENT_ID, AZURE_TENANT_ID), \
+    let looked_for = "AZURE_SUBSCRIPTION_ID plus one of: AZURE_CLIENT_SECRET \
+                      (with AZURE_CLIENT_ID, AZURE_TENANT_ID), \
                       AZURE_FEDERATED_TOKEN_FILE (workload identity), managed identity \
                       (IDENTITY_ENDPOINT/MSI_ENDPOINT), Azure CLI login (~/.azure)";
     let Some(sub) = env.var("AZURE_SUBSCRIPTION_ID") else {
@@ -136,8 +136,6 @@ pub fn azure_credentials(env: &dyn Environment) -> Credentials {
     let tenant_client = env.var("AZURE_TENANT_ID").is_some() && env.var("AZURE_CLIENT_ID").is_some();
     let source = if tenant_client && env.var("AZURE_CLIENT_SECRET").is_some() {
         Some("service principal secret (AZURE_CLIENT_SECRET)")
-    } else if tenant_client && env.var("AZURE_CLIENT_CERTIFICATE_PATH").is_some() {
-        Some("service principal certificate (AZURE_CLIENT_CERTIFICATE_PATH)")
     } else if tenant_client && env.var("AZURE_FEDERATED_TOKEN_FILE").is_some() {
         Some("workload identity (AZURE_FEDERATED_TOKEN_FILE)")
     } else if env.var("IDENTITY_ENDPOINT").is_some() || env.var("MSI_ENDPOINT").is_some() {

@@ -25,7 +25,9 @@ async fn start(scenario: Scenario, faults: Vec<FaultSpec>) -> Arc<VelociraptorEm
         faults: Arc::new(FaultPlan::new(faults, Duration::from_millis(300))),
         servers: Arc::new(RecordingServers::default()),
     };
-    VelociraptorEmulator::start(ctx).await.expect("emulator starts")
+    VelociraptorEmulator::start(ctx)
+        .await
+        .expect("emulator starts")
 }
 
 fn deployment(id: &str, clients: u32) -> ServerDeployment {
@@ -64,13 +66,12 @@ async fn status(c: &reqwest::Client, url: &str) -> StatusCode {
     c.get(url).send().await.expect("request").status()
 }
 
+/// Polls `/healthz` until 200; returns how many answers said "not yet".
 async fn wait_healthy(c: &reqwest::Client, vr: &VelociraptorEmulator) -> u32 {
-    let mut not_ready = 0;
-    for _ in 0..100 {
+    for not_ready in 0..100 {
         if status(c, &frontend(vr, "/healthz")).await == StatusCode::OK {
             return not_ready;
         }
-        not_ready += 1;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("never healthy");
@@ -119,7 +120,11 @@ async fn healthz_is_503_until_booted_then_200() {
         .await
         .expect("text");
     assert!(pem.contains("BEGIN CERTIFICATE"));
-    assert_ne!(pem.trim(), vr.ca_pem().trim(), "server.pem is the frontend cert, not the CA");
+    assert_ne!(
+        pem.trim(),
+        vr.ca_pem().trim(),
+        "server.pem is the frontend cert, not the CA"
+    );
     vr.stop().await;
 }
 
@@ -128,7 +133,11 @@ async fn gui_requires_basic_auth_of_a_deployed_admin() {
     let vr = start(Scenario::Healthy, vec![]).await;
     let c = client(&vr);
     vr.deploy(deployment("stack-1", 1));
-    let r = c.get(gui(&vr, "/app/index.html")).send().await.expect("gui");
+    let r = c
+        .get(gui(&vr, "/app/index.html"))
+        .send()
+        .await
+        .expect("gui");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         r.headers()
@@ -157,7 +166,11 @@ async fn gui_requires_basic_auth_of_a_deployed_admin() {
         .send()
         .await
         .expect("gui");
-    assert_eq!(gone.status(), StatusCode::UNAUTHORIZED, "undeploy removes the user");
+    assert_eq!(
+        gone.status(),
+        StatusCode::UNAUTHORIZED,
+        "undeploy removes the user"
+    );
     vr.stop().await;
 }
 
@@ -180,7 +193,10 @@ async fn clients_enroll_after_boot_in_protojson() {
         .expect("uint64 as a string")
         .parse()
         .expect("number");
-    assert!(last_seen > 1_600_000_000_000_000, "microseconds: {last_seen}");
+    assert!(
+        last_seen > 1_600_000_000_000_000,
+        "microseconds: {last_seen}"
+    );
     let body = search(&c, &vr).await;
     assert_eq!(body["total"], "2");
 
@@ -197,7 +213,11 @@ async fn clients_enroll_after_boot_in_protojson() {
     vr.deploy(deployment("stack-2", 0));
     vr.undeploy("stack-1");
     assert_eq!(vr.remaining().len(), 1);
-    assert_eq!(search(&c, &vr).await["items"], Value::Null, "clients are gone");
+    assert_eq!(
+        search(&c, &vr).await["items"],
+        Value::Null,
+        "clients are gone"
+    );
     vr.undeploy("stack-2");
     assert!(vr.remaining().is_empty());
     vr.stop().await;
@@ -246,7 +266,11 @@ async fn throttled_scenario_refuses_the_first_calls_with_retry_after() {
     let vr = start(Scenario::Throttled, vec![]).await;
     let c = client(&vr);
     for _ in 0..Scenario::THROTTLED_CALLS {
-        let r = c.get(frontend(&vr, "/healthz")).send().await.expect("healthz");
+        let r = c
+            .get(frontend(&vr, "/healthz"))
+            .send()
+            .await
+            .expect("healthz");
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(
             r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
@@ -275,7 +299,10 @@ async fn injected_faults_error_reset_malformed_and_timeout() {
         status(&c, &frontend(&vr, "/healthz")).await,
         StatusCode::INTERNAL_SERVER_ERROR
     );
-    assert!(c.get(frontend(&vr, "/server.pem")).send().await.is_err(), "reset");
+    assert!(
+        c.get(frontend(&vr, "/server.pem")).send().await.is_err(),
+        "reset"
+    );
     let r = c
         .get(gui(&vr, "/api/v1/SearchClients?query=all"))
         .basic_auth("cloudtest-admin", Some("correct-horse-battery-staple"))

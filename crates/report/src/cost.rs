@@ -119,7 +119,8 @@ impl PriceTable {
             }
         }
         if !overrides.is_empty() {
-            self.source.push_str(" Overridden by [budget.prices] in config.");
+            self.source
+                .push_str(" Overridden by [budget.prices] in config.");
         }
         self
     }
@@ -141,7 +142,10 @@ impl PriceTable {
     fn lookup(&self, provider: &str, kind: &str, sku: &str, spot: bool) -> Option<&Price> {
         let exact = |want_spot: bool| {
             self.prices.iter().find(|p| {
-                p.provider == provider && p.kind == kind && p.sku.eq_ignore_ascii_case(sku) && p.spot == want_spot
+                p.provider == provider
+                    && p.kind == kind
+                    && p.sku.eq_ignore_ascii_case(sku)
+                    && p.spot == want_spot
             })
         };
         exact(spot)
@@ -150,7 +154,11 @@ impl PriceTable {
             // One price for every public IP / NAT gateway of a provider.
             .or_else(|| {
                 matches!(kind, "public_ip" | "nat_gateway")
-                    .then(|| self.prices.iter().find(|p| p.provider == provider && p.kind == kind))
+                    .then(|| {
+                        self.prices
+                            .iter()
+                            .find(|p| p.provider == provider && p.kind == kind)
+                    })
                     .flatten()
             })
     }
@@ -236,7 +244,11 @@ pub fn estimate_resources(
             }
             None => {
                 tracing::warn!(provider, kind = %r.kind, sku = %sku, "no price for resource; not counted");
-                out.unpriced.push(format!("{provider} {} {}", r.kind, if sku.is_empty() { "(no SKU)" } else { &sku }));
+                out.unpriced.push(format!(
+                    "{provider} {} {}",
+                    r.kind,
+                    if sku.is_empty() { "(no SKU)" } else { &sku }
+                ));
             }
         }
     }
@@ -250,7 +262,8 @@ pub fn apply_costs(run: &mut RunResults, table: &PriceTable) {
     for req in &mut run.requirements {
         req.cost.estimated_usd = match mode {
             RunMode::Mock => 0.0,
-            RunMode::Live => estimate(req, resource_lifetime(req), table).usd,
+            // Whole micro-dollars: exact enough, and stable through a JSON round trip.
+            RunMode::Live => (estimate(req, resource_lifetime(req), table).usd * 1e6).round() / 1e6,
         };
     }
 }
@@ -307,10 +320,34 @@ mod tests {
     fn cost_is_resource_hours_times_price() {
         let t = PriceTable::embedded();
         let res = vec![
-            ResourceRef { kind: "instance".into(), cloud_type: String::new(), id: "i-1".into(), sku: Some("t3.medium".into()), spot: false },
-            ResourceRef { kind: "volume".into(), cloud_type: String::new(), id: "v-1".into(), sku: Some("gp3:73".into()), spot: false },
-            ResourceRef { kind: "public_ip".into(), cloud_type: String::new(), id: "ip".into(), sku: None, spot: false },
-            ResourceRef { kind: "security_group".into(), cloud_type: String::new(), id: "sg".into(), sku: None, spot: false },
+            ResourceRef {
+                kind: "instance".into(),
+                cloud_type: String::new(),
+                id: "i-1".into(),
+                sku: Some("t3.medium".into()),
+                spot: false,
+            },
+            ResourceRef {
+                kind: "volume".into(),
+                cloud_type: String::new(),
+                id: "v-1".into(),
+                sku: Some("gp3:73".into()),
+                spot: false,
+            },
+            ResourceRef {
+                kind: "public_ip".into(),
+                cloud_type: String::new(),
+                id: "ip".into(),
+                sku: None,
+                spot: false,
+            },
+            ResourceRef {
+                kind: "security_group".into(),
+                cloud_type: String::new(),
+                id: "sg".into(),
+                sku: None,
+                spot: false,
+            },
         ];
         let e = estimate_resources("aws", &res, Duration::from_secs(7_200), &t);
         // 2 h: 0.0416*2 + 0.08*73*2/730 + 0.005*2
@@ -323,10 +360,21 @@ mod tests {
     #[test]
     fn spot_is_cheaper_and_unknown_skus_are_named() {
         let t = PriceTable::embedded();
-        let od = estimate_resources("aws", &planned_resources("aws", false), PLANNED_LIFETIME, &t);
+        let od = estimate_resources(
+            "aws",
+            &planned_resources("aws", false),
+            PLANNED_LIFETIME,
+            &t,
+        );
         let spot = estimate_resources("aws", &planned_resources("aws", true), PLANNED_LIFETIME, &t);
         assert!(spot.usd < od.usd);
-        let odd = vec![ResourceRef { kind: "instance".into(), cloud_type: String::new(), id: "i".into(), sku: Some("x9.huge".into()), spot: false }];
+        let odd = vec![ResourceRef {
+            kind: "instance".into(),
+            cloud_type: String::new(),
+            id: "i".into(),
+            sku: Some("x9.huge".into()),
+            spot: false,
+        }];
         let e = estimate_resources("aws", &odd, PLANNED_LIFETIME, &t);
         assert_eq!(e.usd, 0.0);
         assert_eq!(e.unpriced, vec!["aws instance x9.huge".to_string()]);
@@ -336,7 +384,12 @@ mod tests {
     fn planned_runs_fit_the_gap_documents_estimate() {
         let t = PriceTable::embedded();
         for provider in ["aws", "azure"] {
-            let e = estimate_resources(provider, &planned_resources(provider, false), PLANNED_LIFETIME, &t);
+            let e = estimate_resources(
+                provider,
+                &planned_resources(provider, false),
+                PLANNED_LIFETIME,
+                &t,
+            );
             assert!(e.unpriced.is_empty(), "{provider}: {:?}", e.unpriced);
             assert!(e.usd > 0.0 && e.usd <= 0.20, "{provider}: {}", e.usd);
         }
@@ -345,10 +398,30 @@ mod tests {
     #[test]
     fn overrides_replace_prices() {
         let t = PriceTable::embedded().with_overrides(&[
-            PriceOverride { provider: "aws".into(), sku: "t3.medium".into(), usd_per_hour: 1.0, spot: false },
-            PriceOverride { provider: "aws".into(), sku: "volume-gb-month".into(), usd_per_hour: 0.0, spot: false },
-            PriceOverride { provider: "aws".into(), sku: "public_ip".into(), usd_per_hour: 0.0, spot: false },
-            PriceOverride { provider: "aws".into(), sku: "m7i.large".into(), usd_per_hour: 0.5, spot: false },
+            PriceOverride {
+                provider: "aws".into(),
+                sku: "t3.medium".into(),
+                usd_per_hour: 1.0,
+                spot: false,
+            },
+            PriceOverride {
+                provider: "aws".into(),
+                sku: "volume-gb-month".into(),
+                usd_per_hour: 0.0,
+                spot: false,
+            },
+            PriceOverride {
+                provider: "aws".into(),
+                sku: "public_ip".into(),
+                usd_per_hour: 0.0,
+                spot: false,
+            },
+            PriceOverride {
+                provider: "aws".into(),
+                sku: "m7i.large".into(),
+                usd_per_hour: 0.5,
+                spot: false,
+            },
         ]);
         let res = planned_resources("aws", false);
         let e = estimate_resources("aws", &res[..1], Duration::from_secs(3_600), &t);
@@ -367,11 +440,18 @@ mod tests {
         for r in &live.requirements {
             assert!(r.cost.estimated_usd > 0.0, "{}", r.id);
         }
-        let aws = live.requirements.iter().find(|r| r.id == RequirementId::Cloud01).expect("aws");
+        let aws = live
+            .requirements
+            .iter()
+            .find(|r| r.id == RequirementId::Cloud01)
+            .expect("aws");
         assert_eq!(resource_lifetime(aws), Duration::from_millis(880_000));
         let mut mock = sample::two_provider_run();
         mock.mode = RunMode::Mock;
         apply_costs(&mut mock, &t);
-        assert!(mock.requirements.iter().all(|r| r.cost.estimated_usd == 0.0));
+        assert!(mock
+            .requirements
+            .iter()
+            .all(|r| r.cost.estimated_usd == 0.0));
     }
 }

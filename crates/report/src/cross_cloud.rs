@@ -47,7 +47,10 @@ pub fn evaluate(
             }
             return skipped(
                 region,
-                format!("{} did not run, so there is nothing to compare", missing.join(" and ")),
+                format!(
+                    "{} did not run, so there is nothing to compare",
+                    missing.join(" and ")
+                ),
             );
         }
     };
@@ -69,23 +72,33 @@ pub fn evaluate(
     let (status, reason) = if differing.is_empty() {
         (RequirementStatus::Passed, String::new())
     } else {
-        (RequirementStatus::Failed, format!("differs: {}", differing.join("; ")))
+        (
+            RequirementStatus::Failed,
+            format!("differs: {}", differing.join("; ")),
+        )
     };
     let mut result = RequirementResult::not_run(RequirementId::Cloud03, region, status, reason);
     if differing.is_empty() {
         result.facts.velociraptor_version = aws.facts.velociraptor_version.clone();
     }
-    result.facts.extra.insert(COMPARISON_KEY.into(), rows_to_json(&rows));
+    result
+        .facts
+        .extra
+        .insert(COMPARISON_KEY.into(), rows_to_json(&rows));
     result
 }
 
 /// CLOUD-03 for a whole run: every AWS region against every Azure location (one pair with
 /// the default regions). Any CLOUD-03 entries already in `results` are ignored.
 pub fn evaluate_run(results: &[RequirementResult]) -> Vec<RequirementResult> {
-    let aws: Vec<&RequirementResult> =
-        results.iter().filter(|r| r.id == RequirementId::Cloud01).collect();
-    let azure: Vec<&RequirementResult> =
-        results.iter().filter(|r| r.id == RequirementId::Cloud02).collect();
+    let aws: Vec<&RequirementResult> = results
+        .iter()
+        .filter(|r| r.id == RequirementId::Cloud01)
+        .collect();
+    let azure: Vec<&RequirementResult> = results
+        .iter()
+        .filter(|r| r.id == RequirementId::Cloud02)
+        .collect();
     if aws.is_empty() || azure.is_empty() {
         return vec![evaluate(aws.first().copied(), azure.first().copied())];
     }
@@ -112,7 +125,12 @@ pub fn rows(result: &RequirementResult) -> Vec<ComparisonRow> {
 }
 
 fn skipped(region: String, reason: String) -> RequirementResult {
-    RequirementResult::not_run(RequirementId::Cloud03, region, RequirementStatus::Skipped, reason)
+    RequirementResult::not_run(
+        RequirementId::Cloud03,
+        region,
+        RequirementStatus::Skipped,
+        reason,
+    )
 }
 
 fn rows_to_json(rows: &[ComparisonRow]) -> serde_json::Value {
@@ -132,17 +150,48 @@ const UNKNOWN: &str = "unknown";
 fn compare(aws: &RequirementResult, azure: &RequirementResult) -> Vec<ComparisonRow> {
     let (a, z) = (&aws.facts, &azure.facts);
     vec![
-        same("Velociraptor version", a.velociraptor_version.clone(), z.velociraptor_version.clone()),
-        same("Frontend port", a.frontend_port.map(|p| p.to_string()), z.frontend_port.map(|p| p.to_string())),
-        same("GUI/API port", a.gui_port.map(|p| p.to_string()), z.gui_port.map(|p| p.to_string())),
+        outcome_row(aws, azure),
+        same(
+            "Velociraptor version",
+            a.velociraptor_version.clone(),
+            z.velociraptor_version.clone(),
+        ),
+        same(
+            "Frontend port",
+            a.frontend_port.map(|p| p.to_string()),
+            z.frontend_port.map(|p| p.to_string()),
+        ),
+        same(
+            "GUI/API port",
+            a.gui_port.map(|p| p.to_string()),
+            z.gui_port.map(|p| p.to_string()),
+        ),
         tls_row(a, z),
         same("GUI authentication", a.gui_auth.clone(), z.gui_auth.clone()),
         clients_row(a, z),
         same("Agent version", agent_versions(a), agent_versions(z)),
-        phase_row("Enrolled within deadline", aws, azure, Phase::Enrollment, |f| f.time_to_enroll_ms),
+        phase_row(
+            "Enrolled within deadline",
+            aws,
+            azure,
+            Phase::Enrollment,
+            |f| f.time_to_enroll_ms,
+        ),
         teardown_row(aws, azure),
         leak_row(aws, azure),
     ]
+}
+
+/// A lifecycle that failed cannot show consistent behaviour, whatever facts it gathered.
+fn outcome_row(aws: &RequirementResult, azure: &RequirementResult) -> ComparisonRow {
+    let show = |r: &RequirementResult| human::requirement_status(r.status).to_string();
+    ComparisonRow {
+        aspect: "Lifecycle outcome".into(),
+        aws: show(aws),
+        azure: show(azure),
+        agrees: aws.status == RequirementStatus::Passed
+            && azure.status == RequirementStatus::Passed,
+    }
 }
 
 /// Agrees when both sides know the value and it is the same.
@@ -168,9 +217,7 @@ fn clients_row(a: &RequirementFacts, z: &RequirementFacts) -> ComparisonRow {
         (Some(n), None) => Some(format!("{n} of {UNKNOWN}")),
         _ => None,
     };
-    let complete = |f: &RequirementFacts| {
-        matches!((f.enrolled_clients, f.expected_clients), (Some(n), Some(e)) if n == e && n > 0)
-    };
+    let complete = |f: &RequirementFacts| matches!((f.enrolled_clients, f.expected_clients), (Some(n), Some(e)) if n == e && n > 0);
     let mut row = same("Enrolled clients", show(a), show(z));
     row.agrees = row.agrees && complete(a) && complete(z);
     row
@@ -269,9 +316,12 @@ mod tests {
         assert_eq!(r.region, "us-east-1+eastus");
         assert_eq!(r.status, RequirementStatus::Passed, "{}", r.reason);
         let rows = rows(&r);
-        assert_eq!(rows.len(), 10);
+        assert_eq!(rows.len(), 11);
         assert!(rows.iter().all(|row| row.agrees));
-        let enrol = rows.iter().find(|row| row.aspect.starts_with("Enrolled within")).expect("row");
+        let enrol = rows
+            .iter()
+            .find(|row| row.aspect.starts_with("Enrolled within"))
+            .expect("row");
         assert_ne!(enrol.aws, enrol.azure, "times shown side by side");
     }
 
@@ -285,7 +335,12 @@ mod tests {
         azure.facts.tls = Some("system-roots".into());
         let r = evaluate(Some(&aws), Some(&azure));
         assert_eq!(r.status, RequirementStatus::Failed);
-        assert!(r.reason.contains("Velociraptor version (aws: 0.77.2, azure: 0.76.1)"), "{}", r.reason);
+        assert!(
+            r.reason
+                .contains("Velociraptor version (aws: 0.77.2, azure: 0.76.1)"),
+            "{}",
+            r.reason
+        );
         assert!(r.reason.contains("Leak check"), "{}", r.reason);
         assert!(r.reason.contains("TLS"), "{}", r.reason);
         assert_eq!(rows(&r).iter().filter(|row| !row.agrees).count(), 3);
@@ -302,7 +357,11 @@ mod tests {
         }
         let r = evaluate(Some(&aws), Some(&azure));
         assert_eq!(r.status, RequirementStatus::Failed);
-        assert!(r.reason.contains("TLS") && r.reason.contains("Enrolled clients"), "{}", r.reason);
+        assert!(
+            r.reason.contains("TLS") && r.reason.contains("Enrolled clients"),
+            "{}",
+            r.reason
+        );
     }
 
     #[test]
@@ -310,7 +369,11 @@ mod tests {
         let run = sample::two_provider_run();
         let r = evaluate(Some(&run.requirements[0]), None);
         assert_eq!(r.status, RequirementStatus::Skipped);
-        assert!(r.reason.contains("CLOUD-02 (Azure) did not run"), "{}", r.reason);
+        assert!(
+            r.reason.contains("CLOUD-02 (Azure) did not run"),
+            "{}",
+            r.reason
+        );
         assert_eq!(r.region, "us-east-1+none");
 
         let skipped = RequirementResult::not_run(
@@ -321,7 +384,11 @@ mod tests {
         );
         let r = evaluate(Some(&run.requirements[0]), Some(&skipped));
         assert_eq!(r.status, RequirementStatus::Skipped);
-        assert!(r.reason.contains("AZURE_SUBSCRIPTION_ID not set"), "{}", r.reason);
+        assert!(
+            r.reason.contains("AZURE_SUBSCRIPTION_ID not set"),
+            "{}",
+            r.reason
+        );
     }
 
     #[test]
@@ -329,8 +396,11 @@ mod tests {
         let mut run = sample::two_provider_run();
         run.requirements.push(skipped("x+y".into(), "stale".into()));
         attach(&mut run);
-        let cross: Vec<_> =
-            run.requirements.iter().filter(|r| r.id == RequirementId::Cloud03).collect();
+        let cross: Vec<_> = run
+            .requirements
+            .iter()
+            .filter(|r| r.id == RequirementId::Cloud03)
+            .collect();
         assert_eq!(cross.len(), 1);
         assert_eq!(cross[0].status, RequirementStatus::Passed);
     }

@@ -26,7 +26,10 @@ pub fn duration_vs_estimate(r: &RequirementResult) -> String {
     } else {
         "within"
     };
-    format!("{} ({verdict} the 15–30 min estimate)", human::duration_ms(d.as_millis() as u64))
+    format!(
+        "{} ({verdict} the 15–30 min estimate)",
+        human::duration_ms(d.as_millis() as u64)
+    )
 }
 
 /// `$0.08 (under the $0.10–0.20 estimate)`; mock runs say they cost nothing.

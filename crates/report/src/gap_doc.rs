@@ -16,13 +16,22 @@ pub enum MarkerError {
     #[error("`{END_MARKER}` on line {end_line} has no `{BEGIN_MARKER}` before it")]
     EndWithoutBegin { end_line: usize },
     #[error("`{marker}` appears more than once, on lines {}", join_lines(lines))]
-    Duplicated { marker: &'static str, lines: Vec<usize> },
-    #[error("`{END_MARKER}` on line {end_line} comes before `{BEGIN_MARKER}` on line {begin_line}")]
+    Duplicated {
+        marker: &'static str,
+        lines: Vec<usize>,
+    },
+    #[error(
+        "`{END_MARKER}` on line {end_line} comes before `{BEGIN_MARKER}` on line {begin_line}"
+    )]
     OutOfOrder { begin_line: usize, end_line: usize },
 }
 
 fn join_lines(lines: &[usize]) -> String {
-    lines.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+    lines
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[derive(Debug, Error)]
@@ -58,7 +67,11 @@ fn lines(doc: &str) -> Vec<Line> {
     let mut out = Vec::new();
     let mut start = 0;
     for (i, piece) in doc.split_inclusive('\n').enumerate() {
-        out.push(Line { number: i + 1, start, end: start + piece.len() });
+        out.push(Line {
+            number: i + 1,
+            start,
+            end: start + piece.len(),
+        });
         start += piece.len();
     }
     out
@@ -73,17 +86,44 @@ fn is_marker(text: &str, marker: &str) -> bool {
 /// region follow the document's (CRLF stays CRLF).
 pub fn splice(doc: &str, region: &str) -> Result<String, MarkerError> {
     let all = lines(doc);
-    let begins: Vec<&Line> = all.iter().filter(|l| is_marker(&doc[l.start..l.end], BEGIN_MARKER)).collect();
-    let ends: Vec<&Line> = all.iter().filter(|l| is_marker(&doc[l.start..l.end], END_MARKER)).collect();
+    let begins: Vec<&Line> = all
+        .iter()
+        .filter(|l| is_marker(&doc[l.start..l.end], BEGIN_MARKER))
+        .collect();
+    let ends: Vec<&Line> = all
+        .iter()
+        .filter(|l| is_marker(&doc[l.start..l.end], END_MARKER))
+        .collect();
     let numbers = |ls: &[&Line]| ls.iter().map(|l| l.number).collect::<Vec<_>>();
     if begins.len() > 1 {
-        return Err(MarkerError::Duplicated { marker: BEGIN_MARKER, lines: numbers(&begins) });
+        return Err(MarkerError::Duplicated {
+            marker: BEGIN_MARKER,
+            lines: numbers(&begins),
+        });
     }
     if ends.len() > 1 {
-        return Err(MarkerError::Duplicated { marker: END_MARKER, lines: numbers(&ends) });
+        return Err(MarkerError::Duplicated {
+            marker: END_MARKER,
+            lines: numbers(&ends),
+        });
     }
-    let crlf = doc.contains("\r\n");
-    let eol = if crlf { "\r\n" } else { "\n" };
+    // The region takes the begin marker line's ending, or the document's first line ending.
+    let eol_of = |l: &Line| {
+        if doc[l.start..l.end].ends_with("\r\n") {
+            "\r\n"
+        } else {
+            "\n"
+        }
+    };
+    let eol = begins
+        .first()
+        .map(|l| eol_of(l))
+        .or_else(|| {
+            all.iter()
+                .find(|l| doc[l.start..l.end].ends_with('\n'))
+                .map(eol_of)
+        })
+        .unwrap_or("\n");
     let body = normalise_region(region, eol);
     match (begins.first(), ends.first()) {
         (None, None) => {
@@ -102,11 +142,14 @@ pub fn splice(doc: &str, region: &str) -> Result<String, MarkerError> {
             out.push_str(eol);
             Ok(out)
         }
-        (Some(b), None) => Err(MarkerError::BeginWithoutEnd { begin_line: b.number }),
+        (Some(b), None) => Err(MarkerError::BeginWithoutEnd {
+            begin_line: b.number,
+        }),
         (None, Some(e)) => Err(MarkerError::EndWithoutBegin { end_line: e.number }),
-        (Some(b), Some(e)) if e.number < b.number => {
-            Err(MarkerError::OutOfOrder { begin_line: b.number, end_line: e.number })
-        }
+        (Some(b), Some(e)) if e.number < b.number => Err(MarkerError::OutOfOrder {
+            begin_line: b.number,
+            end_line: e.number,
+        }),
         (Some(b), Some(e)) => {
             let mut out = String::with_capacity(doc.len() + body.len());
             // The begin line ends with a newline: the end marker comes after it.
@@ -125,7 +168,7 @@ fn normalise_region(region: &str, eol: &str) -> String {
     }
     let mut out = String::with_capacity(region.len() + 16);
     for line in region.lines() {
-        out.push_str(line);
+        out.push_str(line.trim_end_matches('\r'));
         out.push_str(eol);
     }
     out
@@ -135,14 +178,21 @@ fn normalise_region(region: &str, eol: &str) -> String {
 /// in the same directory, then rename) and keeping the file's permissions. On any error
 /// the file is untouched.
 pub fn update(path: &Path, region_text: &str) -> Result<(), GapDocError> {
-    let doc = std::fs::read_to_string(path)
-        .map_err(|source| GapDocError::Read { path: path.to_path_buf(), source })?;
-    let new = splice(&doc, region_text)
-        .map_err(|source| GapDocError::Markers { path: path.to_path_buf(), source })?;
+    let doc = std::fs::read_to_string(path).map_err(|source| GapDocError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let new = splice(&doc, region_text).map_err(|source| GapDocError::Markers {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if new == doc {
         return Ok(());
     }
-    write_atomic(path, new.as_bytes()).map_err(|source| GapDocError::Write { path: path.to_path_buf(), source })
+    write_atomic(path, new.as_bytes()).map_err(|source| GapDocError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
@@ -175,16 +225,28 @@ mod tests {
 
     #[test]
     fn no_markers_appends_a_pair_at_the_end() {
-        assert_eq!(splice("# Doc\n", "r1\n").expect("ok"), format!("# Doc\n\n{B}\nr1\n{E}\n"));
-        assert_eq!(splice("# Doc", "r1").expect("ok"), format!("# Doc\n\n{B}\nr1\n{E}\n"));
+        assert_eq!(
+            splice("# Doc\n", "r1\n").expect("ok"),
+            format!("# Doc\n\n{B}\nr1\n{E}\n")
+        );
+        assert_eq!(
+            splice("# Doc", "r1").expect("ok"),
+            format!("# Doc\n\n{B}\nr1\n{E}\n")
+        );
         assert_eq!(splice("", "").expect("ok"), format!("{B}\n{E}\n"));
     }
 
     #[test]
     fn one_pair_replaces_only_the_region() {
         let doc = format!("head\n{B}\nold 1\nold 2\n{E}\ntail\n");
-        assert_eq!(splice(&doc, "new").expect("ok"), format!("head\n{B}\nnew\n{E}\ntail\n"));
-        assert_eq!(splice(&doc, "").expect("ok"), format!("head\n{B}\n{E}\ntail\n"));
+        assert_eq!(
+            splice(&doc, "new").expect("ok"),
+            format!("head\n{B}\nnew\n{E}\ntail\n")
+        );
+        assert_eq!(
+            splice(&doc, "").expect("ok"),
+            format!("head\n{B}\n{E}\ntail\n")
+        );
         // Applying twice is stable.
         let once = splice(&doc, "new\n").expect("ok");
         assert_eq!(splice(&once, "new\n").expect("ok"), once);
@@ -194,23 +256,44 @@ mod tests {
     fn two_pairs_are_duplicates_naming_lines() {
         let doc = format!("{B}\n{E}\ntext\n{B}\n{E}\n");
         let err = splice(&doc, "x").unwrap_err();
-        assert_eq!(err, MarkerError::Duplicated { marker: BEGIN_MARKER, lines: vec![1, 4] });
+        assert_eq!(
+            err,
+            MarkerError::Duplicated {
+                marker: BEGIN_MARKER,
+                lines: vec![1, 4]
+            }
+        );
         assert!(err.to_string().contains("lines 1, 4"), "{err}");
     }
 
     #[test]
     fn reversed_and_lonely_markers_are_errors() {
         let err = splice(&format!("a\n{E}\nb\n{B}\n"), "x").unwrap_err();
-        assert_eq!(err, MarkerError::OutOfOrder { begin_line: 4, end_line: 2 });
+        assert_eq!(
+            err,
+            MarkerError::OutOfOrder {
+                begin_line: 4,
+                end_line: 2
+            }
+        );
         assert!(err.to_string().contains("line 2") && err.to_string().contains("line 4"));
-        assert_eq!(splice(&format!("a\n{B}\n"), "x").unwrap_err(), MarkerError::BeginWithoutEnd { begin_line: 2 });
-        assert_eq!(splice(&format!("{E}\n"), "x").unwrap_err(), MarkerError::EndWithoutBegin { end_line: 1 });
+        assert_eq!(
+            splice(&format!("a\n{B}\n"), "x").unwrap_err(),
+            MarkerError::BeginWithoutEnd { begin_line: 2 }
+        );
+        assert_eq!(
+            splice(&format!("{E}\n"), "x").unwrap_err(),
+            MarkerError::EndWithoutBegin { end_line: 1 }
+        );
     }
 
     #[test]
     fn crlf_documents_stay_crlf() {
         let doc = format!("head\r\n{B}\r\nold\r\n{E}\r\ntail\r\n");
-        assert_eq!(splice(&doc, "a\nb\n").expect("ok"), format!("head\r\n{B}\r\na\r\nb\r\n{E}\r\ntail\r\n"));
+        assert_eq!(
+            splice(&doc, "a\nb\n").expect("ok"),
+            format!("head\r\n{B}\r\na\r\nb\r\n{E}\r\ntail\r\n")
+        );
         let appended = splice("x\r\ny", "r").expect("ok");
         assert_eq!(appended, format!("x\r\ny\r\n\r\n{B}\r\nr\r\n{E}\r\n"));
     }
@@ -218,7 +301,10 @@ mod tests {
     #[test]
     fn end_marker_without_trailing_newline_is_kept_as_is() {
         let doc = format!("head\n{B}\nold\n{E}");
-        assert_eq!(splice(&doc, "new").expect("ok"), format!("head\n{B}\nnew\n{E}"));
+        assert_eq!(
+            splice(&doc, "new").expect("ok"),
+            format!("head\n{B}\nnew\n{E}")
+        );
     }
 
     #[test]
@@ -238,7 +324,10 @@ mod tests {
         std::fs::write(&path, format!("a\n{B}\n{E}\nz\n")).expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
         update(&path, "results\n").expect("update");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), format!("a\n{B}\nresults\n{E}\nz\n"));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            format!("a\n{B}\nresults\n{E}\nz\n")
+        );
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();

@@ -3,9 +3,9 @@
 
 use cloudtest_core::{RequirementId, RunResults};
 
+use crate::human;
 use crate::markdown;
 use crate::settings::ReportSettings;
-use crate::human;
 
 /// The region's Markdown (without the marker lines).
 pub fn render(run: &RunResults, settings: &ReportSettings) -> String {
@@ -17,11 +17,21 @@ pub fn render(run: &RunResults, settings: &ReportSettings) -> String {
         run.started_at.format("%Y-%m-%d %H:%M UTC"),
     ));
     if let Some(url) = &settings.run_url {
-        out.push_str(&format!("Run artifacts: [{0}]({0})\n\n", human::md_cell(url)));
+        out.push_str(&format!(
+            "Run artifacts: [{0}]({0})\n\n",
+            human::md_cell(url)
+        ));
     }
     out.push_str(&markdown::requirements_table(run));
-    for cross in run.requirements.iter().filter(|r| r.id == RequirementId::Cloud03) {
-        out.push_str(&format!("\n#### CLOUD-03 cross-cloud consistency ({})\n\n", human::md_cell(&cross.region)));
+    for cross in run
+        .requirements
+        .iter()
+        .filter(|r| r.id == RequirementId::Cloud03)
+    {
+        out.push_str(&format!(
+            "\n#### CLOUD-03 cross-cloud consistency ({})\n\n",
+            human::md_cell(&cross.region)
+        ));
         out.push_str(&markdown::cross_cloud_table(cross));
     }
     out.push_str("\n#### Spend\n\n");

@@ -3,7 +3,9 @@
 //! person opens after a scheduled run.
 
 use chrono::{DateTime, Utc};
-use cloudtest_core::{Phase, PhaseStatus, RequirementId, RequirementResult, RequirementStatus, RunMode, RunResults};
+use cloudtest_core::{
+    Phase, PhaseStatus, RequirementId, RequirementResult, RequirementStatus, RunMode, RunResults,
+};
 
 use crate::settings::ReportSettings;
 use crate::{cross_cloud, estimates, human, junit};
@@ -38,8 +40,14 @@ pub fn render(run: &RunResults, settings: &ReportSettings) -> String {
     let mut out = String::with_capacity(16 * 1024);
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    out.push_str(&format!("<title>cloudtest {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n", human::html(&run.run_id)));
-    out.push_str(&format!("<h1>cloudtest run {}</h1>\n", human::html(&run.run_id)));
+    out.push_str(&format!(
+        "<title>cloudtest {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        human::html(&run.run_id)
+    ));
+    out.push_str(&format!(
+        "<h1>cloudtest run {}</h1>\n",
+        human::html(&run.run_id)
+    ));
     out.push_str(&format!(
         "<p class=\"meta\">{} mode · started {} · {} · exit code {}{}</p>\n",
         run.mode.as_str(),
@@ -55,8 +63,15 @@ pub fn render(run: &RunResults, settings: &ReportSettings) -> String {
     out.push_str(&requirements_table(run));
     out.push_str("<h2>Timeline</h2>\n");
     out.push_str(&timeline(run));
-    for cross in run.requirements.iter().filter(|r| r.id == RequirementId::Cloud03) {
-        out.push_str(&format!("<h2>CLOUD-03 cross-cloud consistency ({})</h2>\n", human::html(&cross.region)));
+    for cross in run
+        .requirements
+        .iter()
+        .filter(|r| r.id == RequirementId::Cloud03)
+    {
+        out.push_str(&format!(
+            "<h2>CLOUD-03 cross-cloud consistency ({})</h2>\n",
+            human::html(&cross.region)
+        ));
         out.push_str(&cross_table(cross));
     }
     out.push_str("<h2>Costs</h2>\n");
@@ -90,9 +105,16 @@ fn requirements_table(run: &RunResults) -> String {
         let (d, c) = if r.id == RequirementId::Cloud03 {
             ("—".to_string(), "—".to_string())
         } else {
-            (estimates::duration_vs_estimate(r), estimates::cost_vs_estimate(r, mock))
+            (
+                estimates::duration_vs_estimate(r),
+                estimates::cost_vs_estimate(r, mock),
+            )
         };
-        let detail = if r.status == RequirementStatus::Passed { String::new() } else { junit::failure_detail(r) };
+        let detail = if r.status == RequirementStatus::Passed {
+            String::new()
+        } else {
+            junit::failure_detail(r)
+        };
         out.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             r.id,
@@ -120,7 +142,11 @@ fn cross_table(cross: &RequirementResult) -> String {
     }
     out.push_str("<table class=\"cloud03\"><tr><th>Aspect</th><th>AWS (CLOUD-01)</th><th>Azure (CLOUD-02)</th><th>Agrees</th></tr>\n");
     for row in rows {
-        let (class, word) = if row.agrees { ("yes", "yes") } else { ("no", "no") };
+        let (class, word) = if row.agrees {
+            ("yes", "yes")
+        } else {
+            ("no", "no")
+        };
         out.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td></tr>\n",
             human::html(&row.aspect),
@@ -136,13 +162,27 @@ fn costs(run: &RunResults, settings: &ReportSettings) -> String {
     if run.mode == RunMode::Mock {
         return "<p>Mock run: nothing was rented; it costs $0.00 and is not recorded in the spend ledger.</p>\n".into();
     }
-    let mut out = String::from("<table><tr><th>Requirement</th><th>Region</th><th>Estimated cost</th></tr>\n");
+    let mut out = String::from(
+        "<table><tr><th>Requirement</th><th>Region</th><th>Estimated cost</th></tr>\n",
+    );
     let mut total = 0.0;
-    for r in run.requirements.iter().filter(|r| r.id != RequirementId::Cloud03) {
+    for r in run
+        .requirements
+        .iter()
+        .filter(|r| r.id != RequirementId::Cloud03)
+    {
         total += r.cost.estimated_usd;
-        out.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n", r.id, human::html(&r.region), human::usd(r.cost.estimated_usd)));
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            r.id,
+            human::html(&r.region),
+            human::usd(r.cost.estimated_usd)
+        ));
     }
-    out.push_str(&format!("<tr><th colspan=\"2\">This run</th><th>{}</th></tr>\n</table>\n", human::usd(total)));
+    out.push_str(&format!(
+        "<tr><th colspan=\"2\">This run</th><th>{}</th></tr>\n</table>\n",
+        human::usd(total)
+    ));
     if !settings.spend.is_empty() {
         out.push_str("<table><tr><th>Provider</th><th>Month-to-date</th><th>Monthly budget</th><th>Note</th></tr>\n");
         for s in &settings.spend {
@@ -157,7 +197,10 @@ fn costs(run: &RunResults, settings: &ReportSettings) -> String {
         out.push_str("</table>\n");
     }
     if let Some(source) = &settings.price_source {
-        out.push_str(&format!("<p class=\"meta\">Prices: {}</p>\n", human::html(source)));
+        out.push_str(&format!(
+            "<p class=\"meta\">Prices: {}</p>\n",
+            human::html(source)
+        ));
     }
     out
 }
@@ -183,27 +226,44 @@ fn bars(r: &RequirementResult, origin: DateTime<Utc>) -> Vec<Bar<'_>> {
             continue;
         }
         cursor = start + p.duration_ms;
-        out.push(Bar { phase: p.name, status: p.status, start_ms: start, duration_ms: p.duration_ms, detail: &p.detail });
+        out.push(Bar {
+            phase: p.name,
+            status: p.status,
+            start_ms: start,
+            duration_ms: p.duration_ms,
+            detail: &p.detail,
+        });
     }
     out
 }
 
 /// Round tick spacing giving about six ticks over `span_ms`.
 fn tick_step(span_ms: u64) -> u64 {
-    const STEPS: [u64; 12] = [1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000];
-    STEPS.into_iter().find(|s| span_ms / s <= 8).unwrap_or(14_400_000)
+    const STEPS: [u64; 12] = [
+        1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000,
+        3_600_000, 7_200_000,
+    ];
+    STEPS
+        .into_iter()
+        .find(|s| span_ms / s <= 8)
+        .unwrap_or(14_400_000)
 }
 
 /// The SVG timeline inside `<div id="timeline">`: one lane per lifecycle, one bar per phase.
 fn timeline(run: &RunResults) -> String {
-    let lanes: Vec<&RequirementResult> = run.requirements.iter().filter(|r| !r.phases.is_empty()).collect();
+    let lanes: Vec<&RequirementResult> = run
+        .requirements
+        .iter()
+        .filter(|r| !r.phases.is_empty())
+        .collect();
     let origin = lanes
         .iter()
         .flat_map(|r| &r.phases)
         .filter_map(|p| p.started_at)
         .min()
         .unwrap_or(run.started_at);
-    let placed: Vec<(&RequirementResult, Vec<Bar<'_>>)> = lanes.iter().map(|r| (*r, bars(r, origin))).collect();
+    let placed: Vec<(&RequirementResult, Vec<Bar<'_>>)> =
+        lanes.iter().map(|r| (*r, bars(r, origin))).collect();
     let span = placed
         .iter()
         .flat_map(|(_, b)| b.iter().map(|b| b.start_ms + b.duration_ms))
@@ -231,7 +291,10 @@ fn timeline(run: &RunResults) -> String {
         t += step;
     }
     if placed.is_empty() {
-        svg.push_str(&format!("<text x=\"{label_w}\" y=\"{}\" fill=\"#57606a\">No phase ran in this run.</text>\n", top + 24.0));
+        svg.push_str(&format!(
+            "<text x=\"{label_w}\" y=\"{}\" fill=\"#57606a\">No phase ran in this run.</text>\n",
+            top + 24.0
+        ));
     }
     for (i, (r, bars)) in placed.iter().enumerate() {
         let y = top + lane_h * i as f64;
@@ -243,10 +306,16 @@ fn timeline(run: &RunResults) -> String {
             human::html(&r.region)
         ));
         for b in bars {
-            let (x0, w) = (x(b.start_ms), (plot_w * b.duration_ms as f64 / span as f64).max(2.0));
+            let (x0, w) = (
+                x(b.start_ms),
+                (plot_w * b.duration_ms as f64 / span as f64).max(2.0),
+            );
             let (stroke, dash) = match b.status {
                 PhaseStatus::Failed => ("#d62728\" stroke-width=\"3", ""),
-                PhaseStatus::Skipped => ("#8c959f\" stroke-width=\"1", " stroke-dasharray=\"3 2\" fill-opacity=\"0.35\""),
+                PhaseStatus::Skipped => (
+                    "#8c959f\" stroke-width=\"1",
+                    " stroke-dasharray=\"3 2\" fill-opacity=\"0.35\"",
+                ),
                 PhaseStatus::Passed => ("#ffffff\" stroke-width=\"1", ""),
             };
             svg.push_str(&format!(
@@ -268,7 +337,11 @@ fn timeline(run: &RunResults) -> String {
     }
     svg.push_str("</svg>\n<p class=\"legend\">");
     for p in Phase::ALL {
-        svg.push_str(&format!("<span><i style=\"background:{}\"></i>{}</span>", phase_colour(p), p));
+        svg.push_str(&format!(
+            "<span><i style=\"background:{}\"></i>{}</span>",
+            phase_colour(p),
+            p
+        ));
     }
     svg.push_str("<span>red outline: failed</span></p>\n</div>\n");
     svg

@@ -98,6 +98,9 @@ mod tests {
     #[test]
     fn cells_and_html_are_escaped() {
         assert_eq!(md_cell("a|b\n<!-- x -->"), "a\\|b &lt;!-- x --&gt;");
-        assert_eq!(html("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            html("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

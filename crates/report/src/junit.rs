@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use cloudtest_core::{PhaseStatus, RequirementId, RequirementResult, RequirementStatus, RunResults};
+use cloudtest_core::{
+    PhaseStatus, RequirementId, RequirementResult, RequirementStatus, RunResults,
+};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use thiserror::Error;
 
@@ -19,13 +21,23 @@ pub fn render(run: &RunResults) -> Result<String, JunitError> {
     let mut report = Report::new(format!("cloudtest {}", run.run_id));
     report.set_timestamp(run.started_at.fixed_offset());
     report.set_time(Duration::from_millis(run.duration_ms));
-    for id in [RequirementId::Cloud01, RequirementId::Cloud02, RequirementId::Cloud03] {
-        let reqs: Vec<&RequirementResult> = run.requirements.iter().filter(|r| r.id == id).collect();
+    for id in [
+        RequirementId::Cloud01,
+        RequirementId::Cloud02,
+        RequirementId::Cloud03,
+    ] {
+        let reqs: Vec<&RequirementResult> =
+            run.requirements.iter().filter(|r| r.id == id).collect();
         if reqs.is_empty() {
             continue;
         }
         let mut suite = TestSuite::new(suite_name(id));
-        if let Some(at) = reqs.iter().flat_map(|r| &r.phases).filter_map(|p| p.started_at).min() {
+        if let Some(at) = reqs
+            .iter()
+            .flat_map(|r| &r.phases)
+            .filter_map(|p| p.started_at)
+            .min()
+        {
             suite.set_timestamp(at.fixed_offset());
         }
         suite.set_time(reqs.iter().map(|r| total(r)).sum());
@@ -73,7 +85,11 @@ fn test_case(r: &RequirementResult) -> TestCase {
             };
             let mut s = TestCaseStatus::non_success(kind);
             s.set_message(failure_detail(r));
-            s.set_type(if r.status == RequirementStatus::Failed { "requirement-failed" } else { "requirement-error" });
+            s.set_type(if r.status == RequirementStatus::Failed {
+                "requirement-failed"
+            } else {
+                "requirement-error"
+            });
             if !r.reason.is_empty() {
                 s.set_description(r.reason.clone());
             }
@@ -111,7 +127,10 @@ fn system_out(r: &RequirementResult) -> String {
         ));
     }
     if r.cost.estimated_usd > 0.0 {
-        out.push_str(&format!("cost estimate: {}\n", human::usd(r.cost.estimated_usd)));
+        out.push_str(&format!(
+            "cost estimate: {}\n",
+            human::usd(r.cost.estimated_usd)
+        ));
     }
     out
 }

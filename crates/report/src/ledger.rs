@@ -104,10 +104,17 @@ impl Ledger {
                 return Ok(Ledger {
                     path: path.to_path_buf(),
                     entries: Vec::new(),
-                    history: SpendHistory::Missing { path: path.to_path_buf() },
+                    history: SpendHistory::Missing {
+                        path: path.to_path_buf(),
+                    },
                 })
             }
-            Err(source) => return Err(LedgerError::Read { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(LedgerError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
         let mut entries = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -121,7 +128,11 @@ impl Ledger {
             })?;
             entries.push(entry);
         }
-        Ok(Ledger { path: path.to_path_buf(), entries, history: SpendHistory::Known })
+        Ok(Ledger {
+            path: path.to_path_buf(),
+            entries,
+            history: SpendHistory::Known,
+        })
     }
 
     /// Spend of `provider` in `now`'s UTC calendar month.
@@ -187,12 +198,19 @@ pub fn entries_for(run: &RunResults, recorded_at: DateTime<Utc>) -> Vec<LedgerEn
 
 /// Appends a run's entries to the ledger at `path` (created with its directory when
 /// absent). Returns how many lines were written; mock runs write none.
-pub fn record_run(path: &Path, run: &RunResults, recorded_at: DateTime<Utc>) -> Result<usize, LedgerError> {
+pub fn record_run(
+    path: &Path,
+    run: &RunResults,
+    recorded_at: DateTime<Utc>,
+) -> Result<usize, LedgerError> {
     let entries = entries_for(run, recorded_at);
     if entries.is_empty() {
         return Ok(0);
     }
-    let write_err = |source| LedgerError::Write { path: path.to_path_buf(), source };
+    let write_err = |source| LedgerError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(write_err)?;
     }
@@ -218,7 +236,9 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).single().expect("valid date")
+        Utc.with_ymd_and_hms(y, m, d, 12, 0, 0)
+            .single()
+            .expect("valid date")
     }
 
     fn priced_run() -> RunResults {
@@ -232,9 +252,18 @@ mod tests {
     fn live_runs_are_recorded_and_summed_per_provider_and_month() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state/ledger.jsonl");
-        assert_eq!(record_run(&path, &priced_run(), at(2025, 5, 31)).expect("write"), 2);
-        assert_eq!(record_run(&path, &priced_run(), at(2025, 6, 1)).expect("write"), 2);
-        assert_eq!(record_run(&path, &priced_run(), at(2025, 6, 2)).expect("write"), 2);
+        assert_eq!(
+            record_run(&path, &priced_run(), at(2025, 5, 31)).expect("write"),
+            2
+        );
+        assert_eq!(
+            record_run(&path, &priced_run(), at(2025, 6, 1)).expect("write"),
+            2
+        );
+        assert_eq!(
+            record_run(&path, &priced_run(), at(2025, 6, 2)).expect("write"),
+            2
+        );
         let ledger = Ledger::load(&path).expect("load");
         assert_eq!(ledger.history, SpendHistory::Known);
         assert_eq!(ledger.entries.len(), 6);
@@ -261,13 +290,22 @@ mod tests {
         big.requirements[0].cost.estimated_usd = 49.95;
         record_run(&path, &big, at(2025, 6, 1)).expect("write");
         let ledger = Ledger::load(&path).expect("load");
-        let refusal = ledger.check_budget("aws", 0.10, 50.0, at(2025, 6, 20)).unwrap_err();
+        let refusal = ledger
+            .check_budget("aws", 0.10, 50.0, at(2025, 6, 20))
+            .unwrap_err();
         assert!((refusal.month_to_date_usd - 49.95).abs() < 1e-9);
         let msg = refusal.to_string();
-        assert!(msg.contains("$49.95") && msg.contains("$0.10") && msg.contains("$50.00"), "{msg}");
+        assert!(
+            msg.contains("$49.95") && msg.contains("$0.10") && msg.contains("$50.00"),
+            "{msg}"
+        );
         // The other provider and next month are within budget.
-        assert!(ledger.check_budget("azure", 0.10, 50.0, at(2025, 6, 20)).is_ok());
-        let ok = ledger.check_budget("aws", 0.10, 50.0, at(2025, 7, 1)).expect("new month");
+        assert!(ledger
+            .check_budget("azure", 0.10, 50.0, at(2025, 6, 20))
+            .is_ok());
+        let ok = ledger
+            .check_budget("aws", 0.10, 50.0, at(2025, 7, 1))
+            .expect("new month");
         assert_eq!(ok.notice, None);
     }
 
@@ -276,11 +314,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("absent.jsonl");
         let ledger = Ledger::load(&path).expect("missing is not an error");
-        let check = ledger.check_budget("aws", 0.1, 50.0, at(2025, 6, 1)).expect("ok");
+        let check = ledger
+            .check_budget("aws", 0.1, 50.0, at(2025, 6, 1))
+            .expect("ok");
         let notice = check.notice.expect("notice").to_string();
-        assert!(notice.starts_with("no spend history: budget guard counts this run only"), "{notice}");
+        assert!(
+            notice.starts_with("no spend history: budget guard counts this run only"),
+            "{notice}"
+        );
         // Still refuses a single run over budget.
-        assert!(ledger.check_budget("aws", 60.0, 50.0, at(2025, 6, 1)).is_err());
+        assert!(ledger
+            .check_budget("aws", 60.0, 50.0, at(2025, 6, 1))
+            .is_err());
     }
 
     #[test]

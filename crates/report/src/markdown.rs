@@ -8,7 +8,10 @@ use crate::{cross_cloud, estimates, human, junit};
 /// The whole report.md.
 pub fn render(run: &RunResults, settings: &ReportSettings) -> String {
     let mut out = String::new();
-    out.push_str(&format!("# cloudtest run {}\n\n", human::md_cell(&run.run_id)));
+    out.push_str(&format!(
+        "# cloudtest run {}\n\n",
+        human::md_cell(&run.run_id)
+    ));
     out.push_str(&format!(
         "- Mode: **{}**\n- Started: {}\n- Duration: {}\n- Outcome: exit code {}\n",
         run.mode.as_str(),
@@ -17,15 +20,24 @@ pub fn render(run: &RunResults, settings: &ReportSettings) -> String {
         run.exit_code().code()
     ));
     if let Some(reason) = run.interrupted_by {
-        out.push_str(&format!("- Interrupted: {reason:?} (teardown and leak check still ran)\n"));
+        out.push_str(&format!(
+            "- Interrupted: {reason:?} (teardown and leak check still ran)\n"
+        ));
     }
     if let Some(url) = &settings.run_url {
         out.push_str(&format!("- Artifacts: [{0}]({0})\n", human::md_cell(url)));
     }
     out.push_str("\n## Requirements\n\n");
     out.push_str(&requirements_table(run));
-    for cross in run.requirements.iter().filter(|r| r.id == RequirementId::Cloud03) {
-        out.push_str(&format!("\n## CLOUD-03 cross-cloud consistency ({})\n\n", human::md_cell(&cross.region)));
+    for cross in run
+        .requirements
+        .iter()
+        .filter(|r| r.id == RequirementId::Cloud03)
+    {
+        out.push_str(&format!(
+            "\n## CLOUD-03 cross-cloud consistency ({})\n\n",
+            human::md_cell(&cross.region)
+        ));
         out.push_str(&cross_cloud_table(cross));
     }
     out.push_str("\n## Phases\n");
@@ -44,7 +56,11 @@ pub fn render(run: &RunResults, settings: &ReportSettings) -> String {
         if !r.facts.remaining_resources.is_empty() {
             out.push_str("\n**Resources still present after teardown:**\n\n");
             for res in &r.facts.remaining_resources {
-                out.push_str(&format!("- `{}` {}\n", human::md_cell(&res.id), human::md_cell(&res.cloud_type)));
+                out.push_str(&format!(
+                    "- `{}` {}\n",
+                    human::md_cell(&res.id),
+                    human::md_cell(&res.cloud_type)
+                ));
             }
         }
     }
@@ -77,7 +93,10 @@ pub(crate) fn requirements_table(run: &RunResults) -> String {
         let (duration, cost) = if r.id == RequirementId::Cloud03 {
             ("—".to_string(), "—".to_string())
         } else {
-            (estimates::duration_vs_estimate(r), estimates::cost_vs_estimate(r, mock))
+            (
+                estimates::duration_vs_estimate(r),
+                estimates::cost_vs_estimate(r, mock),
+            )
         };
         out.push_str(&format!(
             "| {} | {} | **{}** | {} | {} | {} | {} |\n",
@@ -128,7 +147,9 @@ pub(crate) fn spend_table(run: &RunResults, settings: &ReportSettings) -> String
         out.push_str("Month-to-date spend: not available (no ledger configured).\n");
         return out;
     }
-    out.push_str("| Provider | Month-to-date | Monthly budget | Used | Note |\n|---|---|---|---|---|\n");
+    out.push_str(
+        "| Provider | Month-to-date | Monthly budget | Used | Note |\n|---|---|---|---|---|\n",
+    );
     for s in &settings.spend {
         let used = if s.monthly_budget_usd > 0.0 {
             format!("{:.1}%", 100.0 * s.month_to_date_usd / s.monthly_budget_usd)

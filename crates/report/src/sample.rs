@@ -50,32 +50,98 @@ pub fn two_provider_run() -> RunResults {
 pub fn shard(id: RequirementId) -> RunResults {
     let mut run = two_provider_run();
     run.requirements.retain(|r| r.id == id);
-    if let Some(first) = run.requirements.first().and_then(|r| r.phases.first()).and_then(|p| p.started_at) {
+    if let Some(first) = run
+        .requirements
+        .first()
+        .and_then(|r| r.phases.first())
+        .and_then(|p| p.started_at)
+    {
         run.started_at = first;
     }
-    run.duration_ms = run.requirements.iter().flat_map(|r| &r.phases).map(|p| p.duration_ms).sum();
+    run.duration_ms = run
+        .requirements
+        .iter()
+        .flat_map(|r| &r.phases)
+        .map(|p| p.duration_ms)
+        .sum();
     run
 }
 
 fn aws_resources() -> Vec<ResourceRef> {
     vec![
-        res("instance", "AWS::EC2::Instance", "i-0a1b2c3d4e5f00001", Some("t3.medium")),
-        res("instance", "AWS::EC2::Instance", "i-0a1b2c3d4e5f00002", Some("t3.micro")),
-        res("volume", "AWS::EC2::Volume", "vol-0a1b2c3d4e5f00001", Some("gp3:20")),
-        res("volume", "AWS::EC2::Volume", "vol-0a1b2c3d4e5f00002", Some("gp3:8")),
-        res("public_ip", "AWS::EC2::EIP", "eipalloc-0a1b2c3d4e5f0001", Some("ipv4")),
-        res("security_group", "AWS::EC2::SecurityGroup", "sg-0a1b2c3d4e5f00001", None),
+        res(
+            "instance",
+            "AWS::EC2::Instance",
+            "i-0a1b2c3d4e5f00001",
+            Some("t3.medium"),
+        ),
+        res(
+            "instance",
+            "AWS::EC2::Instance",
+            "i-0a1b2c3d4e5f00002",
+            Some("t3.micro"),
+        ),
+        res(
+            "volume",
+            "AWS::EC2::Volume",
+            "vol-0a1b2c3d4e5f00001",
+            Some("gp3:20"),
+        ),
+        res(
+            "volume",
+            "AWS::EC2::Volume",
+            "vol-0a1b2c3d4e5f00002",
+            Some("gp3:8"),
+        ),
+        res(
+            "public_ip",
+            "AWS::EC2::EIP",
+            "eipalloc-0a1b2c3d4e5f0001",
+            Some("ipv4"),
+        ),
+        res(
+            "security_group",
+            "AWS::EC2::SecurityGroup",
+            "sg-0a1b2c3d4e5f00001",
+            None,
+        ),
     ]
 }
 
 fn azure_resources() -> Vec<ResourceRef> {
-    let rg = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ct-sample/providers";
+    let rg =
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ct-sample/providers";
     vec![
-        res("instance", "Microsoft.Compute/virtualMachines", &format!("{rg}/Microsoft.Compute/virtualMachines/ct-server"), Some("Standard_B2s")),
-        res("instance", "Microsoft.Compute/virtualMachines", &format!("{rg}/Microsoft.Compute/virtualMachines/ct-client-1"), Some("Standard_B1s")),
-        res("volume", "Microsoft.Compute/disks", &format!("{rg}/Microsoft.Compute/disks/ct-server-os"), Some("StandardSSD_LRS:30")),
-        res("volume", "Microsoft.Compute/disks", &format!("{rg}/Microsoft.Compute/disks/ct-client-os"), Some("StandardSSD_LRS:30")),
-        res("public_ip", "Microsoft.Network/publicIPAddresses", &format!("{rg}/Microsoft.Network/publicIPAddresses/ct-pip"), Some("Standard")),
+        res(
+            "instance",
+            "Microsoft.Compute/virtualMachines",
+            &format!("{rg}/Microsoft.Compute/virtualMachines/ct-server"),
+            Some("Standard_B2s"),
+        ),
+        res(
+            "instance",
+            "Microsoft.Compute/virtualMachines",
+            &format!("{rg}/Microsoft.Compute/virtualMachines/ct-client-1"),
+            Some("Standard_B1s"),
+        ),
+        res(
+            "volume",
+            "Microsoft.Compute/disks",
+            &format!("{rg}/Microsoft.Compute/disks/ct-server-os"),
+            Some("StandardSSD_LRS:30"),
+        ),
+        res(
+            "volume",
+            "Microsoft.Compute/disks",
+            &format!("{rg}/Microsoft.Compute/disks/ct-client-os"),
+            Some("StandardSSD_LRS:30"),
+        ),
+        res(
+            "public_ip",
+            "Microsoft.Network/publicIPAddresses",
+            &format!("{rg}/Microsoft.Network/publicIPAddresses/ct-pip"),
+            Some("Standard"),
+        ),
     ]
 }
 
@@ -110,7 +176,14 @@ fn lifecycle(
     }
     let seen = (at.timestamp_micros().max(0) as u64) + 600_000_000;
     let clients = vec![EnrolledClient {
-        client_id: format!("C.{}", if id == RequirementId::Cloud01 { "4f2a9d0e11b7c3a1" } else { "8c01e5d2aa90b4f7" }),
+        client_id: format!(
+            "C.{}",
+            if id == RequirementId::Cloud01 {
+                "4f2a9d0e11b7c3a1"
+            } else {
+                "8c01e5d2aa90b4f7"
+            }
+        ),
         hostname: format!("ct-client-1-{}", id.provider()),
         agent_version: "0.77.2".into(),
         first_seen_at_us: seen,
@@ -119,7 +192,14 @@ fn lifecycle(
     let facts = RequirementFacts {
         deployment_id: Some(format!("{}-deployment-sample", id.provider())),
         velociraptor_version: Some("0.77.2".into()),
-        server_address: Some(if id == RequirementId::Cloud01 { "203.0.113.10" } else { "198.51.100.20" }.into()),
+        server_address: Some(
+            if id == RequirementId::Cloud01 {
+                "203.0.113.10"
+            } else {
+                "198.51.100.20"
+            }
+            .into(),
+        ),
         frontend_port: Some(8000),
         gui_port: Some(8889),
         tls: Some("pinned-self-signed-ca".into()),
@@ -153,11 +233,17 @@ fn lifecycle(
 }
 
 fn detail(phase: Phase, id: RequirementId) -> String {
-    let cloud = if id == RequirementId::Cloud01 { "stack" } else { "deployment" };
+    let cloud = if id == RequirementId::Cloud01 {
+        "stack"
+    } else {
+        "deployment"
+    };
     match phase {
         Phase::Create => format!("{cloud} created"),
         Phase::WaitReady => "server signalled ready and published its CA".into(),
-        Phase::Health => "GUI 401 without credentials, 200 with; TLS pinned to the deployment CA".into(),
+        Phase::Health => {
+            "GUI 401 without credentials, 200 with; TLS pinned to the deployment CA".into()
+        }
         Phase::Enrollment => "1 of 1 clients enrolled".into(),
         Phase::Teardown => format!("{cloud} deleted"),
         Phase::LeakCheck => "0 tagged resources remain".into(),

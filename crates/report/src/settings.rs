@@ -50,8 +50,10 @@ pub fn spend_summary(
             provider: p.to_string(),
             month_to_date_usd: ledger.month_to_date(p, now),
             monthly_budget_usd,
-            note: matches!(history_before_run, SpendHistory::Missing { .. })
-                .then(|| "no spend history before this run: earlier spend this month is not counted".to_string()),
+            note: matches!(history_before_run, SpendHistory::Missing { .. }).then(|| {
+                "no spend history before this run: earlier spend this month is not counted"
+                    .to_string()
+            }),
         })
         .collect()
 }

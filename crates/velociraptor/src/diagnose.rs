@@ -260,9 +260,9 @@ fn recording_verifier(ca_pem: &str) -> Result<Arc<RecordingVerifier>, String> {
 
 fn classify(error: &CertificateError) -> MismatchReason {
     match error {
-        CertificateError::UnknownIssuer
-        | CertificateError::BadSignature
-        | CertificateError::UnsupportedSignatureAlgorithm => MismatchReason::NotSignedByCa,
+        CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+            MismatchReason::NotSignedByCa
+        }
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             MismatchReason::NameMismatch
         }
@@ -290,15 +290,24 @@ pub fn is_certificate_error(error: &(dyn std::error::Error + 'static)) -> bool {
         if let Some(r) = e.downcast_ref::<rustls::Error>() {
             return is_certificate_rustls_error(r);
         }
-        // io::Error's source() skips the error it wraps; look inside explicitly.
-        if let Some(inner) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|i| i.downcast_ref::<rustls::Error>())
-        {
-            return is_certificate_rustls_error(inner);
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            // io::Error's source() skips the error it wraps, and connectors nest io::Errors.
+            return io_wraps_certificate_error(io);
         }
         current = e.source();
+    }
+    false
+}
+
+fn io_wraps_certificate_error(io: &std::io::Error) -> bool {
+    let mut inner = io.get_ref();
+    while let Some(e) = inner {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return is_certificate_rustls_error(r);
+        }
+        inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
     }
     false
 }
@@ -328,7 +337,10 @@ mod tests {
     #[test]
     fn messages_name_both_fingerprints_and_what_to_do() {
         let m = mismatch(MismatchReason::NotSignedByCa).to_string();
-        assert!(m.contains("not signed by the CA this deployment published"), "{m}");
+        assert!(
+            m.contains("not signed by the CA this deployment published"),
+            "{m}"
+        );
         assert!(m.contains("fingerprint aa:bb") && m.contains("cc:dd") && m.contains("ee:ff"));
         let m = mismatch(MismatchReason::NameMismatch).to_string();
         assert!(m.contains("pinned server name `VelociraptorServer`"), "{m}");
@@ -345,7 +357,10 @@ mod tests {
             classify(&CertificateError::NotValidForName),
             MismatchReason::NameMismatch
         );
-        assert_eq!(classify(&CertificateError::Expired), MismatchReason::Expired);
+        assert_eq!(
+            classify(&CertificateError::Expired),
+            MismatchReason::Expired
+        );
         assert!(matches!(
             classify(&CertificateError::Revoked),
             MismatchReason::Other(_)
@@ -359,6 +374,9 @@ mod tests {
             rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
         );
         assert!(is_certificate_error(&io));
+        // How hyper-rustls hands it to reqwest: an io::Error inside an io::Error.
+        let nested = std::io::Error::other(io);
+        assert!(is_certificate_error(&nested));
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert!(!is_certificate_error(&refused));
     }

@@ -12,7 +12,7 @@ use crate::diagnose::TlsMismatch;
 pub enum ProbeError {
     /// The server's certificate does not match what the deployment published.
     #[error(transparent)]
-    Tls(#[from] TlsMismatch),
+    Tls(Box<TlsMismatch>),
 
     #[error(
         "the CA certificate the deployment published cannot be used as a trust root: {why} \
@@ -159,6 +159,8 @@ mod tests {
             attempts: 4,
         };
         let m = e.to_string();
-        assert!(m.contains("1.5s") && m.contains("HTTP 503") && m.contains("CLOUDTEST_HEALTH_TIMEOUT"));
+        assert!(
+            m.contains("1.5s") && m.contains("HTTP 503") && m.contains("CLOUDTEST_HEALTH_TIMEOUT")
+        );
     }
 }

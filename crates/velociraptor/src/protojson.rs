@@ -178,9 +178,15 @@ mod tests {
             ..ApiClient::default()
         };
         assert!(client(now).seen_within(now, ten_min));
-        assert!(client(now - 600_000_000).seen_within(now, ten_min), "boundary");
+        assert!(
+            client(now - 600_000_000).seen_within(now, ten_min),
+            "boundary"
+        );
         assert!(!client(now - 600_000_001).seen_within(now, ten_min));
-        assert!(client(now + 5_000_000).seen_within(now, ten_min), "clock skew");
+        assert!(
+            client(now + 5_000_000).seen_within(now, ten_min),
+            "clock skew"
+        );
         assert!(!client(0).seen_within(now, ten_min), "never seen");
     }
 }

@@ -87,11 +87,8 @@ impl PinnedEndpoint {
         base.set_query(None);
 
         check_trust_anchor(spec.ca_pem)?;
-        let ca = reqwest::Certificate::from_pem(spec.ca_pem.as_bytes()).map_err(|e| {
-            ProbeError::InvalidCa {
-                why: e.to_string(),
-            }
-        })?;
+        let ca = reqwest::Certificate::from_pem(spec.ca_pem.as_bytes())
+            .map_err(|e| ProbeError::InvalidCa { why: e.to_string() })?;
         let client = Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
@@ -163,7 +160,10 @@ impl PinnedEndpoint {
                 }
             }
         }
-        Err(RequestFailure::Transport(describe(&error, self.request_timeout)))
+        Err(RequestFailure::Transport(describe(
+            &error,
+            self.request_timeout,
+        )))
     }
 }
 

@@ -1,6 +1,5 @@
 //! `cloudtest run`: plan → (mock cloud) → lifecycles → CLOUD-03 → costs → outputs → exit code.
 
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cloudtest_core::runner::{LifecycleOptions, LifecycleRunner};
@@ -14,7 +13,9 @@ use crate::{redact, signals, wiring};
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let plan = RunPlan::build(&args)?;
-    redact::register(plan.admin_password.expose());
+    if let Some(p) = &plan.admin_password {
+        redact::register(p.expose());
+    }
 
     // Before anything is created: credentials (live), budget (live), gap-document markers.
     let guards = wiring::skip_guards(&plan)?;
@@ -75,7 +76,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         interrupted_by: shutdown.reason(),
         requirements,
     };
-    wiring::price(&plan, &mut results);
+    wiring::price(&plan, &mut results)?;
 
     if let Some(m) = &mock {
         m.write_state(&plan.out)

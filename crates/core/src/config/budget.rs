@@ -13,7 +13,9 @@ pub struct BudgetConfig {
     pub monthly_usd: Option<f64>,
     /// JSON-lines ledger of live-run costs; CI restores and saves it between runs.
     pub ledger: Option<PathBuf>,
-    /// Prices that replace the embedded table.
+    /// A price table written by `cloudtest prices refresh`, used instead of the embedded one.
+    pub price_file: Option<PathBuf>,
+    /// Prices that replace entries of the table in force.
     pub prices: Vec<PriceOverride>,
 }
 

@@ -77,8 +77,10 @@ impl IntoResponse for ArmError {
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     add_standard_headers(&mut r);
     r
 }
@@ -97,5 +99,6 @@ fn add_standard_headers(r: &mut Response) {
         r.headers_mut().insert("x-ms-request-id", v.clone());
         r.headers_mut().insert("x-ms-correlation-request-id", v);
     }
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
 }

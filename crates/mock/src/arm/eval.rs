@@ -16,7 +16,9 @@ pub struct EvalError(pub String);
 
 impl EvalError {
     fn function(name: &str, why: impl std::fmt::Display) -> Self {
-        EvalError(format!("Unable to evaluate template language function '{name}': {why}"))
+        EvalError(format!(
+            "Unable to evaluate template language function '{name}': {why}"
+        ))
     }
 }
 
@@ -47,7 +49,12 @@ pub trait Scope {
 pub fn eval_value(v: &Value, scope: &dyn Scope) -> Result<Value, EvalError> {
     Ok(match v {
         Value::String(s) => eval_string(s, scope)?,
-        Value::Array(items) => Value::Array(items.iter().map(|x| eval_value(x, scope)).collect::<Result<_, _>>()?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|x| eval_value(x, scope))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(map) => {
             let mut out = Map::new();
             for (k, x) in map {
@@ -117,7 +124,11 @@ pub fn eval(e: &Expr, scope: &dyn Scope) -> Result<Value, EvalError> {
 fn property(v: &Value, name: &str) -> Option<Value> {
     let map = v.as_object()?;
     map.get(name)
-        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, x)| x))
+        .or_else(|| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, x)| x)
+        })
         .cloned()
 }
 
@@ -154,19 +165,37 @@ pub fn display(v: &Value) -> String {
 
 fn want_str<'v>(f: &str, v: &'v Value) -> Result<&'v str, EvalError> {
     v.as_str().ok_or_else(|| {
-        EvalError::function(f, format!("expected a value of type 'String' but got '{}'.", type_name(v)))
+        EvalError::function(
+            f,
+            format!(
+                "expected a value of type 'String' but got '{}'.",
+                type_name(v)
+            ),
+        )
     })
 }
 
 fn want_int(f: &str, v: &Value) -> Result<i64, EvalError> {
     v.as_i64().ok_or_else(|| {
-        EvalError::function(f, format!("expected a value of type 'Integer' but got '{}'.", type_name(v)))
+        EvalError::function(
+            f,
+            format!(
+                "expected a value of type 'Integer' but got '{}'.",
+                type_name(v)
+            ),
+        )
     })
 }
 
 fn want_bool(f: &str, v: &Value) -> Result<bool, EvalError> {
     v.as_bool().ok_or_else(|| {
-        EvalError::function(f, format!("expected a value of type 'Boolean' but got '{}'.", type_name(v)))
+        EvalError::function(
+            f,
+            format!(
+                "expected a value of type 'Boolean' but got '{}'.",
+                type_name(v)
+            ),
+        )
     })
 }
 
@@ -181,7 +210,10 @@ fn arity(f: &str, args: &[Value], min: usize, max: usize) -> Result<(), EvalErro
         };
         return Err(EvalError::function(
             f,
-            format!("the function expects {want} parameter(s) but was given {}.", args.len()),
+            format!(
+                "the function expects {want} parameter(s) but was given {}.",
+                args.len()
+            ),
         ));
     }
     Ok(())
@@ -192,12 +224,18 @@ fn call(name: &str, arg_exprs: &[Expr], scope: &dyn Scope) -> Result<Value, Eval
     // Lazy: only the branch taken is evaluated (ARM short-circuits `if`).
     if lower == "if" {
         if arg_exprs.len() != 3 {
-            return Err(EvalError::function(name, "the function expects 3 parameter(s)."));
+            return Err(EvalError::function(
+                name,
+                "the function expects 3 parameter(s).",
+            ));
         }
         let cond = want_bool(name, &eval(&arg_exprs[0], scope)?)?;
         return eval(&arg_exprs[if cond { 1 } else { 2 }], scope);
     }
-    let args: Vec<Value> = arg_exprs.iter().map(|a| eval(a, scope)).collect::<Result<_, _>>()?;
+    let args: Vec<Value> = arg_exprs
+        .iter()
+        .map(|a| eval(a, scope))
+        .collect::<Result<_, _>>()?;
     let a = &args;
     let f = name;
     match lower.as_str() {
@@ -479,11 +517,12 @@ fn call(name: &str, arg_exprs: &[Expr], scope: &dyn Scope) -> Result<Value, Eval
         }
         "createarray" => Ok(Value::Array(a.clone())),
         "createobject" => {
-            if a.len() % 2 != 0 {
+            let pairs = a.chunks_exact(2);
+            if !pairs.remainder().is_empty() {
                 return Err(EvalError::function(f, "the function expects an even number of parameters."));
             }
             let mut m = Map::new();
-            for pair in a.chunks(2) {
+            for pair in pairs {
                 m.insert(want_str(f, &pair[0])?.to_string(), pair[1].clone());
             }
             Ok(Value::Object(m))
@@ -541,10 +580,12 @@ fn call(name: &str, arg_exprs: &[Expr], scope: &dyn Scope) -> Result<Value, Eval
 }
 
 fn flatten_args(a: &[Value]) -> Vec<Value> {
-    a.iter().flat_map(|x| match x {
-        Value::Array(items) => items.clone(),
-        other => vec![other.clone()],
-    }).collect()
+    a.iter()
+        .flat_map(|x| match x {
+            Value::Array(items) => items.clone(),
+            other => vec![other.clone()],
+        })
+        .collect()
 }
 
 /// Objects merge key by key (nested objects too); later values win.
@@ -553,7 +594,9 @@ fn merge_deep(into: &mut Value, from: &Value) {
         (Value::Object(dst), Value::Object(src)) => {
             for (k, v) in src {
                 match dst.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => merge_deep(existing, v),
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        merge_deep(existing, v)
+                    }
                     _ => {
                         dst.insert(k.clone(), v.clone());
                     }
@@ -592,7 +635,13 @@ fn format_dotnet(fmt: &str, args: &[Value]) -> Result<String, EvalError> {
                 let index_text = spec.split([':', ',']).next().unwrap_or_default().trim();
                 let index: usize = index_text.parse().map_err(|_| bad())?;
                 let arg = args.get(index).ok_or_else(|| {
-                    EvalError::function("format", format!("the format string refers to argument {index} but only {} were given.", args.len()))
+                    EvalError::function(
+                        "format",
+                        format!(
+                            "the format string refers to argument {index} but only {} were given.",
+                            args.len()
+                        ),
+                    )
                 })?;
                 out.push_str(&display(arg));
             }
@@ -610,11 +659,24 @@ fn resource_id(f: &str, a: &[Value], scope: &dyn Scope) -> Result<Value, EvalErr
     let type_at = strings
         .iter()
         .position(|s| s.contains('/') && s.split('/').next().is_some_and(|ns| ns.contains('.')))
-        .ok_or_else(|| EvalError::function(f, "no argument names a resource type such as 'Microsoft.Network/publicIPAddresses'."))?;
+        .ok_or_else(|| {
+            EvalError::function(
+                f,
+                "no argument names a resource type such as 'Microsoft.Network/publicIPAddresses'.",
+            )
+        })?;
     let sub_value = scope.subscription();
     let rg_value = scope.resource_group();
-    let mut sub = sub_value.get("subscriptionId").and_then(Value::as_str).unwrap_or_default().to_string();
-    let mut rg = rg_value.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut sub = sub_value
+        .get("subscriptionId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut rg = rg_value
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     match type_at {
         0 => {}
         1 => rg = strings[0].to_string(),
@@ -622,10 +684,17 @@ fn resource_id(f: &str, a: &[Value], scope: &dyn Scope) -> Result<Value, EvalErr
             sub = strings[0].to_string();
             rg = strings[1].to_string();
         }
-        _ => return Err(EvalError::function(f, "too many arguments before the resource type.")),
+        _ => {
+            return Err(EvalError::function(
+                f,
+                "too many arguments before the resource type.",
+            ))
+        }
     }
     let path = provider_path(f, &a[type_at..])?;
-    Ok(json!(format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/{path}")))
+    Ok(json!(format!(
+        "/subscriptions/{sub}/resourceGroups/{rg}/providers/{path}"
+    )))
 }
 
 /// `Namespace/t1/t2` + names `n1`, `n2` → `Namespace/t1/n1/t2/n2`.
@@ -715,7 +784,11 @@ mod tests {
         }
         fn reference(&self, id: &str, full: bool) -> Result<Value, EvalError> {
             let props = json!({"ipAddress": format!("ip-of:{id}"), "instanceView": {"statuses": [{"message": "hello"}]}});
-            Ok(if full { json!({"properties": props}) } else { props })
+            Ok(if full {
+                json!({"properties": props})
+            } else {
+                props
+            })
         }
         fn copy_index(&self) -> Result<i64, EvalError> {
             Ok(2)
@@ -789,12 +862,18 @@ mod tests {
     fn reports_errors_like_arm() {
         let cases = [
             ("[nosuch()]", "The template function 'nosuch' is not valid"),
-            ("[parameters('name').nope]", "The language expression property 'nope' doesn't exist"),
+            (
+                "[parameters('name').nope]",
+                "The language expression property 'nope' doesn't exist",
+            ),
             ("[variables('list')[5]]", "out of bounds"),
-            ("[resourceId('Microsoft.Compute/virtualMachines/extensions', 'vm')]", "requires '2' resource name"),
+            (
+                "[resourceId('Microsoft.Compute/virtualMachines/extensions', 'vm')]",
+                "requires '2' resource name",
+            ),
             ("[int('x')]", "'x' is not a valid integer"),
             ("[format('{1}', 'a')]", "refers to argument 1"),
-            ("[concat('a'", "Unable to parse language expression"),
+            ("[concat('a']", "Unable to parse language expression"),
         ];
         for (src, want) in cases {
             let e = eval_string(src, &TestScope).expect_err(src);

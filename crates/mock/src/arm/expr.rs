@@ -111,7 +111,9 @@ fn tokenize(src: &str) -> Result<Vec<(usize, Token)>, ParseError> {
                 i += 1;
                 loop {
                     match chars.get(i) {
-                        None => return Err(err(pos, "the string literal is not terminated".into())),
+                        None => {
+                            return Err(err(pos, "the string literal is not terminated".into()))
+                        }
                         Some((_, '\'')) if matches!(chars.get(i + 1), Some((_, '\''))) => {
                             text.push('\'');
                             i += 2;
@@ -128,7 +130,9 @@ fn tokenize(src: &str) -> Result<Vec<(usize, Token)>, ParseError> {
                 }
                 out.push((pos, Token::Str(text)));
             }
-            c if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|(_, d)| d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || (c == '-' && chars.get(i + 1).is_some_and(|(_, d)| d.is_ascii_digit())) =>
+            {
                 let start = i;
                 i += 1;
                 while chars.get(i).is_some_and(|(_, d)| d.is_ascii_digit()) {
@@ -142,10 +146,16 @@ fn tokenize(src: &str) -> Result<Vec<(usize, Token)>, ParseError> {
             }
             c if c.is_alphabetic() || c == '_' || c == '$' => {
                 let start = i;
-                while chars.get(i).is_some_and(|(_, d)| d.is_alphanumeric() || *d == '_' || *d == '$') {
+                while chars
+                    .get(i)
+                    .is_some_and(|(_, d)| d.is_alphanumeric() || *d == '_' || *d == '$')
+                {
                     i += 1;
                 }
-                out.push((pos, Token::Ident(chars[start..i].iter().map(|(_, ch)| ch).collect())));
+                out.push((
+                    pos,
+                    Token::Ident(chars[start..i].iter().map(|(_, ch)| ch).collect()),
+                ));
             }
             other => return Err(err(pos, format!("the character '{other}' is not expected"))),
         }
@@ -235,7 +245,8 @@ impl Parser<'_> {
                         "null" => Ok(Expr::Null),
                         _ => {
                             self.at -= 1;
-                            Err(self.error(format!("the identifier '{name}' must be a function call")))
+                            Err(self
+                                .error(format!("the identifier '{name}' must be a function call")))
                         }
                     };
                 }
@@ -254,7 +265,11 @@ impl Parser<'_> {
                             self.at -= 1;
                             return Err(self.error(format!("expected ',' or ')' but found {t}")));
                         }
-                        None => return Err(self.error("the function call is not closed with ')'".into())),
+                        None => {
+                            return Err(
+                                self.error("the function call is not closed with ')'".into())
+                            )
+                        }
                     }
                 }
                 Ok(Expr::Call { name, args })
@@ -293,7 +308,10 @@ mod tests {
 
     #[test]
     fn classifies_template_strings() {
-        assert_eq!(classify("[parameters('a')]"), TemplateString::Expression("parameters('a')"));
+        assert_eq!(
+            classify("[parameters('a')]"),
+            TemplateString::Expression("parameters('a')")
+        );
         assert_eq!(classify("[[not]"), TemplateString::Literal("[not]".into()));
         assert_eq!(classify("plain"), TemplateString::Literal("plain".into()));
         assert_eq!(classify("[half"), TemplateString::Literal("[half".into()));
@@ -308,14 +326,23 @@ mod tests {
             ("resourceGroup()", call("resourceGroup", vec![])),
             (
                 "concat('a', parameters('b'))",
-                call("concat", vec![Expr::Str("a".into()), call("parameters", vec![Expr::Str("b".into())])]),
+                call(
+                    "concat",
+                    vec![
+                        Expr::Str("a".into()),
+                        call("parameters", vec![Expr::Str("b".into())]),
+                    ],
+                ),
             ),
             (
                 "reference(resourceId('T/x', 'n')).ipAddress",
                 Expr::Property {
                     target: Box::new(call(
                         "reference",
-                        vec![call("resourceId", vec![Expr::Str("T/x".into()), Expr::Str("n".into())])],
+                        vec![call(
+                            "resourceId",
+                            vec![Expr::Str("T/x".into()), Expr::Str("n".into())],
+                        )],
                     )),
                     name: "ipAddress".into(),
                 },
@@ -342,13 +369,27 @@ mod tests {
             ),
         ];
         for (src, want) in cases {
-            assert_eq!(parse(src).unwrap_or_else(|e| panic!("{src}: {e}")), want, "{src}");
+            assert_eq!(
+                parse(src).unwrap_or_else(|e| panic!("{src}: {e}")),
+                want,
+                "{src}"
+            );
         }
     }
 
     #[test]
     fn rejects_bad_syntax() {
-        for src in ["", "concat('a'", "'open", "a.b", "f(1,)", "f() g()", "f().", "f(1 2)", "#"] {
+        for src in [
+            "",
+            "concat('a'",
+            "'open",
+            "a.b",
+            "f(1,)",
+            "f() g()",
+            "f().",
+            "f(1 2)",
+            "#",
+        ] {
             assert!(parse(src).is_err(), "{src} must not parse");
         }
         let e = parse("concat('a' 'b')").expect_err("missing comma");

@@ -103,7 +103,13 @@ impl Filter {
 
     /// Whether an object with these fields passes. Tag names compare case-insensitively,
     /// tag values exactly, as ARM does.
-    pub fn matches(&self, name: &str, type_: &str, location: &str, tags: &Map<String, Value>) -> bool {
+    pub fn matches(
+        &self,
+        name: &str,
+        type_: &str,
+        location: &str,
+        tags: &Map<String, Value>,
+    ) -> bool {
         let tag_name = self.clauses.iter().find_map(|c| match c {
             Clause::TagName(n) => Some(n),
             _ => None,
@@ -140,7 +146,8 @@ mod tests {
 
     #[test]
     fn tag_filters_match_like_arm() {
-        let f = Filter::parse("tagName eq 'cloudtest:run-id' and tagValue eq 'r''1'").expect("parses");
+        let f =
+            Filter::parse("tagName eq 'cloudtest:run-id' and tagValue eq 'r''1'").expect("parses");
         assert!(f.matches("x", "T", "l", &tags(json!({"CloudTest:Run-Id": "r'1"}))));
         assert!(!f.matches("x", "T", "l", &tags(json!({"cloudtest:run-id": "R'1"}))));
         assert!(!f.matches("x", "T", "l", &tags(json!({"other": "r'1"}))));
@@ -152,7 +159,13 @@ mod tests {
 
     #[test]
     fn rejects_what_arm_rejects() {
-        for bad in ["tagValue eq 'v'", "tagName ne 'k'", "tagName eq 'k' or name eq 'n'", "foo eq 'x'", "tagName eq 'k"] {
+        for bad in [
+            "tagValue eq 'v'",
+            "tagName ne 'k'",
+            "tagName eq 'k' or name eq 'n'",
+            "foo eq 'x'",
+            "tagName eq 'k",
+        ] {
             assert!(Filter::parse(bad).is_err(), "{bad}");
         }
     }

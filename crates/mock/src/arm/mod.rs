@@ -57,7 +57,9 @@ impl ArmEmulator {
             base_url: OnceLock::new(),
             store: Mutex::new(Store::default()),
         });
-        let router = Router::new().fallback(routes::handle).with_state(shared.clone());
+        let router = Router::new()
+            .fallback(routes::handle)
+            .with_state(shared.clone());
         let server = serve(router, None).await?;
         let _ = shared.base_url.set(server.url());
         tracing::debug!(endpoint = %server.url(), "ARM emulator listening");
@@ -85,13 +87,23 @@ impl ArmEmulator {
         let tags = to_tags(tags);
         let mut store = self.shared.store();
         if let Err(e) = store.put_group(MOCK_SUBSCRIPTION_ID, name, "eastus", tags, None) {
-            tracing::warn!(resource_group = name, "could not plant resource group: {}", e.message);
+            tracing::warn!(
+                resource_group = name,
+                "could not plant resource group: {}",
+                e.message
+            );
         }
     }
 
     /// Plants a resource (`type_` like `Microsoft.Compute/disks`) in an existing or new
     /// resource group of [`MOCK_SUBSCRIPTION_ID`]; returns its ARM id.
-    pub fn plant_resource<I, K, V>(&self, resource_group: &str, type_: &str, name: &str, tags: I) -> String
+    pub fn plant_resource<I, K, V>(
+        &self,
+        resource_group: &str,
+        type_: &str,
+        name: &str,
+        tags: I,
+    ) -> String
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
@@ -110,7 +122,13 @@ impl ArmEmulator {
         };
         let mut store = self.shared.store();
         if store.group(MOCK_SUBSCRIPTION_ID, resource_group).is_err() {
-            let _ = store.put_group(MOCK_SUBSCRIPTION_ID, resource_group, "eastus", Map::new(), None);
+            let _ = store.put_group(
+                MOCK_SUBSCRIPTION_ID,
+                resource_group,
+                "eastus",
+                Map::new(),
+                None,
+            );
         }
         store.plant_resource(MOCK_SUBSCRIPTION_ID, resource_group, resource);
         id
@@ -128,7 +146,9 @@ where
     K: Into<String>,
     V: Into<String>,
 {
-    tags.into_iter().map(|(k, v)| (k.into(), Value::String(v.into()))).collect()
+    tags.into_iter()
+        .map(|(k, v)| (k.into(), Value::String(v.into())))
+        .collect()
 }
 
 impl EmulatorState for ArmEmulator {

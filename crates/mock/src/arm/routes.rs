@@ -38,7 +38,9 @@ impl Shared {
     }
 
     fn base(&self) -> &str {
-        self.base_url.get().map_or("http://127.0.0.1", String::as_str)
+        self.base_url
+            .get()
+            .map_or("http://127.0.0.1", String::as_str)
     }
 
     /// `Retry-After` for in-progress long-running operations: the emulated wait, in whole
@@ -52,19 +54,51 @@ impl Shared {
 /// The ARM path shapes the emulator serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
-    ResourceGroups { sub: String },
-    ResourceGroup { sub: String, rg: String },
-    GroupResources { sub: String, rg: String },
-    Deployment { sub: String, rg: String, name: String },
-    DeploymentValidate { sub: String, rg: String, name: String },
-    DeploymentOperations { sub: String, rg: String, name: String },
-    DeploymentStatus { sub: String, rg: String, name: String, op: String },
-    Resources { sub: String },
-    OperationResult { sub: String, token: String },
+    ResourceGroups {
+        sub: String,
+    },
+    ResourceGroup {
+        sub: String,
+        rg: String,
+    },
+    GroupResources {
+        sub: String,
+        rg: String,
+    },
+    Deployment {
+        sub: String,
+        rg: String,
+        name: String,
+    },
+    DeploymentValidate {
+        sub: String,
+        rg: String,
+        name: String,
+    },
+    DeploymentOperations {
+        sub: String,
+        rg: String,
+        name: String,
+    },
+    DeploymentStatus {
+        sub: String,
+        rg: String,
+        name: String,
+        op: String,
+    },
+    Resources {
+        sub: String,
+    },
+    OperationResult {
+        sub: String,
+        token: String,
+    },
 }
 
 fn decode(segment: &str) -> String {
-    percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn parse_route(path: &str) -> Option<Route> {
@@ -83,18 +117,37 @@ fn parse_route(path: &str) -> Option<Route> {
         1 if r(0, "resources") => Route::Resources { sub },
         2 if r(0, "resourcegroups") => Route::ResourceGroup { sub, rg: at(1) },
         2 if r(0, "operationresults") => Route::OperationResult { sub, token: at(1) },
-        3 if r(0, "resourcegroups") && r(2, "resources") => Route::GroupResources { sub, rg: at(1) },
+        3 if r(0, "resourcegroups") && r(2, "resources") => {
+            Route::GroupResources { sub, rg: at(1) }
+        }
         // The spec's deployment operations path has no `providers/Microsoft.Resources`.
         5 if r(0, "resourcegroups") && r(2, "deployments") && r(4, "operations") => {
-            Route::DeploymentOperations { sub, rg: at(1), name: at(3) }
+            Route::DeploymentOperations {
+                sub,
+                rg: at(1),
+                name: at(3),
+            }
         }
-        n if n >= 5 && r(0, "resourcegroups") && r(2, "providers") && r(3, "microsoft.resources") && r(4, "deployments") => {
-            let (rg, name) = (at(1), rest.get(5).map(|x| x.to_string()).unwrap_or_default());
+        n if n >= 5
+            && r(0, "resourcegroups")
+            && r(2, "providers")
+            && r(3, "microsoft.resources")
+            && r(4, "deployments") =>
+        {
+            let (rg, name) = (
+                at(1),
+                rest.get(5).map(|x| x.to_string()).unwrap_or_default(),
+            );
             match n {
                 6 => Route::Deployment { sub, rg, name },
                 7 if r(6, "validate") => Route::DeploymentValidate { sub, rg, name },
                 7 if r(6, "operations") => Route::DeploymentOperations { sub, rg, name },
-                8 if r(6, "operationstatuses") => Route::DeploymentStatus { sub, rg, name, op: at(7) },
+                8 if r(6, "operationstatuses") => Route::DeploymentStatus {
+                    sub,
+                    rg,
+                    name,
+                    op: at(7),
+                },
                 _ => return None,
             }
         }
@@ -116,7 +169,9 @@ fn operation(method: &Method, route: &Route) -> Option<&'static str> {
         ("GET", Route::DeploymentOperations { .. }) => "DeploymentOperations_List",
         ("GET", Route::Resources { .. }) => "Resources_List",
         ("GET", Route::GroupResources { .. }) => "Resources_ListByResourceGroup",
-        ("GET", Route::DeploymentStatus { .. }) | ("GET", Route::OperationResult { .. }) => "AsyncOperation_Get",
+        ("GET", Route::DeploymentStatus { .. }) | ("GET", Route::OperationResult { .. }) => {
+            "AsyncOperation_Get"
+        }
         _ => return None,
     })
 }
@@ -126,7 +181,10 @@ fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
 }
 
 fn query<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 fn check_api_version(pairs: &[(String, String)]) -> Result<(), ArmError> {
@@ -139,7 +197,13 @@ fn check_api_version(pairs: &[(String, String)]) -> Result<(), ArmError> {
     };
     let date = v.strip_suffix("-preview").unwrap_or(v);
     let well_formed = date.len() == 10
-        && date.char_indices().all(|(i, c)| if i == 4 || i == 7 { c == '-' } else { c.is_ascii_digit() });
+        && date.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
     if well_formed && (OLDEST_API_VERSION..=NEWEST_API_VERSION).contains(&date) {
         return Ok(());
     }
@@ -153,7 +217,12 @@ fn check_api_version(pairs: &[(String, String)]) -> Result<(), ArmError> {
 }
 
 fn unauthorized(why: &str, code: &str) -> Response {
-    let mut r = ArmError::new(StatusCode::UNAUTHORIZED, code, format!("Authentication failed. {why}")).into_response();
+    let mut r = ArmError::new(
+        StatusCode::UNAUTHORIZED,
+        code,
+        format!("Authentication failed. {why}"),
+    )
+    .into_response();
     let challenge = format!(
         "Bearer authorization_uri=\"https://login.microsoftonline.com/common\", error=\"invalid_token\", error_description=\"{why}\""
     );
@@ -163,14 +232,21 @@ fn unauthorized(why: &str, code: &str) -> Response {
     r
 }
 
-fn check_bearer(headers: &HeaderMap) -> Result<(), Response> {
+/// `Some(401)` unless the request carries `Authorization: Bearer <token>`.
+fn missing_bearer(headers: &HeaderMap) -> Option<Response> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized("The 'Authorization' header is missing.", "AuthenticationFailed"));
+        return Some(unauthorized(
+            "The 'Authorization' header is missing.",
+            "AuthenticationFailed",
+        ));
     };
-    let text = value.to_str().unwrap_or_default();
-    match text.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(()),
-        _ => Err(unauthorized(
+    match value.to_str().unwrap_or_default().split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            None
+        }
+        _ => Some(unauthorized(
             "The 'Authorization' header is not in a valid format; expected 'Bearer <token>'.",
             "InvalidAuthenticationToken",
         )),
@@ -197,7 +273,8 @@ async fn inject(shared: &Shared, op: &str) -> Option<Response> {
                 format!("The request is being throttled as the limit has been reached for operation '{op}'. For more information, refer to - https://aka.ms/armthrottling"),
             )
             .into_response();
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             Some(r)
         }
         FaultKind::Timeout => {
@@ -207,8 +284,10 @@ async fn inject(shared: &Shared, op: &str) -> Option<Response> {
         FaultKind::Reset => Some(crate::http::reset_response()),
         FaultKind::Malformed => {
             let mut r = Response::new(Body::from("{\"id\": \"/subscriptions/"));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
             Some(r)
         }
     }
@@ -226,7 +305,10 @@ pub async fn handle(
         return ArmError::new(
             StatusCode::NOT_FOUND,
             "InvalidResourceType",
-            format!("The resource type could not be found for the path '{}' (not emulated).", uri.path()),
+            format!(
+                "The resource type could not be found for the path '{}' (not emulated).",
+                uri.path()
+            ),
         )
         .into_response();
     };
@@ -234,14 +316,17 @@ pub async fn handle(
         return ArmError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
-            format!("The method '{method}' is not allowed on '{}' (not emulated).", uri.path()),
+            format!(
+                "The method '{method}' is not allowed on '{}' (not emulated).",
+                uri.path()
+            ),
         )
         .into_response();
     };
     if let Some(fault) = inject(&shared, op).await {
         return fault;
     }
-    if let Err(r) = check_bearer(&headers) {
+    if let Some(r) = missing_bearer(&headers) {
         return r;
     }
     let pairs = query_pairs(&uri);
@@ -283,7 +368,9 @@ fn string_map(v: Option<&Value>, what: &str) -> Result<Map<String, Value>, ArmEr
     match v {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) if m.values().all(Value::is_string) => Ok(m.clone()),
-        Some(_) => Err(ArmError::invalid_request_content(format!("'{what}' must be an object of strings"))),
+        Some(_) => Err(ArmError::invalid_request_content(format!(
+            "'{what}' must be an object of strings"
+        ))),
     }
 }
 
@@ -293,7 +380,9 @@ fn deployment_request(body: &Bytes) -> Result<DeploymentRequest, ArmError> {
         .get("properties")
         .and_then(Value::as_object)
         .ok_or_else(|| ArmError::invalid_request_content("the 'properties' object is required"))?;
-    if props.get("templateLink").is_some_and(|x| !x.is_null()) || props.get("parametersLink").is_some_and(|x| !x.is_null()) {
+    if props.get("templateLink").is_some_and(|x| !x.is_null())
+        || props.get("parametersLink").is_some_and(|x| !x.is_null())
+    {
         return Err(ArmError::new(
             StatusCode::BAD_REQUEST,
             "InvalidTemplate",
@@ -304,19 +393,34 @@ fn deployment_request(body: &Bytes) -> Result<DeploymentRequest, ArmError> {
         .get("template")
         .filter(|t| t.is_object())
         .cloned()
-        .ok_or_else(|| ArmError::new(StatusCode::BAD_REQUEST, "InvalidDeployment", "The 'template' property of the deployment is required and must be an object."))?;
+        .ok_or_else(|| {
+            ArmError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidDeployment",
+                "The 'template' property of the deployment is required and must be an object.",
+            )
+        })?;
     let parameters = match props.get("parameters") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
-        Some(_) => return Err(ArmError::invalid_request_content("'properties.parameters' must be an object")),
+        Some(_) => {
+            return Err(ArmError::invalid_request_content(
+                "'properties.parameters' must be an object",
+            ))
+        }
     };
-    let mode = props.get("mode").and_then(Value::as_str).unwrap_or("Incremental");
+    let mode = props
+        .get("mode")
+        .and_then(Value::as_str)
+        .unwrap_or("Incremental");
     let mode = if mode.eq_ignore_ascii_case("incremental") {
         "Incremental"
     } else if mode.eq_ignore_ascii_case("complete") {
         "Complete"
     } else {
-        return Err(ArmError::invalid_request_content(format!("the deployment mode '{mode}' is not 'Incremental' or 'Complete'")));
+        return Err(ArmError::invalid_request_content(format!(
+            "the deployment mode '{mode}' is not 'Incremental' or 'Complete'"
+        )));
     };
     Ok(DeploymentRequest {
         template,
@@ -348,24 +452,41 @@ fn dispatch(
                 .get("location")
                 .and_then(Value::as_str)
                 .filter(|l| !l.is_empty())
-                .ok_or_else(|| ArmError::new(StatusCode::BAD_REQUEST, "LocationRequired", "The location property is required for this definition."))?;
+                .ok_or_else(|| {
+                    ArmError::new(
+                        StatusCode::BAD_REQUEST,
+                        "LocationRequired",
+                        "The location property is required for this definition.",
+                    )
+                })?;
             let tags = string_map(v.get("tags"), "tags")?;
             let managed_by = v.get("managedBy").and_then(Value::as_str).map(String::from);
             let mut store = shared.store();
             let created = store.put_group(&sub, &rg, location, tags, managed_by)?;
-            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok(json_response(status, &store.group(&sub, &rg)?.to_json()))
         }
-        ("GET", Route::ResourceGroup { sub, rg }) => Ok(json_response(StatusCode::OK, &shared.store().group(&sub, &rg)?.to_json())),
+        ("GET", Route::ResourceGroup { sub, rg }) => Ok(json_response(
+            StatusCode::OK,
+            &shared.store().group(&sub, &rg)?.to_json(),
+        )),
         ("HEAD", Route::ResourceGroup { sub, rg }) => {
             shared.store().group(&sub, &rg)?;
             Ok(empty_response(StatusCode::NO_CONTENT))
         }
         ("DELETE", Route::ResourceGroup { sub, rg }) => {
             let token = shared.store().start_delete(&sub, &rg, now)?;
-            let location = format!("{}/subscriptions/{sub}/operationresults/{token}?api-version={API_VERSION}", shared.base());
+            let location = format!(
+                "{}/subscriptions/{sub}/operationresults/{token}?api-version={API_VERSION}",
+                shared.base()
+            );
             let mut r = with_header(empty_response(StatusCode::ACCEPTED), "location", &location);
-            r.headers_mut().insert(header::RETRY_AFTER, shared.lro_retry_after());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, shared.lro_retry_after());
             Ok(r)
         }
         ("GET", Route::OperationResult { sub, token }) => {
@@ -374,12 +495,23 @@ fn dispatch(
                 .deletions
                 .get(&token)
                 .filter(|d| d.subscription.eq_ignore_ascii_case(&sub))
-                .ok_or_else(|| ArmError::new(StatusCode::NOT_FOUND, "OperationNotFound", format!("The operation '{token}' could not be found.")))?;
+                .ok_or_else(|| {
+                    ArmError::new(
+                        StatusCode::NOT_FOUND,
+                        "OperationNotFound",
+                        format!("The operation '{token}' could not be found."),
+                    )
+                })?;
             match &deletion.state {
                 DeletionState::Running => {
-                    let location = format!("{}/subscriptions/{sub}/operationresults/{token}?api-version={API_VERSION}", shared.base());
-                    let mut r = with_header(empty_response(StatusCode::ACCEPTED), "location", &location);
-                    r.headers_mut().insert(header::RETRY_AFTER, shared.lro_retry_after());
+                    let location = format!(
+                        "{}/subscriptions/{sub}/operationresults/{token}?api-version={API_VERSION}",
+                        shared.base()
+                    );
+                    let mut r =
+                        with_header(empty_response(StatusCode::ACCEPTED), "location", &location);
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, shared.lro_retry_after());
                     Ok(r)
                 }
                 DeletionState::Succeeded => Ok(empty_response(StatusCode::OK)),
@@ -388,22 +520,32 @@ fn dispatch(
         }
         ("GET", Route::ResourceGroups { sub }) => {
             let filter = parse_filter(pairs)?;
-            Ok(json_response(StatusCode::OK, &json!({"value": shared.store().list_groups(&sub, &filter)})))
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"value": shared.store().list_groups(&sub, &filter)}),
+            ))
         }
         ("GET", Route::Resources { sub }) => {
             let filter = parse_filter(pairs)?;
-            Ok(json_response(StatusCode::OK, &json!({"value": shared.store().list_resources(&sub, None, &filter)})))
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"value": shared.store().list_resources(&sub, None, &filter)}),
+            ))
         }
         ("GET", Route::GroupResources { sub, rg }) => {
             let filter = parse_filter(pairs)?;
             let store = shared.store();
             store.group(&sub, &rg)?;
-            Ok(json_response(StatusCode::OK, &json!({"value": store.list_resources(&sub, Some(&rg), &filter)})))
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"value": store.list_resources(&sub, Some(&rg), &filter)}),
+            ))
         }
         ("PUT", Route::Deployment { sub, rg, name }) => {
             let request = deployment_request(body)?;
             let mut store = shared.store();
-            let (id_key, outcome) = store.put_deployment(&sub, &rg, &name, request, now, ctx.servers.as_ref())?;
+            let (id_key, outcome) =
+                store.put_deployment(&sub, &rg, &name, request, now, ctx.servers.as_ref())?;
             let d = store
                 .deployments
                 .get(&id_key)
@@ -422,28 +564,45 @@ fn dispatch(
                 d.operation_id
             );
             let r = json_response(status, &d.to_json(now));
-            Ok(if d.state.is_terminal() { r } else { with_header(r, "azure-asyncoperation", &async_url) })
+            Ok(if d.state.is_terminal() {
+                r
+            } else {
+                with_header(r, "azure-asyncoperation", &async_url)
+            })
         }
-        ("GET", Route::Deployment { sub, rg, name }) => Ok(json_response(StatusCode::OK, &shared.store().deployment(&sub, &rg, &name)?.to_json(now))),
+        ("GET", Route::Deployment { sub, rg, name }) => Ok(json_response(
+            StatusCode::OK,
+            &shared.store().deployment(&sub, &rg, &name)?.to_json(now),
+        )),
         ("POST", Route::DeploymentValidate { sub, rg, name }) => {
             let request = deployment_request(body)?;
-            let v = shared.store().validate(&sub, &rg, &name, &request, ctx.servers.as_ref())?;
+            let v = shared
+                .store()
+                .validate(&sub, &rg, &name, &request, ctx.servers.as_ref())?;
             Ok(json_response(StatusCode::OK, &v))
         }
         ("GET", Route::DeploymentOperations { sub, rg, name }) => {
             let store = shared.store();
             let d = store.deployment(&sub, &rg, &name)?;
-            Ok(json_response(StatusCode::OK, &json!({"value": d.operations})))
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"value": d.operations}),
+            ))
         }
         ("GET", Route::DeploymentStatus { sub, rg, name, op }) => {
             let store = shared.store();
             let d = store.deployment(&sub, &rg, &name)?;
             if !d.operation_id.eq_ignore_ascii_case(&op) {
-                return Err(ArmError::new(StatusCode::NOT_FOUND, "OperationNotFound", format!("The operation '{op}' could not be found.")));
+                return Err(ArmError::new(
+                    StatusCode::NOT_FOUND,
+                    "OperationNotFound",
+                    format!("The operation '{op}' could not be found."),
+                ));
             }
             let mut r = json_response(StatusCode::OK, &d.status_json());
             if !d.state.is_terminal() {
-                r.headers_mut().insert(header::RETRY_AFTER, shared.lro_retry_after());
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, shared.lro_retry_after());
             }
             Ok(r)
         }
@@ -463,21 +622,40 @@ mod tests {
     fn routes_case_insensitively() {
         assert_eq!(
             parse_route("/subscriptions/s/resourceGroups/rg"),
-            Some(Route::ResourceGroup { sub: "s".into(), rg: "rg".into() })
+            Some(Route::ResourceGroup {
+                sub: "s".into(),
+                rg: "rg".into()
+            })
         );
         assert_eq!(
-            parse_route("/SUBSCRIPTIONS/s/resourcegroups/rg/providers/microsoft.resources/DEPLOYMENTS/d"),
-            Some(Route::Deployment { sub: "s".into(), rg: "rg".into(), name: "d".into() })
+            parse_route(
+                "/SUBSCRIPTIONS/s/resourcegroups/rg/providers/microsoft.resources/DEPLOYMENTS/d"
+            ),
+            Some(Route::Deployment {
+                sub: "s".into(),
+                rg: "rg".into(),
+                name: "d".into()
+            })
         );
         assert_eq!(
             parse_route("/subscriptions/s/resourcegroups/rg/deployments/d/operations"),
-            Some(Route::DeploymentOperations { sub: "s".into(), rg: "rg".into(), name: "d".into() })
+            Some(Route::DeploymentOperations {
+                sub: "s".into(),
+                rg: "rg".into(),
+                name: "d".into()
+            })
         );
         assert_eq!(
             parse_route("/subscriptions/s/resourcegroups/my%20rg"),
-            Some(Route::ResourceGroup { sub: "s".into(), rg: "my rg".into() })
+            Some(Route::ResourceGroup {
+                sub: "s".into(),
+                rg: "my rg".into()
+            })
         );
-        assert_eq!(parse_route("/subscriptions/s/providers/Microsoft.Compute/x"), None);
+        assert_eq!(
+            parse_route("/subscriptions/s/providers/Microsoft.Compute/x"),
+            None
+        );
     }
 
     #[test]
@@ -486,8 +664,17 @@ mod tests {
         assert!(check_api_version(&q("2021-04-01")).is_ok());
         assert!(check_api_version(&q("2022-09-01")).is_ok());
         assert!(check_api_version(&q("2020-06-01-preview")).is_ok());
-        assert_eq!(check_api_version(&q("2015-01-01")).map_err(|e| e.code), Err("InvalidApiVersionParameter".into()));
-        assert_eq!(check_api_version(&q("latest")).map_err(|e| e.code), Err("InvalidApiVersionParameter".into()));
-        assert_eq!(check_api_version(&[]).map_err(|e| e.code), Err("MissingApiVersionParameter".into()));
+        assert_eq!(
+            check_api_version(&q("2015-01-01")).map_err(|e| e.code),
+            Err("InvalidApiVersionParameter".into())
+        );
+        assert_eq!(
+            check_api_version(&q("latest")).map_err(|e| e.code),
+            Err("InvalidApiVersionParameter".into())
+        );
+        assert_eq!(
+            check_api_version(&[]).map_err(|e| e.code),
+            Err("MissingApiVersionParameter".into())
+        );
     }
 }

@@ -55,11 +55,18 @@ pub struct ResourceGroup {
 
 impl ResourceGroup {
     pub fn id(&self) -> String {
-        format!("/subscriptions/{}/resourceGroups/{}", self.subscription, self.name)
+        format!(
+            "/subscriptions/{}/resourceGroups/{}",
+            self.subscription, self.name
+        )
     }
 
     pub fn to_json(&self) -> Value {
-        let state = if self.deleting.is_some() { "Deleting" } else { "Succeeded" };
+        let state = if self.deleting.is_some() {
+            "Deleting"
+        } else {
+            "Succeeded"
+        };
         let mut v = json!({
             "id": self.id(),
             "name": self.name,
@@ -165,7 +172,9 @@ impl Deployment {
 
     /// The `DeploymentExtended` shape.
     pub fn to_json(&self, now: Instant) -> Value {
-        let elapsed = self.finished_after.unwrap_or_else(|| now.saturating_duration_since(self.started));
+        let elapsed = self
+            .finished_after
+            .unwrap_or_else(|| now.saturating_duration_since(self.started));
         let mut props = json!({
             "templateHash": self.template_hash(),
             "parameters": self.parameters_for_response,
@@ -181,8 +190,12 @@ impl Deployment {
             props["outputs"] = Value::Object(outputs.clone());
         }
         if self.state == DeploymentState::Succeeded {
-            props["outputResources"] =
-                Value::Array(self.output_resources.iter().map(|r| json!({"id": r.id})).collect());
+            props["outputResources"] = Value::Array(
+                self.output_resources
+                    .iter()
+                    .map(|r| json!({"id": r.id}))
+                    .collect(),
+            );
         }
         if let Some(e) = &self.error {
             props["error"] = e.body();
@@ -204,8 +217,14 @@ impl Deployment {
 fn providers(resources: &[PlannedResource]) -> Value {
     let mut by_ns: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for r in resources {
-        let Some((ns, rest)) = r.type_.split_once('/') else { continue };
-        let locations = by_ns.entry(ns.to_string()).or_default().entry(rest.to_string()).or_default();
+        let Some((ns, rest)) = r.type_.split_once('/') else {
+            continue;
+        };
+        let locations = by_ns
+            .entry(ns.to_string())
+            .or_default()
+            .entry(rest.to_string())
+            .or_default();
         if !r.location.is_empty() && !locations.contains(&r.location) {
             locations.push(r.location.clone());
         }
@@ -271,7 +290,9 @@ pub enum PutOutcome {
 
 impl Store {
     pub fn group(&self, sub: &str, rg: &str) -> Result<&ResourceGroup, ArmError> {
-        self.groups.get(&key(sub, rg)).ok_or_else(|| ArmError::resource_group_not_found(rg))
+        self.groups
+            .get(&key(sub, rg))
+            .ok_or_else(|| ArmError::resource_group_not_found(rg))
     }
 
     /// Creates or updates a resource group; `true` when it is new.
@@ -355,7 +376,14 @@ impl Store {
             .values()
             .filter(|r| r.subscription.eq_ignore_ascii_case(sub))
             .filter(|r| rg.is_none_or(|rg| r.resource_group.eq_ignore_ascii_case(rg)))
-            .filter(|r| filter.matches(&r.resource.name, &r.resource.type_, &r.resource.location, &r.resource.tags))
+            .filter(|r| {
+                filter.matches(
+                    &r.resource.name,
+                    &r.resource.type_,
+                    &r.resource.location,
+                    &r.resource.tags,
+                )
+            })
             .map(StoredResource::to_json)
             .collect()
     }
@@ -376,7 +404,10 @@ impl Store {
     fn resources_in(&self, sub: &str, rg: &str) -> Vec<PlannedResource> {
         self.resources
             .values()
-            .filter(|r| r.subscription.eq_ignore_ascii_case(sub) && r.resource_group.eq_ignore_ascii_case(rg))
+            .filter(|r| {
+                r.subscription.eq_ignore_ascii_case(sub)
+                    && r.resource_group.eq_ignore_ascii_case(rg)
+            })
             .map(|r| r.resource.clone())
             .collect()
     }
@@ -402,8 +433,14 @@ impl Store {
     ) -> Result<EvaluatedDeployment, ArmError> {
         let scope = self.scope(sub, rg, name)?;
         let existing = self.resources_in(sub, rg);
-        template::evaluate(&request.template, &request.parameters, &scope, &existing, &Facts(servers))
-            .map_err(|e| ArmError::new(StatusCode::BAD_REQUEST, "InvalidTemplate", e.to_string()))
+        template::evaluate(
+            &request.template,
+            &request.parameters,
+            &scope,
+            &existing,
+            &Facts(servers),
+        )
+        .map_err(|e| ArmError::new(StatusCode::BAD_REQUEST, "InvalidTemplate", e.to_string()))
     }
 
     /// `POST .../validate`: the checks of a PUT without deploying.
@@ -465,17 +502,28 @@ impl Store {
             booted = existing.booted;
         }
         let evaluated = self.evaluate(sub, &rg_name, name, &request, servers)?;
-        let deployment_id = format!("/subscriptions/{sub}/resourceGroups/{rg_name}/providers/{DEPLOYMENT_TYPE}/{name}");
-        let boot = evaluated.resources.iter().any(|r| r.is_type(VM_TYPE)).then(|| {
-            let text = |n: &str| evaluated.parameter(n).and_then(Value::as_str).map(String::from);
-            ServerDeployment {
-                deployment: deployment_id.clone(),
-                admin_user: text("adminUser").unwrap_or_else(|| DEFAULT_ADMIN_USER.to_string()),
-                admin_password: text("adminPassword").unwrap_or_default(),
-                version: text("velociraptorVersion").unwrap_or_default(),
-                expected_clients: 1,
-            }
-        });
+        let deployment_id = format!(
+            "/subscriptions/{sub}/resourceGroups/{rg_name}/providers/{DEPLOYMENT_TYPE}/{name}"
+        );
+        let boot = evaluated
+            .resources
+            .iter()
+            .any(|r| r.is_type(VM_TYPE))
+            .then(|| {
+                let text = |n: &str| {
+                    evaluated
+                        .parameter(n)
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                };
+                ServerDeployment {
+                    deployment: deployment_id.clone(),
+                    admin_user: text("adminUser").unwrap_or_else(|| DEFAULT_ADMIN_USER.to_string()),
+                    admin_password: text("adminPassword").unwrap_or_default(),
+                    version: text("velociraptorVersion").unwrap_or_default(),
+                    expected_clients: 1,
+                }
+            });
         self.deployments.insert(
             id_key.clone(),
             Deployment {
@@ -504,7 +552,9 @@ impl Store {
     pub fn deployment(&self, sub: &str, rg: &str, name: &str) -> Result<&Deployment, ArmError> {
         let g = self.group(sub, rg)?;
         let id_key = format!("{}/providers/{DEPLOYMENT_TYPE}/{name}", g.id()).to_ascii_lowercase();
-        self.deployments.get(&id_key).ok_or_else(|| ArmError::deployment_not_found(name))
+        self.deployments
+            .get(&id_key)
+            .ok_or_else(|| ArmError::deployment_not_found(name))
     }
 
     /// Moves every deployment and deletion along to `now`.
@@ -529,7 +579,10 @@ impl Store {
         let due: Vec<String> = self
             .deletions
             .iter()
-            .filter(|(_, d)| d.state == DeletionState::Running && now.saturating_duration_since(d.started) >= ctx.latency)
+            .filter(|(_, d)| {
+                d.state == DeletionState::Running
+                    && now.saturating_duration_since(d.started) >= ctx.latency
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for token in due {
@@ -538,8 +591,15 @@ impl Store {
     }
 
     fn finish_deployment(&mut self, id_key: &str, now: Instant, ctx: &EmulatorContext) {
-        let Some(d) = self.deployments.get(id_key) else { return };
-        let (sub, rg, name, request) = (d.subscription.clone(), d.resource_group.clone(), d.name.clone(), d.request.clone());
+        let Some(d) = self.deployments.get(id_key) else {
+            return;
+        };
+        let (sub, rg, name, request) = (
+            d.subscription.clone(),
+            d.resource_group.clone(),
+            d.name.clone(),
+            d.request.clone(),
+        );
         let deployment_id = d.id();
         let boot = d.boot.clone();
         let already_booted = d.booted;
@@ -551,7 +611,13 @@ impl Store {
         let result = self.evaluate(&sub, &rg, &name, &request, ctx.servers.as_ref());
         let finished = Utc::now();
         let (state, error, outputs, created, operations) = match result {
-            Err(e) => (DeploymentState::Failed, Some(e), None, Vec::new(), Vec::new()),
+            Err(e) => (
+                DeploymentState::Failed,
+                Some(e),
+                None,
+                Vec::new(),
+                Vec::new(),
+            ),
             Ok(evaluated) if fails && !evaluated.resources.is_empty() => {
                 let failing_at = evaluated
                     .resources
@@ -563,12 +629,22 @@ impl Store {
                 let created: Vec<PlannedResource> = evaluated
                     .resources
                     .iter()
-                    .filter(|r| r.id != failing.id && !r.id.to_ascii_lowercase().starts_with(&child_prefix))
+                    .filter(|r| {
+                        r.id != failing.id && !r.id.to_ascii_lowercase().starts_with(&child_prefix)
+                    })
                     .cloned()
                     .collect();
                 let cause = sku_not_available(&failing);
-                let mut ops: Vec<Value> = created.iter().map(|r| operation_json(&deployment_id, r, None, finished)).collect();
-                ops.push(operation_json(&deployment_id, &failing, Some(&cause), finished));
+                let mut ops: Vec<Value> = created
+                    .iter()
+                    .map(|r| operation_json(&deployment_id, r, None, finished))
+                    .collect();
+                ops.push(operation_json(
+                    &deployment_id,
+                    &failing,
+                    Some(&cause),
+                    finished,
+                ));
                 let mut error = ArmError::new(
                     StatusCode::BAD_REQUEST,
                     "DeploymentFailed",
@@ -583,13 +659,21 @@ impl Store {
                     .iter()
                     .map(|r| operation_json(&deployment_id, r, None, finished))
                     .collect();
-                (DeploymentState::Succeeded, None, Some(evaluated.outputs), evaluated.resources, ops)
+                (
+                    DeploymentState::Succeeded,
+                    None,
+                    Some(evaluated.outputs),
+                    evaluated.resources,
+                    ops,
+                )
             }
         };
         if state == DeploymentState::Succeeded && request.mode.eq_ignore_ascii_case("Complete") {
             let keep: Vec<String> = created.iter().map(|r| r.id.to_ascii_lowercase()).collect();
             self.resources.retain(|k, r| {
-                !(r.subscription.eq_ignore_ascii_case(&sub) && r.resource_group.eq_ignore_ascii_case(&rg)) || keep.contains(k)
+                !(r.subscription.eq_ignore_ascii_case(&sub)
+                    && r.resource_group.eq_ignore_ascii_case(&rg))
+                    || keep.contains(k)
             });
         }
         for r in &created {
@@ -618,11 +702,17 @@ impl Store {
     }
 
     fn finish_deletion(&mut self, token: &str, ctx: &EmulatorContext) {
-        let Some(del) = self.deletions.get(token) else { return };
+        let Some(del) = self.deletions.get(token) else {
+            return;
+        };
         let (sub, rg) = (del.subscription.clone(), del.resource_group.clone());
         if ctx.scenario == Scenario::DeleteFails && !self.delete_failed {
             self.delete_failed = true;
-            let blocking = self.resources_in(&sub, &rg).first().map(|r| r.id.clone()).unwrap_or_else(|| format!("/subscriptions/{sub}/resourceGroups/{rg}"));
+            let blocking = self
+                .resources_in(&sub, &rg)
+                .first()
+                .map(|r| r.id.clone())
+                .unwrap_or_else(|| format!("/subscriptions/{sub}/resourceGroups/{rg}"));
             let error = ArmError::new(
                 StatusCode::CONFLICT,
                 "ResourceGroupDeletionBlocked",
@@ -648,7 +738,8 @@ impl Store {
         let leak_key = leak.as_ref().map(|r| r.id.to_ascii_lowercase());
         self.resources.retain(|k, r| {
             Some(k) == leak_key.as_ref()
-                || !(r.subscription.eq_ignore_ascii_case(&sub) && r.resource_group.eq_ignore_ascii_case(&rg))
+                || !(r.subscription.eq_ignore_ascii_case(&sub)
+                    && r.resource_group.eq_ignore_ascii_case(&rg))
         });
         if let Some(leaked) = leak {
             tracing::debug!(id = %leaked.id, "emulated resource survives its resource group (teardown-leaks)");
@@ -657,7 +748,10 @@ impl Store {
         let gone: Vec<String> = self
             .deployments
             .iter()
-            .filter(|(_, d)| d.subscription.eq_ignore_ascii_case(&sub) && d.resource_group.eq_ignore_ascii_case(&rg))
+            .filter(|(_, d)| {
+                d.subscription.eq_ignore_ascii_case(&sub)
+                    && d.resource_group.eq_ignore_ascii_case(&rg)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for k in gone {
@@ -681,7 +775,10 @@ impl Store {
         if let Some(disk) = tagged.iter().find(|r| r.is_type(DISK_TYPE)) {
             return Some((*disk).clone());
         }
-        let owner = tagged.iter().find(|r| r.is_type(VM_TYPE)).or_else(|| tagged.first())?;
+        let owner = tagged
+            .iter()
+            .find(|r| r.is_type(VM_TYPE))
+            .or_else(|| tagged.first())?;
         let base = owner.name.split('/').next().unwrap_or("cloudtest");
         let name = format!("{base}_OsDisk_1_{}", unique_string(&[&owner.id]));
         Some(PlannedResource {
@@ -701,10 +798,9 @@ impl Store {
             .groups
             .values()
             .map(|g| json!({"type": RESOURCE_GROUP_TYPE, "id": g.id(), "tags": g.tags}));
-        let resources = self
-            .resources
-            .values()
-            .map(|r| json!({"type": r.resource.type_, "id": r.resource.id, "tags": r.resource.tags}));
+        let resources = self.resources.values().map(
+            |r| json!({"type": r.resource.type_, "id": r.resource.id, "tags": r.resource.tags}),
+        );
         groups.chain(resources).collect()
     }
 }
@@ -728,7 +824,12 @@ fn sku_not_available(r: &PlannedResource) -> ArmError {
 }
 
 /// One `DeploymentOperation`; `failure` makes it the failed one.
-fn operation_json(deployment_id: &str, r: &PlannedResource, failure: Option<&ArmError>, at: DateTime<Utc>) -> Value {
+fn operation_json(
+    deployment_id: &str,
+    r: &PlannedResource,
+    failure: Option<&ArmError>,
+    at: DateTime<Utc>,
+) -> Value {
     let op_id = unique_string(&[deployment_id, &r.id]).to_uppercase();
     let mut props = json!({
         "provisioningOperation": "Create",

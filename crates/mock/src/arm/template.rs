@@ -18,9 +18,17 @@ pub enum TemplateError {
     #[error("Deployment template validation failed: 'The template parameters '{unknown}' in the parameters file are not valid; they are not present in the original template and can therefore not be provided at deployment time. The only supported parameters for this template are '{known}'. Please see https://aka.ms/arm-pass-parameter-values for usage details.'.")]
     UnknownParameters { unknown: String, known: String },
     #[error("Deployment template validation failed: 'The provided value for the template parameter '{name}' is not valid. Expected a value of type '{expected}', but received a value of type '{actual}'. Please see https://aka.ms/arm-create-parameter-file for usage details.'.")]
-    WrongType { name: String, expected: String, actual: String },
+    WrongType {
+        name: String,
+        expected: String,
+        actual: String,
+    },
     #[error("Deployment template validation failed: 'The provided value '{value}' for the template parameter '{name}' is not valid. The parameter value is not part of the allowed value(s): '{allowed}'.'.")]
-    NotAllowed { name: String, value: String, allowed: String },
+    NotAllowed {
+        name: String,
+        value: String,
+        allowed: String,
+    },
     #[error("Deployment template validation failed: 'The provided value for the template parameter '{name}' is not valid. {why}'.")]
     OutOfRange { name: String, why: String },
     #[error("Deployment template validation failed: 'The template parameter '{name}' has an unsupported value: {why}'.")]
@@ -115,7 +123,10 @@ pub struct DeploymentScope {
 
 impl DeploymentScope {
     pub fn resource_group_id(&self) -> String {
-        format!("/subscriptions/{}/resourceGroups/{}", self.subscription_id, self.resource_group)
+        format!(
+            "/subscriptions/{}/resourceGroups/{}",
+            self.subscription_id, self.resource_group
+        )
     }
 }
 
@@ -172,7 +183,10 @@ pub struct EvaluatedDeployment {
 impl EvaluatedDeployment {
     /// A parameter's value by (case-insensitive) name.
     pub fn parameter(&self, name: &str) -> Option<&Value> {
-        self.parameters.iter().find(|p| p.name.eq_ignore_ascii_case(name)).map(|p| &p.value)
+        self.parameters
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| &p.value)
     }
 
     /// `properties.parameters` as ARM echoes them: secure values are left out.
@@ -192,8 +206,11 @@ impl EvaluatedDeployment {
 }
 
 fn get_ci<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    map.get(key)
-        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
 }
 
 /// Evaluation scope over parameters, variables (evaluated on demand) and planned resources.
@@ -225,11 +242,15 @@ impl Scope for TemplateScope<'_> {
         let raw = get_ci(self.variables, name)
             .ok_or_else(|| EvalError(format!("The template variable '{name}' is not found.")))?;
         if self.variables_in_progress.borrow().contains(&key) {
-            return Err(EvalError(format!("The template variable '{name}' refers to itself.")));
+            return Err(EvalError(format!(
+                "The template variable '{name}' refers to itself."
+            )));
         }
         self.variables_in_progress.borrow_mut().push(key.clone());
         let v = eval_value(raw, self);
-        self.variables_in_progress.borrow_mut().retain(|x| *x != key);
+        self.variables_in_progress
+            .borrow_mut()
+            .retain(|x| *x != key);
         let v = v?;
         self.variable_cache.borrow_mut().insert(key, v.clone());
         Ok(v)
@@ -265,7 +286,8 @@ impl Scope for TemplateScope<'_> {
     fn reference(&self, id_or_name: &str, full: bool) -> Result<Value, EvalError> {
         let wanted = id_or_name.trim_end_matches('/');
         let by_id_or_name = |r: &&PlannedResource| {
-            r.id.eq_ignore_ascii_case(wanted) || (!wanted.starts_with('/') && r.name.eq_ignore_ascii_case(wanted))
+            r.id.eq_ignore_ascii_case(wanted)
+                || (!wanted.starts_with('/') && r.name.eq_ignore_ascii_case(wanted))
         };
         let found = self
             .resources
@@ -278,12 +300,17 @@ impl Scope for TemplateScope<'_> {
                     self.scope.resource_group
                 ))
             })?;
-        Ok(if full { found.full() } else { found.properties.clone() })
+        Ok(if full {
+            found.full()
+        } else {
+            found.properties.clone()
+        })
     }
 
     fn copy_index(&self) -> Result<i64, EvalError> {
-        self.copy_index
-            .ok_or_else(|| EvalError("The template function 'copyIndex' is not expected at this location.".into()))
+        self.copy_index.ok_or_else(|| {
+            EvalError("The template function 'copyIndex' is not expected at this location.".into())
+        })
     }
 }
 
@@ -297,7 +324,11 @@ pub fn validate_parameters(
     let declared = match template.get("parameters") {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(m)) => m,
-        Some(_) => return Err(TemplateError::Invalid("The template 'parameters' section must be an object.".into())),
+        Some(_) => {
+            return Err(TemplateError::Invalid(
+                "The template 'parameters' section must be an object.".into(),
+            ))
+        }
     };
     let unknown: Vec<&str> = supplied
         .keys()
@@ -326,7 +357,10 @@ pub fn validate_parameters(
                         why: "Key Vault references are not emulated; pass 'value'.".into(),
                     });
                 }
-                entry.get("value").cloned().ok_or_else(|| TemplateError::MissingParameter(name.clone()))?
+                entry
+                    .get("value")
+                    .cloned()
+                    .ok_or_else(|| TemplateError::MissingParameter(name.clone()))?
             }
             None => match decl.get("defaultValue") {
                 Some(default) => {
@@ -372,17 +406,36 @@ fn check_constraints(name: &str, decl: &Value, value: &Value) -> Result<(), Temp
             return Err(TemplateError::NotAllowed {
                 name: name.into(),
                 value: super::eval::display(value),
-                allowed: allowed.iter().map(super::eval::display).collect::<Vec<_>>().join(","),
+                allowed: allowed
+                    .iter()
+                    .map(super::eval::display)
+                    .collect::<Vec<_>>()
+                    .join(","),
             });
         }
     }
-    let range = |why: String| TemplateError::OutOfRange { name: name.into(), why };
+    let range = |why: String| TemplateError::OutOfRange {
+        name: name.into(),
+        why,
+    };
     if let Some(n) = value.as_i64() {
-        if let Some(min) = decl.get("minValue").and_then(Value::as_i64).filter(|m| n < *m) {
-            return Err(range(format!("The value '{n}' is less than the minimum value '{min}'.")));
+        if let Some(min) = decl
+            .get("minValue")
+            .and_then(Value::as_i64)
+            .filter(|m| n < *m)
+        {
+            return Err(range(format!(
+                "The value '{n}' is less than the minimum value '{min}'."
+            )));
         }
-        if let Some(max) = decl.get("maxValue").and_then(Value::as_i64).filter(|m| n > *m) {
-            return Err(range(format!("The value '{n}' is greater than the maximum value '{max}'.")));
+        if let Some(max) = decl
+            .get("maxValue")
+            .and_then(Value::as_i64)
+            .filter(|m| n > *m)
+        {
+            return Err(range(format!(
+                "The value '{n}' is greater than the maximum value '{max}'."
+            )));
         }
     }
     let len = match value {
@@ -391,11 +444,23 @@ fn check_constraints(name: &str, decl: &Value, value: &Value) -> Result<(), Temp
         _ => None,
     };
     if let Some(len) = len {
-        if let Some(min) = decl.get("minLength").and_then(Value::as_i64).filter(|m| len < *m) {
-            return Err(range(format!("The length '{len}' is less than the minimum length '{min}'.")));
+        if let Some(min) = decl
+            .get("minLength")
+            .and_then(Value::as_i64)
+            .filter(|m| len < *m)
+        {
+            return Err(range(format!(
+                "The length '{len}' is less than the minimum length '{min}'."
+            )));
         }
-        if let Some(max) = decl.get("maxLength").and_then(Value::as_i64).filter(|m| len > *m) {
-            return Err(range(format!("The length '{len}' is greater than the maximum length '{max}'.")));
+        if let Some(max) = decl
+            .get("maxLength")
+            .and_then(Value::as_i64)
+            .filter(|m| len > *m)
+        {
+            return Err(range(format!(
+                "The length '{len}' is greater than the maximum length '{max}'."
+            )));
         }
     }
     Ok(())
@@ -419,7 +484,9 @@ pub fn evaluate(
     facts: &dyn RuntimeFacts,
 ) -> Result<EvaluatedDeployment, TemplateError> {
     if !template.is_object() {
-        return Err(TemplateError::Invalid("The template must be a JSON object.".into()));
+        return Err(TemplateError::Invalid(
+            "The template must be a JSON object.".into(),
+        ));
     }
     if template.get("resources").is_some_and(|r| !r.is_array()) {
         return Err(TemplateError::Invalid(
@@ -428,7 +495,10 @@ pub fn evaluate(
     }
     let parameters = validate_parameters(template, supplied, scope)?;
     let empty = Map::new();
-    let variables = template.get("variables").and_then(Value::as_object).unwrap_or(&empty);
+    let variables = template
+        .get("variables")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let mut ts = TemplateScope {
         scope,
         parameters: &parameters,
@@ -509,7 +579,9 @@ pub fn evaluate(
             }
             let type_text = decl.get("type").and_then(Value::as_str).unwrap_or("string");
             let type_ = ArmType::parse(type_text).ok_or_else(|| {
-                TemplateError::Invalid(format!("The template output '{name}' has an unknown type '{type_text}'."))
+                TemplateError::Invalid(format!(
+                    "The template output '{name}' has an unknown type '{type_text}'."
+                ))
             })?;
             let value = match decl.get("value") {
                 Some(v) => eval_value(v, &output_scope)?,
@@ -545,7 +617,9 @@ fn expand<'t>(
                 .map(|c| eval_value(c, ts))
                 .transpose()?
                 .and_then(|c| c.as_i64())
-                .ok_or_else(|| TemplateError::Invalid("A resource 'copy' needs an integer 'count'.".into()))?;
+                .ok_or_else(|| {
+                    TemplateError::Invalid("A resource 'copy' needs an integer 'count'.".into())
+                })?;
             Some(n.max(0))
         }
     };
@@ -564,13 +638,16 @@ fn expand<'t>(
             .get("type")
             .and_then(Value::as_str)
             .ok_or_else(|| TemplateError::Invalid("Every resource needs a 'type'.".into()))?;
-        let raw_name = decl
-            .get("name")
-            .ok_or_else(|| TemplateError::Invalid(format!("The resource of type '{raw_type}' needs a 'name'.")))?;
+        let raw_name = decl.get("name").ok_or_else(|| {
+            TemplateError::Invalid(format!("The resource of type '{raw_type}' needs a 'name'."))
+        })?;
         let name = super::eval::display(&eval_value(raw_name, ts)?);
         let (type_, name) = match parent {
             // A nested child resource's type and name are relative to its parent.
-            Some(p) if !raw_type.contains('/') => (format!("{}/{raw_type}", p.type_), format!("{}/{name}", p.name)),
+            Some(p) if !raw_type.contains('/') => (
+                format!("{}/{raw_type}", p.type_),
+                format!("{}/{name}", p.name),
+            ),
             _ => (raw_type.to_string(), name),
         };
         let id = resource_id(ts.scope, &type_, &name)?;
@@ -578,7 +655,11 @@ fn expand<'t>(
             id,
             name,
             type_,
-            api_version: decl.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
+            api_version: decl
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             location: String::new(),
             tags: Map::new(),
             properties: json!({}),
@@ -635,25 +716,41 @@ fn runtime_properties(r: &PlannedResource, declared: Value, facts: &dyn RuntimeF
     match r.type_.to_ascii_lowercase().as_str() {
         "microsoft.network/publicipaddresses" => {
             props.insert("ipAddress".into(), json!(facts.address()));
-            props.entry("publicIPAllocationMethod").or_insert(json!("Static"));
+            props
+                .entry("publicIPAllocationMethod")
+                .or_insert(json!("Static"));
             if let Some(label) = props
                 .get("dnsSettings")
                 .and_then(|d| d.get("domainNameLabel"))
                 .and_then(Value::as_str)
                 .map(String::from)
             {
-                let fqdn = format!("{label}.{}.cloudapp.azure.com", r.location.to_ascii_lowercase());
+                let fqdn = format!(
+                    "{label}.{}.cloudapp.azure.com",
+                    r.location.to_ascii_lowercase()
+                );
                 if let Some(Value::Object(dns)) = props.get_mut("dnsSettings") {
                     dns.insert("fqdn".into(), json!(fqdn));
                 }
             }
         }
         "microsoft.compute/virtualmachines" => {
-            props.insert("vmId".into(), json!(super::eval::deterministic_guid(&[&r.id])));
+            props.insert(
+                "vmId".into(),
+                json!(super::eval::deterministic_guid(&[&r.id])),
+            );
         }
         "microsoft.compute/virtualmachines/extensions" => {
-            let ext_type = props.get("type").and_then(Value::as_str).unwrap_or("CustomScript").to_string();
-            let handler = props.get("typeHandlerVersion").and_then(Value::as_str).unwrap_or("2.1").to_string();
+            let ext_type = props
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("CustomScript")
+                .to_string();
+            let handler = props
+                .get("typeHandlerVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("2.1")
+                .to_string();
             let message = if ext_type.to_ascii_lowercase().contains("customscript") {
                 custom_script_message(&facts.ca_pem())
             } else {

@@ -16,17 +16,45 @@ pub fn handle(action: &str, q: &QueryRequest, inv: &mut Inventory) -> Ec2Result 
     match action {
         "DescribeInstances" => describe_instances(q, inv),
         "DescribeVolumes" => describe(q, inv, Kind::Volume, "VolumeId", "volumeSet", volume_item),
-        "DescribeSecurityGroups" => describe(q, inv, Kind::SecurityGroup, "GroupId", "securityGroupInfo", group_item),
-        "DescribeNetworkInterfaces" => {
-            describe(q, inv, Kind::NetworkInterface, "NetworkInterfaceId", "networkInterfaceSet", eni_item)
-        }
-        "DescribeAddresses" => describe(q, inv, Kind::Address, "AllocationId", "addressesSet", address_item),
+        "DescribeSecurityGroups" => describe(
+            q,
+            inv,
+            Kind::SecurityGroup,
+            "GroupId",
+            "securityGroupInfo",
+            group_item,
+        ),
+        "DescribeNetworkInterfaces" => describe(
+            q,
+            inv,
+            Kind::NetworkInterface,
+            "NetworkInterfaceId",
+            "networkInterfaceSet",
+            eni_item,
+        ),
+        "DescribeAddresses" => describe(
+            q,
+            inv,
+            Kind::Address,
+            "AllocationId",
+            "addressesSet",
+            address_item,
+        ),
         "DescribeVpcs" => describe(q, inv, Kind::Vpc, "VpcId", "vpcSet", vpc_item),
-        "DescribeNatGateways" => describe(q, inv, Kind::NatGateway, "NatGatewayId", "natGatewaySet", nat_item),
+        "DescribeNatGateways" => describe(
+            q,
+            inv,
+            Kind::NatGateway,
+            "NatGatewayId",
+            "natGatewaySet",
+            nat_item,
+        ),
         "TerminateInstances" => terminate_instances(q, inv),
         "DeleteVolume" => delete_one(q, inv, Kind::Volume, "VolumeId"),
         "DeleteSecurityGroup" => delete_one(q, inv, Kind::SecurityGroup, "GroupId"),
-        "DeleteNetworkInterface" => delete_one(q, inv, Kind::NetworkInterface, "NetworkInterfaceId"),
+        "DeleteNetworkInterface" => {
+            delete_one(q, inv, Kind::NetworkInterface, "NetworkInterfaceId")
+        }
         "ReleaseAddress" => delete_one(q, inv, Kind::Address, "AllocationId"),
         "DeleteVpc" => delete_one(q, inv, Kind::Vpc, "VpcId"),
         "DeleteNatGateway" => delete_one(q, inv, Kind::NatGateway, "NatGatewayId"),
@@ -52,7 +80,12 @@ fn not_found(kind: Kind, id: &str) -> ApiError {
 }
 
 /// The resources of `kind` named by `id_param.N` (all when none) passing the filters.
-fn select<'a>(q: &QueryRequest, inv: &'a Inventory, kind: Kind, id_param: &str) -> Result<Vec<&'a Resource>, ApiError> {
+fn select<'a>(
+    q: &QueryRequest,
+    inv: &'a Inventory,
+    kind: Kind,
+    id_param: &str,
+) -> Result<Vec<&'a Resource>, ApiError> {
     let ids = q.values(id_param);
     for id in &ids {
         if inv.get(id).is_none_or(|r| r.kind() != kind) {
@@ -65,7 +98,9 @@ fn select<'a>(q: &QueryRequest, inv: &'a Inventory, kind: Kind, id_param: &str) 
         if !ids.is_empty() && !ids.contains(&r.id) {
             continue;
         }
-        if matches(r, &filters).map_err(|e| ApiError::sender("InvalidParameterValue", e.to_string()))? {
+        if matches(r, &filters)
+            .map_err(|e| ApiError::sender("InvalidParameterValue", e.to_string()))?
+        {
             out.push(r);
         }
     }
@@ -80,12 +115,17 @@ fn describe(
     list: &str,
     item: fn(&Resource) -> Vec<Node>,
 ) -> Ec2Result {
-    let items = select(q, inv, kind, id_param)?.into_iter().map(item).collect();
+    let items = select(q, inv, kind, id_param)?
+        .into_iter()
+        .map(item)
+        .collect();
     Ok(vec![Node::items(list, items)])
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {
-    t.unwrap_or_else(Utc::now).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    t.unwrap_or_else(Utc::now)
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 fn tag_set(r: &Resource) -> Node {
@@ -110,7 +150,13 @@ fn state_code(name: &str) -> &'static str {
 }
 
 fn instance_state(tag: &str, name: &str) -> Node {
-    Node::parent(tag, vec![Node::text("code", state_code(name)), Node::text("name", name)])
+    Node::parent(
+        tag,
+        vec![
+            Node::text("code", state_code(name)),
+            Node::text("name", name),
+        ],
+    )
 }
 
 fn describe_instances(q: &QueryRequest, inv: &Inventory) -> Ec2Result {
@@ -120,7 +166,12 @@ fn describe_instances(q: &QueryRequest, inv: &Inventory) -> Ec2Result {
         .map(|r| {
             let mut fields = vec![
                 Node::text("instanceId", &r.id),
-                Node::text("imageId", r.image_id.clone().unwrap_or_else(|| "ami-00000000000000000".into())),
+                Node::text(
+                    "imageId",
+                    r.image_id
+                        .clone()
+                        .unwrap_or_else(|| "ami-00000000000000000".into()),
+                ),
                 instance_state("instanceState", &r.state),
             ];
             fields.extend(Node::opt("privateIpAddress", r.private_ip.clone()));
@@ -147,7 +198,10 @@ fn describe_instances(q: &QueryRequest, inv: &Inventory) -> Ec2Result {
                             vec![
                                 Node::text("volumeId", &v.id),
                                 Node::text("status", "attached"),
-                                Node::text("deleteOnTermination", v.delete_on_termination.to_string()),
+                                Node::text(
+                                    "deleteOnTermination",
+                                    v.delete_on_termination.to_string(),
+                                ),
                             ],
                         ),
                     ]
@@ -157,7 +211,10 @@ fn describe_instances(q: &QueryRequest, inv: &Inventory) -> Ec2Result {
             fields.push(Node::text("rootDeviceName", "/dev/xvda"));
             fields.push(tag_set(r));
             vec![
-                Node::text("reservationId", format!("r-{}", r.id.trim_start_matches("i-"))),
+                Node::text(
+                    "reservationId",
+                    format!("r-{}", r.id.trim_start_matches("i-")),
+                ),
                 Node::text("ownerId", ACCOUNT_ID),
                 Node::items("groupSet", Vec::new()),
                 Node::items("instancesSet", vec![fields]),
@@ -202,8 +259,14 @@ fn group_item(r: &Resource) -> Vec<Node> {
     let mut out = vec![
         Node::text("ownerId", ACCOUNT_ID),
         Node::text("groupId", &r.id),
-        Node::text("groupName", r.group_name.clone().unwrap_or_else(|| r.id.clone())),
-        Node::text("groupDescription", r.description.clone().unwrap_or_default()),
+        Node::text(
+            "groupName",
+            r.group_name.clone().unwrap_or_else(|| r.id.clone()),
+        ),
+        Node::text(
+            "groupDescription",
+            r.description.clone().unwrap_or_default(),
+        ),
     ];
     out.extend(Node::opt("vpcId", r.vpc_id.clone()));
     out.extend([
@@ -252,7 +315,10 @@ fn vpc_item(r: &Resource) -> Vec<Node> {
         Node::text("vpcId", &r.id),
         Node::text("ownerId", ACCOUNT_ID),
         Node::text("state", &r.state),
-        Node::text("cidrBlock", r.cidr.clone().unwrap_or_else(|| "10.0.0.0/16".into())),
+        Node::text(
+            "cidrBlock",
+            r.cidr.clone().unwrap_or_else(|| "10.0.0.0/16".into()),
+        ),
         Node::text("isDefault", "false"),
         tag_set(r),
     ]
@@ -273,7 +339,10 @@ fn nat_item(r: &Resource) -> Vec<Node> {
 fn terminate_instances(q: &QueryRequest, inv: &mut Inventory) -> Ec2Result {
     let ids = q.values("InstanceId");
     if ids.is_empty() {
-        return Err(ApiError::sender("MissingParameter", "The request must contain the parameter InstanceId"));
+        return Err(ApiError::sender(
+            "MissingParameter",
+            "The request must contain the parameter InstanceId",
+        ));
     }
     let mut items = Vec::new();
     for id in &ids {
@@ -306,7 +375,10 @@ fn delete_one(q: &QueryRequest, inv: &mut Inventory, kind: Kind, param: &str) ->
         Kind::Volume if r.attached_to.is_some() => {
             return Err(ApiError::sender(
                 "VolumeInUse",
-                format!("Volume {id} is currently attached to {}", r.attached_to.clone().unwrap_or_default()),
+                format!(
+                    "Volume {id} is currently attached to {}",
+                    r.attached_to.clone().unwrap_or_default()
+                ),
             ))
         }
         Kind::NetworkInterface if r.attached_to.is_some() => {
@@ -316,10 +388,15 @@ fn delete_one(q: &QueryRequest, inv: &mut Inventory, kind: Kind, param: &str) ->
             ))
         }
         Kind::Vpc => {
-            let dependants = [Kind::Instance, Kind::SecurityGroup, Kind::NetworkInterface, Kind::NatGateway]
-                .into_iter()
-                .flat_map(|k| inv.of_kind(k))
-                .any(|x| !x.is_gone() && x.vpc_id.as_deref() == Some(id.as_str()));
+            let dependants = [
+                Kind::Instance,
+                Kind::SecurityGroup,
+                Kind::NetworkInterface,
+                Kind::NatGateway,
+            ]
+            .into_iter()
+            .flat_map(|k| inv.of_kind(k))
+            .any(|x| !x.is_gone() && x.vpc_id.as_deref() == Some(id.as_str()));
             if dependants {
                 return Err(ApiError::sender(
                     "DependencyViolation",

@@ -62,7 +62,10 @@ impl Resource {
     }
 
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -95,8 +98,14 @@ pub fn matches(r: &Resource, filters: &[(String, Vec<String>)]) -> Result<bool, 
             any(r.tag(key))
         } else {
             match name.as_str() {
-                "tag-key" => r.tags.iter().any(|(k, _)| values.iter().any(|v| glob(v, k))),
-                "tag-value" => r.tags.iter().any(|(_, val)| values.iter().any(|v| glob(v, val))),
+                "tag-key" => r
+                    .tags
+                    .iter()
+                    .any(|(k, _)| values.iter().any(|v| glob(v, k))),
+                "tag-value" => r
+                    .tags
+                    .iter()
+                    .any(|(_, val)| values.iter().any(|v| glob(v, val))),
                 "instance-state-name" | "status" | "state" => any(Some(&r.state)),
                 "instance-id" | "volume-id" | "group-id" | "network-interface-id" | "vpc-id"
                     if name.trim_end_matches("-id") == kind_filter_stem(r.kind()) =>
@@ -162,7 +171,9 @@ impl Inventory {
     /// Deletes `id` the way its kind is deleted: instances terminate (their root volume and
     /// ENI go too), NAT gateways turn `deleted`, the rest disappear.
     pub fn delete(&mut self, id: &str) {
-        let Some(r) = self.resources.get_mut(id) else { return };
+        let Some(r) = self.resources.get_mut(id) else {
+            return;
+        };
         match r.kind() {
             Kind::Instance => {
                 r.state = "terminated".into();
@@ -205,8 +216,11 @@ impl Inventory {
             .values()
             .filter(|r| !r.is_gone())
             .map(|r| {
-                let tags: serde_json::Map<String, Value> =
-                    r.tags.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+                let tags: serde_json::Map<String, Value> = r
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect();
                 json!({ "type": r.cfn_type, "id": r.id, "tags": tags })
             })
             .collect()
@@ -222,7 +236,10 @@ mod tests {
             id: id.into(),
             kind: Some(Kind::Volume),
             cfn_type: "AWS::EC2::Volume".into(),
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             state: "available".into(),
             ..Default::default()
         }
@@ -231,11 +248,16 @@ mod tests {
     #[test]
     fn filters_by_tag_key_value_and_state() {
         let v = volume("vol-1", &[("cloudtest:run-id", "r1")]);
-        let f = |n: &str, vals: &[&str]| vec![(n.to_string(), vals.iter().map(|s| s.to_string()).collect())];
+        let f = |n: &str, vals: &[&str]| {
+            vec![(n.to_string(), vals.iter().map(|s| s.to_string()).collect())]
+        };
         assert_eq!(matches(&v, &f("tag:cloudtest:run-id", &["r1"])), Ok(true));
         assert_eq!(matches(&v, &f("tag:cloudtest:run-id", &["r2"])), Ok(false));
         assert_eq!(matches(&v, &f("tag-key", &["cloudtest:*"])), Ok(true));
-        assert_eq!(matches(&v, &f("status", &["available", "in-use"])), Ok(true));
+        assert_eq!(
+            matches(&v, &f("status", &["available", "in-use"])),
+            Ok(true)
+        );
         assert_eq!(matches(&v, &f("volume-id", &["vol-1"])), Ok(true));
         assert!(matches(&v, &f("bogus", &["x"])).is_err());
     }
@@ -243,7 +265,12 @@ mod tests {
     #[test]
     fn terminating_an_instance_takes_its_root_volume_unless_kept() {
         let mut inv = Inventory::default();
-        inv.insert(Resource { id: "i-1".into(), kind: Some(Kind::Instance), state: "running".into(), ..Default::default() });
+        inv.insert(Resource {
+            id: "i-1".into(),
+            kind: Some(Kind::Instance),
+            state: "running".into(),
+            ..Default::default()
+        });
         let mut root = volume("vol-root", &[]);
         root.attached_to = Some("i-1".into());
         root.delete_on_termination = true;
@@ -253,9 +280,16 @@ mod tests {
         inv.insert(kept);
         inv.delete("i-1");
         assert!(inv.get("vol-root").is_none());
-        assert_eq!(inv.get("vol-kept").map(|v| v.state.as_str()), Some("available"));
+        assert_eq!(
+            inv.get("vol-kept").map(|v| v.state.as_str()),
+            Some("available")
+        );
         assert_eq!(inv.get("i-1").map(|i| i.state.as_str()), Some("terminated"));
-        let ids: Vec<Value> = inv.remaining().into_iter().map(|v| v["id"].clone()).collect();
+        let ids: Vec<Value> = inv
+            .remaining()
+            .into_iter()
+            .map(|v| v["id"].clone())
+            .collect();
         assert_eq!(ids, vec![json!("vol-kept")]);
     }
 }

@@ -43,9 +43,15 @@ impl QueryRequest {
         let mut by_index: BTreeMap<u32, BTreeMap<String, String>> = BTreeMap::new();
         let head = format!("{prefix}.");
         for (key, value) in &self.fields {
-            let Some(rest) = key.strip_prefix(&head) else { continue };
-            let Some((index, field)) = rest.split_once('.') else { continue };
-            let Ok(index) = index.parse::<u32>() else { continue };
+            let Some(rest) = key.strip_prefix(&head) else {
+                continue;
+            };
+            let Some((index, field)) = rest.split_once('.') else {
+                continue;
+            };
+            let Ok(index) = index.parse::<u32>() else {
+                continue;
+            };
             by_index
                 .entry(index)
                 .or_default()
@@ -63,7 +69,12 @@ impl QueryRequest {
     pub fn cfn_tags(&self) -> Vec<(String, String)> {
         self.structs("Tags.member")
             .into_iter()
-            .filter_map(|m| Some((m.get("Key")?.clone(), m.get("Value").cloned().unwrap_or_default())))
+            .filter_map(|m| {
+                Some((
+                    m.get("Key")?.clone(),
+                    m.get("Value").cloned().unwrap_or_default(),
+                ))
+            })
             .collect()
     }
 
@@ -108,7 +119,13 @@ mod tests {
             q.cfn_tags(),
             vec![("k2".into(), "v 2".into()), ("k10".into(), "v10".into())]
         );
-        assert_eq!(q.ec2_filters(), vec![("tag:a".into(), vec!["x".into(), "y".into()])]);
-        assert_eq!(q.values("InstanceId"), vec!["i-1".to_string(), "i-2".to_string()]);
+        assert_eq!(
+            q.ec2_filters(),
+            vec![("tag:a".into(), vec!["x".into(), "y".into()])]
+        );
+        assert_eq!(
+            q.values("InstanceId"),
+            vec!["i-1".to_string(), "i-2".to_string()]
+        );
     }
 }

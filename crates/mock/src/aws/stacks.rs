@@ -131,8 +131,16 @@ fn handler_message(msg: &str) -> String {
 impl Stack {
     /// A stack in `CREATE_IN_PROGRESS`; `fail` makes that resource fail and the stack roll
     /// back (or stop at `CREATE_FAILED` when `disable_rollback`).
-    pub fn create(new: NewStack, latency: Duration, fail: Option<usize>, disable_rollback: bool) -> Stack {
-        let server = new.deployment.as_ref().and_then(|_| server_index(&new.resources));
+    pub fn create(
+        new: NewStack,
+        latency: Duration,
+        fail: Option<usize>,
+        disable_rollback: bool,
+    ) -> Stack {
+        let server = new
+            .deployment
+            .as_ref()
+            .and_then(|_| server_index(&new.resources));
         let now = Utc::now();
         let mut stack = Stack {
             id: new.id,
@@ -149,7 +157,13 @@ impl Stack {
             resources: new
                 .resources
                 .into_iter()
-                .map(|planned| StackResource { planned, status: None, reason: None, updated: now, owned: Vec::new() })
+                .map(|planned| StackResource {
+                    planned,
+                    status: None,
+                    reason: None,
+                    updated: now,
+                    owned: Vec::new(),
+                })
                 .collect(),
             outputs: new.outputs,
             events: Vec::new(),
@@ -165,7 +179,10 @@ impl Stack {
         for i in 0..count {
             actions.push(Action::Resource(i, "CREATE_IN_PROGRESS", None));
             if fail == Some(i) {
-                let ty = stack.resources[i].planned.prop_str("InstanceType").unwrap_or_else(|| "t3.medium".into());
+                let ty = stack.resources[i]
+                    .planned
+                    .prop_str("InstanceType")
+                    .unwrap_or_else(|| "t3.medium".into());
                 let reason = handler_message(&format!(
                     "We currently do not have sufficient {ty} capacity in the Availability Zone you requested. Our system will be working on provisioning additional capacity."
                 ));
@@ -174,7 +191,9 @@ impl Stack {
                 if disable_rollback {
                     actions.push(Action::Stack(
                         "CREATE_FAILED",
-                        Some(format!("The following resource(s) failed to create: [{logical}]. ")),
+                        Some(format!(
+                            "The following resource(s) failed to create: [{logical}]. "
+                        )),
                     ));
                 } else {
                     actions.push(Action::Stack(
@@ -240,7 +259,10 @@ impl Stack {
                 .find(|i| self.resources[*i].planned.ty == "AWS::EC2::SecurityGroup")
                 .or_else(|| pending.first().copied())
         });
-        let leak = plan.leak_volume.then(|| self.leak_candidate(inventory)).flatten();
+        let leak = plan
+            .leak_volume
+            .then(|| self.leak_candidate(inventory))
+            .flatten();
         let mut actions = Vec::new();
         let mut failed = None;
         for i in pending {
@@ -264,7 +286,9 @@ impl Stack {
         match failed {
             Some(logical) => actions.push(Action::Stack(
                 "DELETE_FAILED",
-                Some(format!("The following resource(s) failed to delete: [{logical}]. ")),
+                Some(format!(
+                    "The following resource(s) failed to delete: [{logical}]. "
+                )),
             )),
             None => actions.push(Action::Stack("DELETE_COMPLETE", None)),
         }
@@ -282,7 +306,13 @@ impl Stack {
     }
 
     /// Applies every step due at `now`.
-    pub fn advance(&mut self, now: Instant, inventory: &mut Inventory, servers: &dyn EmulatedServers, address: &str) {
+    pub fn advance(
+        &mut self,
+        now: Instant,
+        inventory: &mut Inventory,
+        servers: &dyn EmulatedServers,
+        address: &str,
+    ) {
         loop {
             let Some(op) = &mut self.op else { return };
             let Some(step) = op.steps.front() else {
@@ -293,7 +323,9 @@ impl Stack {
             if now < op.started + step.at || (is_last && self.polls <= op.polls_at_start) {
                 return;
             }
-            let Some(step) = op.steps.pop_front() else { return };
+            let Some(step) = op.steps.pop_front() else {
+                return;
+            };
             let leak = op.leak.clone();
             if is_last {
                 self.op = None;
@@ -332,14 +364,16 @@ impl Stack {
                         }
                     }
                     "DELETE_COMPLETE" => {
-                        for id in std::mem::take(&mut self.resources[i].owned) {
-                            if leak == Some(id.as_str()) {
-                                if let Some(v) = inventory.get_mut(&id) {
-                                    v.delete_on_termination = false;
-                                }
-                                continue;
-                            }
-                            inventory.delete(&id);
+                        let owned = std::mem::take(&mut self.resources[i].owned);
+                        // The leaked volume outlives its instance (DeleteOnTermination false).
+                        if let Some(v) = leak
+                            .filter(|l| owned.iter().any(|o| o == l))
+                            .and_then(|l| inventory.get_mut(l))
+                        {
+                            v.delete_on_termination = false;
+                        }
+                        for id in owned.iter().filter(|id| leak != Some(id.as_str())) {
+                            inventory.delete(id);
                         }
                         if self.server == Some(i) && self.deployed {
                             servers.undeploy(&self.id);
@@ -356,7 +390,8 @@ impl Stack {
                 let event = StackEvent {
                     event_id: format!("{}-{status}-{}", r.planned.logical_id, uuid::Uuid::new_v4()),
                     logical_id: r.planned.logical_id.clone(),
-                    physical_id: if status == "CREATE_IN_PROGRESS" && r.owned.is_empty() && r.planned.ty != "AWS::EC2::Instance" {
+                    // As on AWS, the first event of a resource has no physical id yet.
+                    physical_id: if status == "CREATE_IN_PROGRESS" {
                         String::new()
                     } else {
                         r.planned.physical_id.clone()
@@ -400,7 +435,12 @@ impl Stack {
     fn materialise(&self, i: usize, inventory: &mut Inventory, address: &str) -> Vec<String> {
         let r = &self.resources[i].planned;
         let tags = self.resource_tags(r);
-        let attr = |k: &str| r.facts.attributes.get(k).and_then(super::template::params_scalar);
+        let attr = |k: &str| {
+            r.facts
+                .attributes
+                .get(k)
+                .and_then(super::template::params_scalar)
+        };
         let base = Resource {
             id: r.physical_id.clone(),
             cfn_type: r.ty.clone(),
@@ -412,9 +452,18 @@ impl Stack {
         match r.ty.as_str() {
             "AWS::EC2::Instance" => {
                 let template_data = self.launch_template_data(r);
-                let from = |k: &str| r.prop_str(k).or_else(|| template_data.as_ref().and_then(|d| d.get(k)).and_then(super::template::params_scalar));
+                let from = |k: &str| {
+                    r.prop_str(k).or_else(|| {
+                        template_data
+                            .as_ref()
+                            .and_then(|d| d.get(k))
+                            .and_then(super::template::params_scalar)
+                    })
+                };
                 let spot = r.properties.get("InstanceMarketOptions").is_some()
-                    || template_data.as_ref().is_some_and(|d| d.get("InstanceMarketOptions").is_some());
+                    || template_data
+                        .as_ref()
+                        .is_some_and(|d| d.get("InstanceMarketOptions").is_some());
                 let subnet = from("SubnetId").or_else(|| {
                     r.properties
                         .get("NetworkInterfaces")
@@ -495,8 +544,14 @@ impl Stack {
                     cidr: r.prop_str("CidrBlock"),
                     availability_zone: r.prop_str("AvailabilityZone"),
                     group_name: (kind == Kind::SecurityGroup).then(|| {
-                        r.prop_str("GroupName")
-                            .unwrap_or_else(|| format!("{}-{}-{}", self.name, r.logical_id, super::template::plan::hex(12).to_uppercase()))
+                        r.prop_str("GroupName").unwrap_or_else(|| {
+                            format!(
+                                "{}-{}-{}",
+                                self.name,
+                                r.logical_id,
+                                super::template::plan::hex(12).to_uppercase()
+                            )
+                        })
                     }),
                     description: r.prop_str("GroupDescription"),
                     size_gib: r.prop_str("Size").and_then(|s| s.parse().ok()),
@@ -511,12 +566,16 @@ impl Stack {
     /// `LaunchTemplateData` of the stack's launch template an instance names, if any.
     fn launch_template_data(&self, r: &PlannedResource) -> Option<serde_json::Value> {
         let lt = r.properties.get("LaunchTemplate")?;
-        let id = lt.get("LaunchTemplateId").or_else(|| lt.get("LaunchTemplateName"))?.as_str()?;
+        let id = lt
+            .get("LaunchTemplateId")
+            .or_else(|| lt.get("LaunchTemplateName"))?
+            .as_str()?;
         self.resources
             .iter()
             .find(|x| {
                 x.planned.ty == "AWS::EC2::LaunchTemplate"
-                    && (x.planned.physical_id == id || x.planned.prop_str("LaunchTemplateName").as_deref() == Some(id))
+                    && (x.planned.physical_id == id
+                        || x.planned.prop_str("LaunchTemplateName").as_deref() == Some(id))
             })
             .and_then(|x| x.planned.properties.get("LaunchTemplateData").cloned())
     }
@@ -525,7 +584,12 @@ impl Stack {
 /// The instance that runs the server: the first whose logical id contains `Server`, else
 /// the first instance.
 pub fn server_index(resources: &[PlannedResource]) -> Option<usize> {
-    let instances = || resources.iter().enumerate().filter(|(_, r)| r.ty == "AWS::EC2::Instance");
+    let instances = || {
+        resources
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.ty == "AWS::EC2::Instance")
+    };
     instances()
         .find(|(_, r)| r.logical_id.contains("Server"))
         .or_else(|| instances().next())

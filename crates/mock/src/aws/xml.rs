@@ -38,12 +38,29 @@ impl Node {
 
     /// A list of `<name><member>..</member>...</name>` (awsQuery lists).
     pub fn members(name: &str, items: Vec<Vec<Node>>) -> Node {
-        Node::parent(name, items.into_iter().map(|i| Node::parent("member", i)).collect())
+        Node::parent(
+            name,
+            items
+                .into_iter()
+                .map(|i| Node::parent("member", i))
+                .collect(),
+        )
+    }
+
+    /// A list of scalars `<name><member>v</member>...</name>` (awsQuery string lists).
+    pub fn scalar_members(name: &str, values: &[String]) -> Node {
+        Node::parent(
+            name,
+            values.iter().map(|v| Node::text("member", v)).collect(),
+        )
     }
 
     /// A list of `<name><item>..</item>...</name>` (ec2Query lists).
     pub fn items(name: &str, items: Vec<Vec<Node>>) -> Node {
-        Node::parent(name, items.into_iter().map(|i| Node::parent("item", i)).collect())
+        Node::parent(
+            name,
+            items.into_iter().map(|i| Node::parent("item", i)).collect(),
+        )
     }
 
     fn write(&self, w: &mut Writer<Vec<u8>>, namespace: Option<&str>) -> io::Result<()> {
@@ -143,19 +160,29 @@ mod tests {
             Some(vec![Node::text("Note", "a<b & \"c\"")]),
             "r-1",
         );
-        let xml = String::from_utf8(doc.to_bytes(Some(CFN_NAMESPACE)).expect("write")).expect("utf8");
-        assert!(xml.contains(&format!("<DescribeStacksResponse xmlns=\"{CFN_NAMESPACE}\">")));
-        assert!(xml.contains("<DescribeStacksResult><Note>a&lt;b &amp; &quot;c&quot;</Note></DescribeStacksResult>"));
+        let xml =
+            String::from_utf8(doc.to_bytes(Some(CFN_NAMESPACE)).expect("write")).expect("utf8");
+        assert!(xml.contains(&format!(
+            "<DescribeStacksResponse xmlns=\"{CFN_NAMESPACE}\">"
+        )));
+        assert!(xml.contains(
+            "<DescribeStacksResult><Note>a&lt;b &amp; &quot;c&quot;</Note></DescribeStacksResult>"
+        ));
         assert!(xml.contains("<ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata>"));
         assert_eq!(xml.matches("xmlns").count(), 1);
     }
 
     #[test]
     fn error_shapes_match_each_protocol() {
-        let cfn = String::from_utf8(cfn_error(true, "ValidationError", "bad", "r").to_bytes(None).expect("w"))
-            .expect("utf8");
+        let cfn = String::from_utf8(
+            cfn_error(true, "ValidationError", "bad", "r")
+                .to_bytes(None)
+                .expect("w"),
+        )
+        .expect("utf8");
         assert!(cfn.contains("<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>bad</Message></Error><RequestId>r</RequestId></ErrorResponse>"));
-        let ec2 = String::from_utf8(ec2_error("X", "y", "r").to_bytes(None).expect("w")).expect("utf8");
+        let ec2 =
+            String::from_utf8(ec2_error("X", "y", "r").to_bytes(None).expect("w")).expect("utf8");
         assert!(ec2.contains("<Response><Errors><Error><Code>X</Code><Message>y</Message></Error></Errors><RequestID>r</RequestID></Response>"));
     }
 }

@@ -34,8 +34,10 @@ impl ServerCertificates {
         let ca_cert = ca_params.self_signed(&ca_key)?;
 
         let server_key = KeyPair::generate()?;
-        let mut params =
-            CertificateParams::new(vec![PINNED_SERVER_NAME.to_string(), "localhost".to_string()])?;
+        let mut params = CertificateParams::new(vec![
+            PINNED_SERVER_NAME.to_string(),
+            "localhost".to_string(),
+        ])?;
         params
             .distinguished_name
             .push(DnType::CommonName, PINNED_SERVER_NAME);
@@ -48,9 +50,7 @@ impl ServerCertificates {
             ca_pem: ca_cert.pem(),
             server_pem: server_cert.pem(),
             server_der: server_cert.der().clone(),
-            server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                server_key.serialize_der(),
-            )),
+            server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
         })
     }
 }

@@ -97,9 +97,8 @@ impl VelociraptorEmulator {
 
     /// Stops both listeners.
     pub async fn stop(&self) {
-        let handles: Vec<ServerHandle> = std::mem::take(
-            &mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()),
-        );
+        let handles: Vec<ServerHandle> =
+            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
         for h in handles {
             h.stop().await;
         }

@@ -105,7 +105,8 @@ impl Registry {
     /// Registers a deployment's admin user; the first one boots the server. Deploying the
     /// same id again replaces it (a stack update).
     pub fn deploy(&mut self, spec: ServerDeployment, now: Instant) {
-        self.deployments.retain(|d| d.spec.deployment != spec.deployment);
+        self.deployments
+            .retain(|d| d.spec.deployment != spec.deployment);
         if self.boot.is_none() {
             self.boot = Some(Milestone::new(now + self.latency));
         }
@@ -167,6 +168,22 @@ impl Registry {
             .iter()
             .flat_map(|d| d.clients.iter())
             .map(|c| client_json(c, last_seen, self.style))
+            .collect()
+    }
+
+    /// Like [`Registry::clients`], but only the clients of deployments that `user` and
+    /// `password` log in to: each deployment is its own server in real life, reached with
+    /// its own admin credentials, so one lifecycle never counts another's clients.
+    pub fn clients_for(&mut self, user: &str, password: &str, now: Instant, wall_now_us: u64) -> Vec<Value> {
+        let all = self.clients(now, wall_now_us);
+        let visible: std::collections::HashSet<&str> = self
+            .deployments
+            .iter()
+            .filter(|d| d.spec.admin_user == user && d.spec.admin_password == password)
+            .flat_map(|d| d.clients.iter().map(|c| c.client_id.as_str()))
+            .collect();
+        all.into_iter()
+            .filter(|c| c["client_id"].as_str().is_some_and(|id| visible.contains(id)))
             .collect()
     }
 
@@ -323,7 +340,10 @@ mod tests {
         mismatch.deploy(spec("d1", 1), t0);
         let _ = mismatch.clients(t0, 1);
         let c = mismatch.clients(t0, 1);
-        assert_eq!(c[0]["agent_information"]["version"], MISMATCHED_AGENT_VERSION);
+        assert_eq!(
+            c[0]["agent_information"]["version"],
+            MISMATCHED_AGENT_VERSION
+        );
     }
 
     #[test]

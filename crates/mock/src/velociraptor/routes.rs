@@ -53,9 +53,9 @@ async fn injected_fault(shared: &Shared, operation: &str) -> Option<Response> {
     let kind = shared.faults.on_call("vr", operation)?;
     tracing::debug!(operation, fault = kind.as_str(), "injecting fault");
     match kind {
-        FaultKind::Error => Some(
-            (StatusCode::INTERNAL_SERVER_ERROR, "injected internal error").into_response(),
-        ),
+        FaultKind::Error => {
+            Some((StatusCode::INTERNAL_SERVER_ERROR, "injected internal error").into_response())
+        }
         FaultKind::Throttle => Some(
             (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -155,9 +155,10 @@ async fn search_clients(
     if let Some(r) = injected_fault(&shared, "SearchClients").await {
         return r;
     }
-    if !authenticated(&shared, &headers) {
+    let Some((user, password)) = basic_credentials(&headers).filter(|(u, p)| shared.registry().authenticates(u, p))
+    else {
         return unauthorized();
-    }
+    };
     let query = params.get("query").map(String::as_str).unwrap_or("all");
     let limit: usize = params
         .get("limit")
@@ -167,7 +168,9 @@ async fn search_clients(
         .get("offset")
         .and_then(|o| o.parse().ok())
         .unwrap_or(0);
-    let clients = shared.registry().clients(Instant::now(), wall_clock_us());
+    let clients = shared
+        .registry()
+        .clients_for(&user, &password, Instant::now(), wall_clock_us());
     let matching: Vec<_> = clients
         .into_iter()
         .filter(|c| matches_query(c, query))

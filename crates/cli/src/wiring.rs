@@ -1,0 +1,407 @@
+//! Where mode turns into endpoints and credentials, once: the providers and probes built
+//! here cannot tell a mock run from a live one. Also the guards that run before anything is
+//! created (credentials, gap-document markers, budget) and the reporting after.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cloudtest_aws::{load_sdk_config, AwsConnection, CloudFormationProvider, StackPlan};
+use cloudtest_azure::{ArmConnection, ArmProvider, DeploymentPlan};
+use cloudtest_core::skip::{self, Credentials, Environment, ProcessEnvironment};
+use cloudtest_core::{
+    Backoff, Provider, RequirementId, RequirementResult, RequirementStatus, RunMode, RunResults,
+    ServerProbe,
+};
+use cloudtest_mock::{MockCloud, MockOptions};
+use cloudtest_report::ledger::{record_run, Ledger};
+use cloudtest_report::{cost, cross_cloud, gap_doc, gap_region, settings, PriceTable, ReportSettings, RUN_URL_ENV};
+use cloudtest_velociraptor::{ProbeSettings, VelociraptorProbe};
+
+use crate::args::ProviderArg;
+use crate::error::{usage, CliError};
+use crate::plan::{MockPlan, RunPlan};
+
+/// Emulators accept any credentials; these make the SDKs sign requests as usual.
+const MOCK_ACCESS_KEY: &str = "cloudtest-mock";
+const MOCK_TOKEN: &str = "cloudtest-mock-token";
+pub const LEDGER_ENV: &str = "CLOUDTEST_LEDGER";
+
+/// What the skip guards decided.
+pub struct Guards {
+    pub runnable: BTreeSet<ProviderArg>,
+    /// One `skipped` result per region of each provider without credentials.
+    pub skipped: Vec<RequirementResult>,
+    /// Credential source per runnable provider, for error messages.
+    pub sources: BTreeMap<ProviderArg, String>,
+}
+
+/// The process environment, with the config file's Azure subscription standing in for
+/// `AZURE_SUBSCRIPTION_ID` when the variable is absent.
+struct PlanEnvironment<'a> {
+    plan: &'a RunPlan,
+}
+
+impl Environment for PlanEnvironment<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        ProcessEnvironment.var(name).or_else(|| {
+            (name == "AZURE_SUBSCRIPTION_ID")
+                .then(|| self.plan.azure.as_ref().and_then(|a| a.subscription_id.clone()))
+                .flatten()
+        })
+    }
+    fn file_exists(&self, path: &std::path::Path) -> bool {
+        ProcessEnvironment.file_exists(path)
+    }
+    fn home(&self) -> Option<PathBuf> {
+        ProcessEnvironment.home()
+    }
+}
+
+/// Live runs: look for credentials without calling any cloud. A provider the user named is
+/// an error when they are missing; an unnamed one is skipped with the reason.
+pub fn skip_guards(plan: &RunPlan) -> Result<Guards> {
+    let mut guards = Guards {
+        runnable: BTreeSet::new(),
+        skipped: Vec::new(),
+        sources: BTreeMap::new(),
+    };
+    let env = PlanEnvironment { plan };
+    let candidates: Vec<(ProviderArg, Vec<String>)> = [
+        plan.aws.as_ref().map(|a| (ProviderArg::Aws, a.regions.clone())),
+        plan.azure.as_ref().map(|a| (ProviderArg::Azure, a.locations.clone())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for (provider, regions) in candidates {
+        if plan.mode == RunMode::Mock {
+            guards.runnable.insert(provider);
+            guards.sources.insert(provider, "mock-mode test credentials".into());
+            continue;
+        }
+        let (verdict, name, id) = match provider {
+            ProviderArg::Aws => (skip::aws_credentials(&env), "AWS", RequirementId::Cloud01),
+            ProviderArg::Azure => (skip::azure_credentials(&env), "Azure", RequirementId::Cloud02),
+        };
+        match verdict {
+            Credentials::Found { source } => {
+                guards.runnable.insert(provider);
+                guards.sources.insert(provider, source);
+            }
+            Credentials::Missing { looked_for } => {
+                if plan.named.contains(&provider) {
+                    return Err(usage(format!(
+                        "--provider {} was asked for, but no {name} credentials were found (looked for {looked_for})",
+                        name.to_lowercase()
+                    )));
+                }
+                for region in regions {
+                    guards.skipped.push(RequirementResult::not_run(
+                        id,
+                        region,
+                        RequirementStatus::Skipped,
+                        format!("skipped: no {name} credentials (looked for {looked_for})"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(guards)
+}
+
+/// Broken markers are found before anything is deployed, and the file is left untouched.
+pub fn check_gap_doc(plan: &RunPlan) -> Result<()> {
+    if let Some(path) = &plan.gap_doc {
+        let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--gap-doc {}: {e}", path.display())))?;
+        gap_doc::splice(&text, "").map_err(|e| usage(format!("gap document {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+fn ledger_path(plan: &RunPlan) -> Option<PathBuf> {
+    std::env::var_os(LEDGER_ENV)
+        .map(PathBuf::from)
+        .or_else(|| plan.config.budget.ledger.clone())
+}
+
+/// Live runs: month-to-date spend plus this run's estimate must fit the monthly budget.
+pub fn check_budget(plan: &RunPlan, guards: &Guards) -> Result<()> {
+    let table = price_table(&plan.config)?;
+    let ledger = match ledger_path(plan) {
+        Some(path) => Ledger::load(&path).map_err(|e| usage(e.to_string()))?,
+        None => {
+            eprintln!(
+                "warning: no cost ledger configured ([budget] ledger or {LEDGER_ENV}): no spend history, the budget guard counts this run only"
+            );
+            Ledger {
+                path: PathBuf::new(),
+                entries: Vec::new(),
+                history: cloudtest_report::SpendHistory::Missing { path: PathBuf::from("(none configured)") },
+            }
+        }
+    };
+    let now = chrono::Utc::now();
+    for provider in &guards.runnable {
+        let (name, regions, spot) = match provider {
+            ProviderArg::Aws => match &plan.aws {
+                Some(a) => ("aws", a.regions.len(), a.use_spot),
+                None => continue,
+            },
+            ProviderArg::Azure => match &plan.azure {
+                Some(a) => ("azure", a.locations.len(), a.use_spot),
+                None => continue,
+            },
+        };
+        let per_region =
+            cost::estimate_resources(name, &cost::planned_resources(name, spot), cost::PLANNED_LIFETIME, &table).usd;
+        let estimate = per_region * regions as f64;
+        match ledger.check_budget(name, estimate, plan.monthly_budget_usd, now) {
+            Ok(check) => {
+                if let Some(notice) = check.notice {
+                    eprintln!("warning: {notice}");
+                }
+            }
+            Err(refusal) => return Err(CliError::Budget(refusal.to_string()).into()),
+        }
+    }
+    Ok(())
+}
+
+/// This machine's public address as a /32, for the template's AllowedCidr.
+pub async fn discover_runner_cidr() -> Result<String> {
+    let hint = "set --allowed-cidr or [aws]/[azure] allowed_cidr in cloudtest.toml";
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| usage(format!("cannot build an HTTP client to discover this machine's address ({e}); {hint}")))?;
+    let text = client
+        .get("https://checkip.amazonaws.com/")
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| usage(format!("could not discover this machine's public address ({e}); {hint}")))?
+        .text()
+        .await
+        .map_err(|e| usage(format!("could not read this machine's public address ({e}); {hint}")))?;
+    let ip: std::net::Ipv4Addr = text
+        .trim()
+        .parse()
+        .map_err(|_| usage(format!("checkip answered `{}`, not an IPv4 address; {hint}", text.trim())))?;
+    Ok(format!("{ip}/32"))
+}
+
+pub async fn start_mock(m: &MockPlan) -> std::io::Result<MockCloud> {
+    MockCloud::start(MockOptions {
+        scenario: m.scenario,
+        latency: m.latency,
+        faults: m.faults.clone(),
+        timeout_delay: None,
+    })
+    .await
+}
+
+/// Polling in mock mode tracks the emulators' speed; live mode polls like a person would.
+fn poll_backoff(plan: &RunPlan) -> Backoff {
+    match &plan.mock {
+        None => Backoff::CLOUD,
+        Some(m) => Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(50).max(m.latency / 50),
+        ),
+    }
+}
+
+/// One lifecycle's run id: the run's own, plus the region when a provider runs in several
+/// (Azure resource-group names are global to a subscription; tags must not overlap).
+fn lifecycle_run_id(plan: &RunPlan, regions: usize, region: &str) -> String {
+    if regions > 1 {
+        format!("{}-{region}", plan.run_id)
+    } else {
+        plan.run_id.clone()
+    }
+}
+
+pub async fn build_providers(plan: &RunPlan, guards: &Guards, mock: Option<&MockCloud>) -> Result<Vec<Box<dyn Provider>>> {
+    let mut out: Vec<Box<dyn Provider>> = Vec::new();
+    let allowed_cidr = plan.allowed_cidr.clone().unwrap_or_else(|| "127.0.0.1/32".into());
+    let attempt_timeout = if mock.is_some() { Duration::from_secs(1) } else { Duration::from_secs(30) };
+    if let (Some(aws), true) = (&plan.aws, guards.runnable.contains(&ProviderArg::Aws)) {
+        let mut parameters = aws.parameters.clone();
+        if let Some(m) = mock {
+            parameters.entry("FrontendPort".into()).or_insert_with(|| m.velociraptor.frontend_port().to_string());
+            parameters.entry("GuiPort".into()).or_insert_with(|| m.velociraptor.gui_port().to_string());
+        }
+        for region in &aws.regions {
+            let conn = AwsConnection {
+                endpoint: aws.endpoint.clone().or_else(|| mock.map(|m| m.aws.endpoint())),
+                region: region.clone(),
+                static_credentials: mock.map(|_| (MOCK_ACCESS_KEY.to_string(), MOCK_ACCESS_KEY.to_string())),
+                attempt_timeout,
+            };
+            let sdk = load_sdk_config(&conn).await;
+            let stack_plan = StackPlan {
+                run_id: lifecycle_run_id(plan, aws.regions.len(), region),
+                region: region.clone(),
+                template_path: aws.template_path.clone(),
+                template_body: aws.template_body.clone(),
+                parameters: parameters.clone(),
+                admin_user: plan.admin_user.clone(),
+                admin_password: plan.lifecycle_password(),
+                velociraptor_version: plan.velociraptor_version.clone(),
+                velociraptor_sha256: plan.velociraptor_sha256.clone(),
+                allowed_cidr: allowed_cidr.clone(),
+                use_spot: aws.use_spot,
+                expires_at: plan.expires_at,
+                poll: poll_backoff(plan),
+            };
+            let mut provider = CloudFormationProvider::new(&sdk, stack_plan);
+            if let Some(source) = guards.sources.get(&ProviderArg::Aws) {
+                provider = provider.with_credential_source(source.clone());
+            }
+            if let (Some(m), Some(mp)) = (mock, &plan.mock) {
+                if mp.probe_via_mock {
+                    provider = provider.with_output_overrides(mock_server_outputs(m));
+                }
+            }
+            out.push(Box::new(provider));
+        }
+    }
+    if let (Some(az), true) = (&plan.azure, guards.runnable.contains(&ProviderArg::Azure)) {
+        let mut parameters = az.parameters.clone();
+        if let Some(m) = mock {
+            parameters.entry("frontendPort".into()).or_insert_with(|| m.velociraptor.frontend_port().to_string());
+            parameters.entry("guiPort".into()).or_insert_with(|| m.velociraptor.gui_port().to_string());
+        }
+        let endpoint = match az.endpoint.clone().or_else(|| mock.map(|m| m.arm.endpoint())) {
+            Some(e) => Some(
+                url::Url::parse(&e).map_err(|err| usage(format!("--azure-endpoint `{e}` is not a URL: {err}")))?,
+            ),
+            None => None,
+        };
+        let connection = match mock {
+            Some(m) => {
+                let url = endpoint.clone().ok_or_else(|| usage("mock mode needs the ARM emulator's endpoint"))?;
+                ArmConnection::with_static_token(m.arm.subscription_id(), url, MOCK_TOKEN)
+            }
+            None => {
+                let subscription = az
+                    .subscription_id
+                    .clone()
+                    .or_else(|| std::env::var("AZURE_SUBSCRIPTION_ID").ok())
+                    .ok_or_else(|| usage("no Azure subscription: set AZURE_SUBSCRIPTION_ID or [azure] subscription_id"))?;
+                ArmConnection::live(subscription, endpoint.clone(), &ProcessEnvironment)
+                    .map_err(|e| usage(e.to_string()))?
+            }
+        };
+        for location in &az.locations {
+            let conn = connection.clone();
+            let deployment_plan = DeploymentPlan {
+                run_id: lifecycle_run_id(plan, az.locations.len(), location),
+                location: location.clone(),
+                template_path: az.template_path.clone(),
+                template: az.template.clone(),
+                parameters: parameters.clone(),
+                admin_user: plan.admin_user.clone(),
+                admin_password: plan.lifecycle_password(),
+                velociraptor_version: plan.velociraptor_version.clone(),
+                velociraptor_sha256: plan.velociraptor_sha256.clone(),
+                allowed_cidr: allowed_cidr.clone(),
+                use_spot: az.use_spot,
+                expires_at: plan.expires_at,
+                poll: poll_backoff(plan),
+            };
+            let provider = ArmProvider::new(conn, deployment_plan)
+                .map_err(|e| usage(format!("Azure provider for {location}: {e}")))?;
+            out.push(Box::new(provider));
+        }
+    }
+    Ok(out)
+}
+
+/// The outputs a real deployment would publish, pointing at the embedded Velociraptor
+/// emulator (for `--probe-via-mock` runs against an external cloud emulator).
+fn mock_server_outputs(m: &MockCloud) -> BTreeMap<String, String> {
+    let vr = &m.velociraptor;
+    let mut o = BTreeMap::new();
+    o.insert("ServerAddress".into(), "127.0.0.1".into());
+    o.insert("FrontendUrl".into(), format!("https://127.0.0.1:{}/", vr.frontend_port()));
+    o.insert("GuiUrl".into(), format!("https://127.0.0.1:{}/", vr.gui_port()));
+    o.insert("CaCertificate".into(), vr.ca_pem());
+    o.insert("PinnedServerName".into(), "VelociraptorServer".into());
+    o
+}
+
+pub fn build_probe(plan: &RunPlan, mock: Option<&MockCloud>) -> Arc<dyn ServerProbe> {
+    let settings = match (&plan.mock, mock) {
+        (Some(m), Some(_)) => ProbeSettings {
+            poll: Backoff::new(Duration::from_millis(10), Duration::from_millis(50).max(m.latency / 50)),
+            request_timeout: Duration::from_secs(1),
+            ..ProbeSettings::default()
+        },
+        _ => ProbeSettings::default(),
+    };
+    Arc::new(VelociraptorProbe::new(settings))
+}
+
+pub fn cross_cloud(requirements: &[RequirementResult]) -> Vec<RequirementResult> {
+    cross_cloud::evaluate_run(requirements)
+}
+
+/// The embedded price table, or `[budget] price_file`, with `[budget] prices` on top.
+pub fn price_table(config: &cloudtest_core::config::Config) -> Result<PriceTable> {
+    let base = match &config.budget.price_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("[budget] price_file {}: {e}", path.display())))?;
+            PriceTable::from_json(&text, &path.display().to_string()).map_err(|e| usage(e.to_string()))?
+        }
+        None => PriceTable::embedded(),
+    };
+    Ok(base.with_overrides(&config.budget.prices))
+}
+
+/// Live runs are priced from the resources they reported; mock runs cost nothing.
+pub fn price(plan: &RunPlan, results: &mut RunResults) -> Result<()> {
+    if plan.mode == RunMode::Live {
+        cost::apply_costs(results, &price_table(&plan.config)?);
+    }
+    Ok(())
+}
+
+/// results.json, junit.xml, report.md, report.html; the ledger (live); the gap document.
+pub fn write_outputs(plan: &RunPlan, results: &RunResults) -> Result<()> {
+    let table = price_table(&plan.config)?;
+    let mut report_settings = ReportSettings {
+        run_url: std::env::var(RUN_URL_ENV).ok().filter(|s| !s.trim().is_empty()),
+        ..Default::default()
+    }
+    .with_prices(&table);
+    if plan.mode == RunMode::Live {
+        if let Some(path) = ledger_path(plan) {
+            let before = Ledger::load(&path).map_err(|e| anyhow::anyhow!(e))?;
+            let now = chrono::Utc::now();
+            record_run(&path, results, now).with_context(|| format!("recording costs in {}", path.display()))?;
+            let after = Ledger::load(&path).map_err(|e| anyhow::anyhow!(e))?;
+            let providers: Vec<&str> = results
+                .requirements
+                .iter()
+                .filter(|r| r.id != RequirementId::Cloud03 && r.status != RequirementStatus::Skipped)
+                .map(|r| r.provider.as_str())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            report_settings.spend =
+                settings::spend_summary(&after, &before.history, &providers, plan.monthly_budget_usd, now);
+        }
+    }
+    cloudtest_report::write_all(&plan.out, results, &report_settings)
+        .with_context(|| format!("writing reports into {}", plan.out.display()))?;
+    if let Some(path) = &plan.gap_doc {
+        gap_doc::update(path, &gap_region::render(results, &report_settings))
+            .with_context(|| format!("writing results into the gap document {}", path.display()))?;
+    }
+    Ok(())
+}
