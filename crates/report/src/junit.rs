@@ -65,7 +65,6 @@ pub fn failure_detail(r: &RequirementResult) -> String {
         .iter()
         .find(|p| p.status == PhaseStatus::Failed)
         .map(|p| format!("{}: {}", p.name, p.detail))
-        .filter(|_| r.id != RequirementId::Cloud03)
         .unwrap_or_else(|| r.reason.clone())
 }
 
