@@ -76,9 +76,9 @@ pub fn due(
 
 fn humanise(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 3600 == 0 {
+    if s > 0 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s > 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -209,11 +209,7 @@ pub async fn find_expired(
             if let Some(why) = due(&tags, created, now, older_than) {
                 let sku = g.sku.as_ref().and_then(|s| s.name.clone());
                 strays.push(SweepItem {
-                    location: g
-                        .resource
-                        .location
-                        .clone()
-                        .unwrap_or_else(|| "-".into()),
+                    location: g.resource.location.clone().unwrap_or_else(|| "-".into()),
                     run_id,
                     target: SweepTarget::Resource(resource_ref(
                         id,
@@ -276,7 +272,10 @@ const API_VERSIONS: [(&str, &str); 11] = [
     ("microsoft.network/networksecuritygroups", "2023-09-01"),
     ("microsoft.network/virtualnetworks", "2023-09-01"),
     ("microsoft.storage/storageaccounts", "2023-01-01"),
-    ("microsoft.managedidentity/userassignedidentities", "2023-01-31"),
+    (
+        "microsoft.managedidentity/userassignedidentities",
+        "2023-01-31",
+    ),
     ("microsoft.resources/deployments", "2021-04-01"),
 ];
 
@@ -419,7 +418,8 @@ async fn send_delete(
     let mut url = base.clone();
     url.set_path(id);
     url.set_query(None);
-    url.query_pairs_mut().append_pair("api-version", api_version);
+    url.query_pairs_mut()
+        .append_pair("api-version", api_version);
     let begun = Instant::now();
     let result = poll_until(cx.deadline(), poll, |_| {
         let (url, base) = (url.clone(), base.clone());
@@ -634,7 +634,10 @@ mod tests {
     #[test]
     fn refusals_name_the_newest_stable_version() {
         let msg = "No registered resource provider found for location 'eastus' and API version '2021-04-01' for type 'gadgets'. The supported api-versions are '2019-01-01, 2022-05-01, 2024-01-01-preview'. The supported locations are 'eastus'.";
-        assert_eq!(newest_listed_api_version(msg).as_deref(), Some("2022-05-01"));
+        assert_eq!(
+            newest_listed_api_version(msg).as_deref(),
+            Some("2022-05-01")
+        );
         let only_preview = "The supported api-versions are '2024-01-01-preview'.";
         assert_eq!(
             newest_listed_api_version(only_preview).as_deref(),

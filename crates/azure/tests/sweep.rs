@@ -63,7 +63,11 @@ fn remaining_ids(arm: &ArmEmulator) -> BTreeSet<String> {
 }
 
 fn group_id(arm: &ArmEmulator, name: &str) -> String {
-    format!("/subscriptions/{}/resourceGroups/{name}", arm.subscription_id()).to_ascii_lowercase()
+    format!(
+        "/subscriptions/{}/resourceGroups/{name}",
+        arm.subscription_id()
+    )
+    .to_ascii_lowercase()
 }
 
 /// The leftovers every emulator test starts from; returns (stray id, id inside the expired
@@ -175,10 +179,16 @@ async fn older_than_reads_a_groups_age_from_its_run_id() {
     let future = future();
     arm.plant_resource_group(
         "rg-old-run",
-        [(RUN_ID, "20200101000000-00abcd"), (EXPIRES, future.as_str())],
+        [
+            (RUN_ID, "20200101000000-00abcd"),
+            (EXPIRES, future.as_str()),
+        ],
     );
     // Fresh and with no time in its run id: no age known, so --older-than cannot apply.
-    arm.plant_resource_group("rg-unknown-age", [(RUN_ID, "r-new"), (EXPIRES, future.as_str())]);
+    arm.plant_resource_group(
+        "rg-unknown-age",
+        [(RUN_ID, "r-new"), (EXPIRES, future.as_str())],
+    );
     arm.plant_resource_group("rg-untagged", [("owner", "someone-else")]);
     let conn = connect(&arm.endpoint(), arm.subscription_id());
 
@@ -196,7 +206,8 @@ async fn older_than_reads_a_groups_age_from_its_run_id() {
         }
     );
     assert!(
-        items[0].why.starts_with("created 2020-01-01T00:00:00"),
+        items[0].why.starts_with("created 2020-01-01T00:00:00")
+            && items[0].why.ends_with("older than 0s"),
         "{}",
         items[0].why
     );
@@ -206,7 +217,10 @@ async fn older_than_reads_a_groups_age_from_its_run_id() {
         .expect("deleted");
     let left = remaining_ids(&arm);
     assert!(!left.contains(&group_id(&arm, "rg-old-run")), "{left:#?}");
-    assert!(left.contains(&group_id(&arm, "rg-unknown-age")), "{left:#?}");
+    assert!(
+        left.contains(&group_id(&arm, "rg-unknown-age")),
+        "{left:#?}"
+    );
     assert!(left.contains(&group_id(&arm, "rg-untagged")), "{left:#?}");
     arm.stop().await;
 }
@@ -282,9 +296,14 @@ fn seen(log: &Log) -> Vec<String> {
 async fn a_stray_disk_is_deleted_by_id_and_its_operation_followed() {
     let (base, log) = scripted_arm(|method, path, _query, n| match (method.as_str(), n) {
         ("DELETE", 0) => accepted_at("/subscriptions/sub-1/operationresults/op1"),
-        ("GET", 1) if path.ends_with("/op1") => accepted_at("/subscriptions/sub-1/operationresults/op1"),
+        ("GET", 1) if path.ends_with("/op1") => {
+            accepted_at("/subscriptions/sub-1/operationresults/op1")
+        }
         ("GET", _) if path.ends_with("/op1") => StatusCode::OK.into_response(),
-        _ => reply(500, json!({"error": {"code": "Unexpected", "message": path}})),
+        _ => reply(
+            500,
+            json!({"error": {"code": "Unexpected", "message": path}}),
+        ),
     })
     .await;
     let conn = connect(&base, SUB);
@@ -299,7 +318,9 @@ async fn a_stray_disk_is_deleted_by_id_and_its_operation_followed() {
         "DELETE /subscriptions/sub-1/resourceGroups/rg-shared/providers/Microsoft.Compute/disks/disk-stray?api-version=2023-04-02"
     );
     assert_eq!(log.len(), 3, "{log:#?}");
-    assert!(log[1..].iter().all(|l| l.starts_with("GET /subscriptions/sub-1/operationresults/op1")));
+    assert!(log[1..]
+        .iter()
+        .all(|l| l.starts_with("GET /subscriptions/sub-1/operationresults/op1")));
 }
 
 #[tokio::test]
@@ -316,15 +337,23 @@ async fn an_unknown_type_retries_once_with_the_version_arm_lists() {
     .await;
     let conn = connect(&base, SUB);
 
-    delete(&conn, &stray("Contoso.Widgets/gadgets", "g1"), deadline(), poll())
-        .await
-        .expect("deleted on the second api-version");
+    delete(
+        &conn,
+        &stray("Contoso.Widgets/gadgets", "g1"),
+        deadline(),
+        poll(),
+    )
+    .await
+    .expect("deleted on the second api-version");
 
     let queries: Vec<String> = seen(&log)
         .iter()
         .filter_map(|l| l.split_once('?').map(|(_, q)| q.to_string()))
         .collect();
-    assert_eq!(queries, ["api-version=2021-04-01", "api-version=2022-05-01"]);
+    assert_eq!(
+        queries,
+        ["api-version=2021-04-01", "api-version=2022-05-01"]
+    );
 }
 
 #[tokio::test]
@@ -336,9 +365,14 @@ async fn a_refused_default_api_version_is_named_in_the_error() {
     .await;
     let conn = connect(&base, SUB);
 
-    let err = delete(&conn, &stray("Contoso.Widgets/gadgets", "g1"), deadline(), poll())
-        .await
-        .expect_err("ARM refused");
+    let err = delete(
+        &conn,
+        &stray("Contoso.Widgets/gadgets", "g1"),
+        deadline(),
+        poll(),
+    )
+    .await
+    .expect_err("ARM refused");
 
     let text = err.to_string();
     for part in [
@@ -356,9 +390,15 @@ async fn a_refused_default_api_version_is_named_in_the_error() {
 async fn a_404_counts_as_gone_only_when_arm_says_the_resource_is_not_found() {
     let (base, _log) = scripted_arm(|_method, path, _query, _n| {
         if path.ends_with("/gone") {
-            reply(404, json!({"error": {"code": "ResourceNotFound", "message": "not found"}}))
+            reply(
+                404,
+                json!({"error": {"code": "ResourceNotFound", "message": "not found"}}),
+            )
         } else {
-            reply(404, json!({"error": {"code": "InvalidResourceType", "message": "no such route"}}))
+            reply(
+                404,
+                json!({"error": {"code": "InvalidResourceType", "message": "no such route"}}),
+            )
         }
     })
     .await;
@@ -377,7 +417,10 @@ async fn a_404_counts_as_gone_only_when_arm_says_the_resource_is_not_found() {
 async fn throttled_deletes_are_retried_until_arm_accepts() {
     let (base, log) = scripted_arm(|_method, _path, _query, n| {
         if n < 2 {
-            reply(429, json!({"error": {"code": "TooManyRequests", "message": "slow down"}}))
+            reply(
+                429,
+                json!({"error": {"code": "TooManyRequests", "message": "slow down"}}),
+            )
         } else {
             StatusCode::OK.into_response()
         }
@@ -412,14 +455,18 @@ async fn resource_age_comes_from_created_time_when_arm_gives_it() {
     let conn = connect(&base, SUB);
     let now: DateTime<Utc> = Utc::now();
 
-    assert!(find_expired(&conn, now, None).await.expect("list").is_empty());
+    assert!(find_expired(&conn, now, None)
+        .await
+        .expect("list")
+        .is_empty());
     let items = find_expired(&conn, now, Some(Duration::from_secs(3600)))
         .await
         .expect("list");
     assert_eq!(items.len(), 1, "{items:#?}");
     assert_eq!(items[0].location, "westeurope");
     assert!(
-        items[0].why.starts_with("created 2020-01-01T00:00:00") && items[0].why.ends_with("older than 1h"),
+        items[0].why.starts_with("created 2020-01-01T00:00:00")
+            && items[0].why.ends_with("older than 1h"),
         "{}",
         items[0].why
     );

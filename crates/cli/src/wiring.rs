@@ -227,8 +227,14 @@ fn lifecycle_run_id(plan: &RunPlan, regions: usize, region: &str) -> String {
 pub async fn build_providers(plan: &RunPlan, guards: &Guards, mock: Option<&MockCloud>) -> Result<Vec<Box<dyn Provider>>> {
     let mut out: Vec<Box<dyn Provider>> = Vec::new();
     let allowed_cidr = plan.allowed_cidr.clone().unwrap_or_else(|| "127.0.0.1/32".into());
-    let attempt_timeout = if mock.is_some() { Duration::from_secs(1) } else { Duration::from_secs(30) };
     if let (Some(aws), true) = (&plan.aws, guards.runnable.contains(&ProviderArg::Aws)) {
+        // The embedded emulators answer in milliseconds; an external one (moto) can take
+        // seconds for a CreateStack, and a retried CreateStack there creates resources twice.
+        let attempt_timeout = if mock.is_some() && aws.endpoint.is_none() {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(30)
+        };
         let mut parameters = aws.parameters.clone();
         if let Some(m) = mock {
             parameters.entry("FrontendPort".into()).or_insert_with(|| m.velociraptor.frontend_port().to_string());

@@ -7,14 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use cloudtest_aws::sweep as aws_sweep;
 use cloudtest_aws::{load_sdk_config, AwsConnection};
-#[allow(dead_code, unused)]
-mod azure_sweep {
-    use super::*;
-    pub enum SweepTarget { ResourceGroup { name: String }, Resource(cloudtest_core::ResourceRef) }
-    pub struct SweepItem { pub location: String, pub run_id: String, pub target: SweepTarget, pub why: String }
-    pub async fn find_expired(_c: &ArmConnection, _n: chrono::DateTime<chrono::Utc>, _o: Option<Duration>) -> Result<Vec<SweepItem>, cloudtest_azure::AzureError> { Ok(vec![]) }
-    pub async fn delete(_c: &ArmConnection, _i: &SweepItem, _d: tokio::time::Instant, _p: Backoff) -> Result<(), cloudtest_azure::AzureError> { Ok(()) }
-}
+use cloudtest_azure::sweep as azure_sweep;
 use cloudtest_azure::ArmConnection;
 use cloudtest_core::skip::ProcessEnvironment;
 use cloudtest_core::{Backoff, ExitCode};
