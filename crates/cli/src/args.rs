@@ -23,6 +23,7 @@ Environment:
   CLOUDTEST_HEALTH_TIMEOUT   health deadline in seconds (default 120 live, a few seconds in mock mode)
   CLOUDTEST_ADMIN_PASSWORD   admin password to use instead of a generated one (never logged or written)
   CLOUDTEST_RUN_URL          link to this run's artifacts, written into the gap document
+  CLOUDTEST_LEDGER           cost ledger (JSON lines) for the budget guard; overrides [budget] ledger
   RUST_LOG                   log filter (e.g. cloudtest=debug); CI=true forces plain log lines
 
 ";
@@ -316,9 +317,18 @@ mod tests {
 
     #[test]
     fn lists_split_on_commas() {
-        let cli = Cli::try_parse_from(["cloudtest", "run", "--provider", "aws,azure", "--aws-regions", "us-east-1,eu-west-1"])
-            .expect("parses");
-        let Command::Run(a) = cli.command else { panic!("not run") };
+        let cli = Cli::try_parse_from([
+            "cloudtest",
+            "run",
+            "--provider",
+            "aws,azure",
+            "--aws-regions",
+            "us-east-1,eu-west-1",
+        ])
+        .expect("parses");
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(a.provider, vec![ProviderArg::Aws, ProviderArg::Azure]);
         assert_eq!(a.aws_regions.len(), 2);
     }

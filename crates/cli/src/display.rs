@@ -118,11 +118,17 @@ impl EventSink for Display {
                 };
                 self.line(
                     &mut st,
-                    &format!("{lc:<22} {:<10} {status}{took}: {}", record.name, record.detail),
+                    &format!(
+                        "{lc:<22} {:<10} {status}{took}: {}",
+                        record.name, record.detail
+                    ),
                 );
             }
             RunEventKind::CancelRequested { reason } => {
-                self.line(&mut st, &format!("{lc:<22} cancel requested ({})", reason.signal_name()));
+                self.line(
+                    &mut st,
+                    &format!("{lc:<22} cancel requested ({})", reason.signal_name()),
+                );
             }
             RunEventKind::KeptResources { what } => {
                 self.line(&mut st, &format!("!!! {lc}: {what}"));

@@ -97,7 +97,11 @@ impl RunPlan {
         Self::build_with(args, &ProcessEnvironment, Utc::now())
     }
 
-    pub fn build_with(args: &RunArgs, env: &dyn Environment, now: DateTime<Utc>) -> Result<RunPlan> {
+    pub fn build_with(
+        args: &RunArgs,
+        env: &dyn Environment,
+        now: DateTime<Utc>,
+    ) -> Result<RunPlan> {
         let mode = match args.mode {
             ModeArg::Mock => RunMode::Mock,
             ModeArg::Live => RunMode::Live,
@@ -113,7 +117,9 @@ impl RunPlan {
                 (args.probe_via_mock, "--probe-via-mock"),
             ] {
                 if set {
-                    return Err(usage(format!("{flag} works only in mock mode (drop --mode live)")));
+                    return Err(usage(format!(
+                        "{flag} works only in mock mode (drop --mode live)"
+                    )));
                 }
             }
         }
@@ -132,7 +138,8 @@ impl RunPlan {
         // Which providers, and where.
         let named: BTreeSet<ProviderArg> = args.provider.iter().copied().collect();
         let want = |p: ProviderArg| named.is_empty() || named.contains(&p);
-        let (mut aws_regions, mut azure_locations) = (args.aws_regions.clone(), args.azure_locations.clone());
+        let (mut aws_regions, mut azure_locations) =
+            (args.aws_regions.clone(), args.azure_locations.clone());
         for r in &args.region {
             if looks_like_aws_region(r) {
                 aws_regions.push(r.clone());
@@ -141,30 +148,53 @@ impl RunPlan {
             }
         }
         let aws_regions = pick_regions(aws_regions, config.aws.regions.clone(), "us-east-1", true)?;
-        let azure_locations = pick_regions(azure_locations, config.azure.locations.clone(), "eastus", false)?;
+        let azure_locations = pick_regions(
+            azure_locations,
+            config.azure.locations.clone(),
+            "eastus",
+            false,
+        )?;
 
         if args.template.is_some() && named.len() != 1 {
             return Err(usage(
                 "--template is ambiguous unless exactly one --provider is given; use --aws-template or --azure-template",
             ));
         }
-        let template_for = |p: ProviderArg, specific: &Option<PathBuf>, configured: &Option<PathBuf>, default: &str| -> PathBuf {
+        let template_for = |p: ProviderArg,
+                            specific: &Option<PathBuf>,
+                            configured: &Option<PathBuf>,
+                            default: &str|
+         -> PathBuf {
             specific
                 .clone()
-                .or_else(|| if named.contains(&p) { args.template.clone() } else { None })
+                .or_else(|| {
+                    if named.contains(&p) {
+                        args.template.clone()
+                    } else {
+                        None
+                    }
+                })
                 .or_else(|| configured.clone())
                 .unwrap_or_else(|| PathBuf::from(default))
         };
 
         let aws = if want(ProviderArg::Aws) {
-            let template_path = template_for(ProviderArg::Aws, &args.aws_template, &config.aws.template, DEFAULT_AWS_TEMPLATE);
+            let template_path = template_for(
+                ProviderArg::Aws,
+                &args.aws_template,
+                &config.aws.template,
+                DEFAULT_AWS_TEMPLATE,
+            );
             let template_body = read_template(&template_path)?;
             check_cfn_template(&template_path, &template_body)?;
             Some(AwsPlan {
                 regions: aws_regions,
                 template_path,
                 template_body,
-                endpoint: args.aws_endpoint.clone().or_else(|| config.aws.endpoint.clone()),
+                endpoint: args
+                    .aws_endpoint
+                    .clone()
+                    .or_else(|| config.aws.endpoint.clone()),
                 parameters: config.aws.parameters.clone(),
                 use_spot: config.aws.use_spot.unwrap_or(false),
             })
@@ -172,15 +202,27 @@ impl RunPlan {
             None
         };
         let azure = if want(ProviderArg::Azure) {
-            let template_path = template_for(ProviderArg::Azure, &args.azure_template, &config.azure.template, DEFAULT_AZURE_TEMPLATE);
+            let template_path = template_for(
+                ProviderArg::Azure,
+                &args.azure_template,
+                &config.azure.template,
+                DEFAULT_AZURE_TEMPLATE,
+            );
             let body = read_template(&template_path)?;
             let template = check_arm_template(&template_path, &body)?;
             Some(AzurePlan {
                 locations: azure_locations,
                 template_path,
                 template,
-                endpoint: args.azure_endpoint.clone().or_else(|| config.azure.endpoint.clone()),
-                subscription_id: config.azure.subscription_id.clone().or_else(|| env.var("AZURE_SUBSCRIPTION_ID")),
+                endpoint: args
+                    .azure_endpoint
+                    .clone()
+                    .or_else(|| config.azure.endpoint.clone()),
+                subscription_id: config
+                    .azure
+                    .subscription_id
+                    .clone()
+                    .or_else(|| env.var("AZURE_SUBSCRIPTION_ID")),
                 parameters: config.azure.parameters.clone(),
                 use_spot: config.azure.use_spot.unwrap_or(false),
             })
@@ -197,15 +239,18 @@ impl RunPlan {
             .apply(&config.deadlines, &config_origin, env)
             .map_err(|e| usage(e.to_string()))?;
         for spec in &args.deadline {
-            let (phase, value) = spec
-                .split_once('=')
-                .ok_or_else(|| usage(format!("--deadline `{spec}` must look like PHASE=DURATION, e.g. health=5m")))?;
+            let (phase, value) = spec.split_once('=').ok_or_else(|| {
+                usage(format!(
+                    "--deadline `{spec}` must look like PHASE=DURATION, e.g. health=5m"
+                ))
+            })?;
             let phase = Phase::parse(phase.trim()).ok_or_else(|| {
                 usage(format!(
                     "--deadline `{spec}`: unknown phase `{phase}` (phases: create, wait_ready, health, enrollment, teardown, leak_check)"
                 ))
             })?;
-            let d = parse_duration(value.trim()).map_err(|e| usage(format!("--deadline `{spec}`: {e}")))?;
+            let d = parse_duration(value.trim())
+                .map_err(|e| usage(format!("--deadline `{spec}`: {e}")))?;
             deadlines.set(phase, d, format!("--deadline {phase}=..."));
         }
 
@@ -213,7 +258,10 @@ impl RunPlan {
         if max_parallel == 0 {
             return Err(usage("--max-parallel must be at least 1"));
         }
-        let expires_after = config.run.expires_after.unwrap_or(Duration::from_secs(6 * 3600));
+        let expires_after = config
+            .run
+            .expires_after
+            .unwrap_or(Duration::from_secs(6 * 3600));
         let expires_at = now
             + chrono::Duration::from_std(expires_after)
                 .map_err(|_| usage(format!("run.expires_after in {config_origin} is too large")))?;
@@ -221,7 +269,11 @@ impl RunPlan {
         let gap_doc = if args.no_gap_doc {
             None
         } else {
-            match args.gap_doc.clone().or_else(|| config.report.gap_doc.clone()) {
+            match args
+                .gap_doc
+                .clone()
+                .or_else(|| config.report.gap_doc.clone())
+            {
                 Some(p) => {
                     if !p.is_file() {
                         return Err(usage(format!("--gap-doc {}: no such file", p.display())));
@@ -246,7 +298,11 @@ impl RunPlan {
         let allowed_cidr = match (&mock, args.allowed_cidr.clone()) {
             (_, Some(c)) => Some(c),
             (Some(_), None) => Some("127.0.0.1/32".to_string()),
-            (None, None) => config.aws.allowed_cidr.clone().or_else(|| config.azure.allowed_cidr.clone()),
+            (None, None) => config
+                .aws
+                .allowed_cidr
+                .clone()
+                .or_else(|| config.azure.allowed_cidr.clone()),
         };
         if let Some(c) = &allowed_cidr {
             check_cidr(c)?;
@@ -271,7 +327,10 @@ impl RunPlan {
             admin_user: config.velociraptor.admin_user().to_string(),
             admin_password,
             allowed_cidr,
-            monthly_budget_usd: config.budget.monthly_usd.unwrap_or(DEFAULT_MONTHLY_BUDGET_USD),
+            monthly_budget_usd: config
+                .budget
+                .monthly_usd
+                .unwrap_or(DEFAULT_MONTHLY_BUDGET_USD),
             config,
             config_origin,
         })
@@ -302,7 +361,9 @@ pub fn load_config(path: Option<&Path>) -> Result<(Config, String)> {
 
 fn mock_plan(args: &RunArgs) -> Result<MockPlan> {
     let scenario = match &args.scenario {
-        Some(s) => s.parse().map_err(|e: String| usage(format!("--scenario: {e}")))?,
+        Some(s) => s
+            .parse()
+            .map_err(|e: String| usage(format!("--scenario: {e}")))?,
         None => cloudtest_mock::Scenario::Healthy,
     };
     let latency = match &args.mock_latency {
@@ -312,7 +373,10 @@ fn mock_plan(args: &RunArgs) -> Result<MockPlan> {
     let faults = args
         .fault
         .iter()
-        .map(|f| f.parse().map_err(|e: String| usage(format!("--fault: {e}"))))
+        .map(|f| {
+            f.parse()
+                .map_err(|e: String| usage(format!("--fault: {e}")))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(MockPlan {
         scenario,
@@ -334,7 +398,12 @@ fn looks_like_aws_region(r: &str) -> bool {
     r.contains('-') && r.ends_with(|c: char| c.is_ascii_digit())
 }
 
-fn pick_regions(flag: Vec<String>, configured: Option<Vec<String>>, default: &str, aws: bool) -> Result<Vec<String>> {
+fn pick_regions(
+    flag: Vec<String>,
+    configured: Option<Vec<String>>,
+    default: &str,
+    aws: bool,
+) -> Result<Vec<String>> {
     let list = if !flag.is_empty() {
         flag
     } else {
@@ -345,9 +414,17 @@ fn pick_regions(flag: Vec<String>, configured: Option<Vec<String>>, default: &st
     for r in list {
         let r = r.trim().to_string();
         let (ok, known, what) = if aws {
-            (regions::is_aws_region(&r), regions::AWS_REGIONS, "AWS region")
+            (
+                regions::is_aws_region(&r),
+                regions::AWS_REGIONS,
+                "AWS region",
+            )
         } else {
-            (regions::is_azure_location(&r), regions::AZURE_LOCATIONS, "Azure location")
+            (
+                regions::is_azure_location(&r),
+                regions::AZURE_LOCATIONS,
+                "Azure location",
+            )
         };
         if !ok {
             let hint = regions::suggest(&r, known)
@@ -374,15 +451,30 @@ fn read_template(path: &Path) -> Result<String> {
 /// A CloudFormation template must parse as YAML or JSON and publish the outputs the
 /// providers need.
 fn check_cfn_template(path: &Path, body: &str) -> Result<()> {
-    let doc: serde_norway::Value = serde_norway::from_str(body)
-        .map_err(|e| usage(format!("template {} is neither YAML nor JSON: {e}", path.display())))?;
+    let doc: serde_norway::Value = serde_norway::from_str(body).map_err(|e| {
+        usage(format!(
+            "template {} is neither YAML nor JSON: {e}",
+            path.display()
+        ))
+    })?;
     let outputs = doc
         .get("Outputs")
         .and_then(|o| o.as_mapping())
-        .ok_or_else(|| usage(format!("template {} has no Outputs section", path.display())))?;
-    let names: Vec<String> = outputs.keys().filter_map(|k| k.as_str().map(str::to_string)).collect();
+        .ok_or_else(|| {
+            usage(format!(
+                "template {} has no Outputs section",
+                path.display()
+            ))
+        })?;
+    let names: Vec<String> = outputs
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect();
     if doc.get("Resources").and_then(|r| r.as_mapping()).is_none() {
-        return Err(usage(format!("template {} has no Resources section", path.display())));
+        return Err(usage(format!(
+            "template {} has no Resources section",
+            path.display()
+        )));
     }
     check_outputs(path, &names)
 }
@@ -392,7 +484,10 @@ fn check_arm_template(path: &Path, body: &str) -> Result<serde_json::Value> {
     let doc: serde_json::Value = serde_json::from_str(body)
         .map_err(|e| usage(format!("template {} is not JSON: {e}", path.display())))?;
     if doc.get("resources").and_then(|r| r.as_array()).is_none() {
-        return Err(usage(format!("template {} has no `resources` array (is it an ARM template?)", path.display())));
+        return Err(usage(format!(
+            "template {} has no `resources` array (is it an ARM template?)",
+            path.display()
+        )));
     }
     let names: Vec<String> = doc
         .get("outputs")
@@ -422,16 +517,25 @@ fn check_outputs(path: &Path, names: &[String]) -> Result<()> {
 
 /// The output directory must exist or be creatable, and be writable, before anything runs.
 fn check_out_dir(out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out)
-        .map_err(|e| usage(format!("--out {}: cannot create directory: {e}", out.display())))?;
+    std::fs::create_dir_all(out).map_err(|e| {
+        usage(format!(
+            "--out {}: cannot create directory: {e}",
+            out.display()
+        ))
+    })?;
     let probe = out.join(".cloudtest-write-check");
-    std::fs::write(&probe, b"ok").map_err(|e| usage(format!("--out {}: not writable: {e}", out.display())))?;
+    std::fs::write(&probe, b"ok")
+        .map_err(|e| usage(format!("--out {}: not writable: {e}", out.display())))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 
 fn check_cidr(c: &str) -> Result<()> {
-    let bad = || usage(format!("allowed CIDR `{c}` is not an IPv4 CIDR like 198.51.100.7/32"));
+    let bad = || {
+        usage(format!(
+            "allowed CIDR `{c}` is not an IPv4 CIDR like 198.51.100.7/32"
+        ))
+    };
     let (ip, bits) = c.split_once('/').ok_or_else(bad)?;
     ip.parse::<std::net::Ipv4Addr>().map_err(|_| bad())?;
     let bits: u8 = bits.parse().map_err(|_| bad())?;
@@ -471,11 +575,22 @@ mod tests {
 
     #[test]
     fn regions_are_checked_with_suggestions() {
-        let err = pick_regions(vec!["us-eats-1".into()], None, "us-east-1", true).unwrap_err().to_string();
+        let err = pick_regions(vec!["us-eats-1".into()], None, "us-east-1", true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("us-east-1"), "{err}");
-        assert_eq!(pick_regions(vec![], None, "eastus", false).expect("default"), vec!["eastus"]);
         assert_eq!(
-            pick_regions(vec!["eu-west-1".into(), "eu-west-1".into()], None, "x", true).expect("dedup"),
+            pick_regions(vec![], None, "eastus", false).expect("default"),
+            vec!["eastus"]
+        );
+        assert_eq!(
+            pick_regions(
+                vec!["eu-west-1".into(), "eu-west-1".into()],
+                None,
+                "x",
+                true
+            )
+            .expect("dedup"),
             vec!["eu-west-1"]
         );
     }
@@ -494,6 +609,9 @@ mod tests {
         let a = new_run_id(now);
         let b = new_run_id(now);
         assert_ne!(a, b);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'), "{a}");
+        assert!(
+            a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "{a}"
+        );
     }
 }

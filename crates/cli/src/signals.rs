@@ -68,9 +68,18 @@ mod tests {
     fn first_cancels_second_is_ignored_third_aborts() {
         let s = Shutdown::new();
         let c = AtomicU32::new(0);
-        assert_eq!(on_signal(&s, &c, CancelReason::Terminate), SignalAction::Cancelled);
+        assert_eq!(
+            on_signal(&s, &c, CancelReason::Terminate),
+            SignalAction::Cancelled
+        );
         assert_eq!(s.reason(), Some(CancelReason::Terminate));
-        assert_eq!(on_signal(&s, &c, CancelReason::Interrupt), SignalAction::Ignored);
-        assert_eq!(on_signal(&s, &c, CancelReason::Terminate), SignalAction::Abort);
+        assert_eq!(
+            on_signal(&s, &c, CancelReason::Interrupt),
+            SignalAction::Ignored
+        );
+        assert_eq!(
+            on_signal(&s, &c, CancelReason::Terminate),
+            SignalAction::Abort
+        );
     }
 }

@@ -15,9 +15,11 @@ use cloudtest_core::{
     Backoff, Provider, RequirementId, RequirementResult, RequirementStatus, RunMode, RunResults,
     ServerProbe,
 };
-use cloudtest_mock::{MockCloud, MockOptions};
+use cloudtest_mock::{EmulatedServers, MockCloud, MockOptions, ServerDeployment};
 use cloudtest_report::ledger::{record_run, Ledger};
-use cloudtest_report::{cost, cross_cloud, gap_doc, gap_region, settings, PriceTable, ReportSettings, RUN_URL_ENV};
+use cloudtest_report::{
+    cost, cross_cloud, gap_doc, gap_region, settings, PriceTable, ReportSettings, RUN_URL_ENV,
+};
 use cloudtest_velociraptor::{ProbeSettings, VelociraptorProbe};
 
 use crate::args::ProviderArg;
@@ -48,7 +50,12 @@ impl Environment for PlanEnvironment<'_> {
     fn var(&self, name: &str) -> Option<String> {
         ProcessEnvironment.var(name).or_else(|| {
             (name == "AZURE_SUBSCRIPTION_ID")
-                .then(|| self.plan.azure.as_ref().and_then(|a| a.subscription_id.clone()))
+                .then(|| {
+                    self.plan
+                        .azure
+                        .as_ref()
+                        .and_then(|a| a.subscription_id.clone())
+                })
                 .flatten()
         })
     }
@@ -70,8 +77,12 @@ pub fn skip_guards(plan: &RunPlan) -> Result<Guards> {
     };
     let env = PlanEnvironment { plan };
     let candidates: Vec<(ProviderArg, Vec<String>)> = [
-        plan.aws.as_ref().map(|a| (ProviderArg::Aws, a.regions.clone())),
-        plan.azure.as_ref().map(|a| (ProviderArg::Azure, a.locations.clone())),
+        plan.aws
+            .as_ref()
+            .map(|a| (ProviderArg::Aws, a.regions.clone())),
+        plan.azure
+            .as_ref()
+            .map(|a| (ProviderArg::Azure, a.locations.clone())),
     ]
     .into_iter()
     .flatten()
@@ -79,12 +90,18 @@ pub fn skip_guards(plan: &RunPlan) -> Result<Guards> {
     for (provider, regions) in candidates {
         if plan.mode == RunMode::Mock {
             guards.runnable.insert(provider);
-            guards.sources.insert(provider, "mock-mode test credentials".into());
+            guards
+                .sources
+                .insert(provider, "mock-mode test credentials".into());
             continue;
         }
         let (verdict, name, id) = match provider {
             ProviderArg::Aws => (skip::aws_credentials(&env), "AWS", RequirementId::Cloud01),
-            ProviderArg::Azure => (skip::azure_credentials(&env), "Azure", RequirementId::Cloud02),
+            ProviderArg::Azure => (
+                skip::azure_credentials(&env),
+                "Azure",
+                RequirementId::Cloud02,
+            ),
         };
         match verdict {
             Credentials::Found { source } => {
@@ -115,8 +132,10 @@ pub fn skip_guards(plan: &RunPlan) -> Result<Guards> {
 /// Broken markers are found before anything is deployed, and the file is left untouched.
 pub fn check_gap_doc(plan: &RunPlan) -> Result<()> {
     if let Some(path) = &plan.gap_doc {
-        let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--gap-doc {}: {e}", path.display())))?;
-        gap_doc::splice(&text, "").map_err(|e| usage(format!("gap document {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("--gap-doc {}: {e}", path.display())))?;
+        gap_doc::splice(&text, "")
+            .map_err(|e| usage(format!("gap document {}: {e}", path.display())))?;
     }
     Ok(())
 }
@@ -139,7 +158,9 @@ pub fn check_budget(plan: &RunPlan, guards: &Guards) -> Result<()> {
             Ledger {
                 path: PathBuf::new(),
                 entries: Vec::new(),
-                history: cloudtest_report::SpendHistory::Missing { path: PathBuf::from("(none configured)") },
+                history: cloudtest_report::SpendHistory::Missing {
+                    path: PathBuf::from("(none configured)"),
+                },
             }
         }
     };
@@ -155,8 +176,13 @@ pub fn check_budget(plan: &RunPlan, guards: &Guards) -> Result<()> {
                 None => continue,
             },
         };
-        let per_region =
-            cost::estimate_resources(name, &cost::planned_resources(name, spot), cost::PLANNED_LIFETIME, &table).usd;
+        let per_region = cost::estimate_resources(
+            name,
+            &cost::planned_resources(name, spot),
+            cost::PLANNED_LIFETIME,
+            &table,
+        )
+        .usd;
         let estimate = per_region * regions as f64;
         match ledger.check_budget(name, estimate, plan.monthly_budget_usd, now) {
             Ok(check) => {
@@ -176,20 +202,34 @@ pub async fn discover_runner_cidr() -> Result<String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| usage(format!("cannot build an HTTP client to discover this machine's address ({e}); {hint}")))?;
+        .map_err(|e| {
+            usage(format!(
+                "cannot build an HTTP client to discover this machine's address ({e}); {hint}"
+            ))
+        })?;
     let text = client
         .get("https://checkip.amazonaws.com/")
         .send()
         .await
         .and_then(|r| r.error_for_status())
-        .map_err(|e| usage(format!("could not discover this machine's public address ({e}); {hint}")))?
+        .map_err(|e| {
+            usage(format!(
+                "could not discover this machine's public address ({e}); {hint}"
+            ))
+        })?
         .text()
         .await
-        .map_err(|e| usage(format!("could not read this machine's public address ({e}); {hint}")))?;
-    let ip: std::net::Ipv4Addr = text
-        .trim()
-        .parse()
-        .map_err(|_| usage(format!("checkip answered `{}`, not an IPv4 address; {hint}", text.trim())))?;
+        .map_err(|e| {
+            usage(format!(
+                "could not read this machine's public address ({e}); {hint}"
+            ))
+        })?;
+    let ip: std::net::Ipv4Addr = text.trim().parse().map_err(|_| {
+        usage(format!(
+            "checkip answered `{}`, not an IPv4 address; {hint}",
+            text.trim()
+        ))
+    })?;
     Ok(format!("{ip}/32"))
 }
 
@@ -224,9 +264,16 @@ fn lifecycle_run_id(plan: &RunPlan, regions: usize, region: &str) -> String {
     }
 }
 
-pub async fn build_providers(plan: &RunPlan, guards: &Guards, mock: Option<&MockCloud>) -> Result<Vec<Box<dyn Provider>>> {
+pub async fn build_providers(
+    plan: &RunPlan,
+    guards: &Guards,
+    mock: Option<&MockCloud>,
+) -> Result<Vec<Box<dyn Provider>>> {
     let mut out: Vec<Box<dyn Provider>> = Vec::new();
-    let allowed_cidr = plan.allowed_cidr.clone().unwrap_or_else(|| "127.0.0.1/32".into());
+    let allowed_cidr = plan
+        .allowed_cidr
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1/32".into());
     if let (Some(aws), true) = (&plan.aws, guards.runnable.contains(&ProviderArg::Aws)) {
         // The embedded emulators answer in milliseconds; an external one (moto) can take
         // seconds for a CreateStack, and a retried CreateStack there creates resources twice.
@@ -237,25 +284,35 @@ pub async fn build_providers(plan: &RunPlan, guards: &Guards, mock: Option<&Mock
         };
         let mut parameters = aws.parameters.clone();
         if let Some(m) = mock {
-            parameters.entry("FrontendPort".into()).or_insert_with(|| m.velociraptor.frontend_port().to_string());
-            parameters.entry("GuiPort".into()).or_insert_with(|| m.velociraptor.gui_port().to_string());
+            parameters
+                .entry("FrontendPort".into())
+                .or_insert_with(|| m.velociraptor.frontend_port().to_string());
+            parameters
+                .entry("GuiPort".into())
+                .or_insert_with(|| m.velociraptor.gui_port().to_string());
         }
         for region in &aws.regions {
             let conn = AwsConnection {
-                endpoint: aws.endpoint.clone().or_else(|| mock.map(|m| m.aws.endpoint())),
+                endpoint: aws
+                    .endpoint
+                    .clone()
+                    .or_else(|| mock.map(|m| m.aws.endpoint())),
                 region: region.clone(),
-                static_credentials: mock.map(|_| (MOCK_ACCESS_KEY.to_string(), MOCK_ACCESS_KEY.to_string())),
+                static_credentials: mock
+                    .map(|_| (MOCK_ACCESS_KEY.to_string(), MOCK_ACCESS_KEY.to_string())),
                 attempt_timeout,
             };
             let sdk = load_sdk_config(&conn).await;
+            let admin_password = plan.lifecycle_password();
+            let run_id = lifecycle_run_id(plan, aws.regions.len(), region);
             let stack_plan = StackPlan {
-                run_id: lifecycle_run_id(plan, aws.regions.len(), region),
+                run_id: run_id.clone(),
                 region: region.clone(),
                 template_path: aws.template_path.clone(),
                 template_body: aws.template_body.clone(),
                 parameters: parameters.clone(),
                 admin_user: plan.admin_user.clone(),
-                admin_password: plan.lifecycle_password(),
+                admin_password: admin_password.clone(),
                 velociraptor_version: plan.velociraptor_version.clone(),
                 velociraptor_sha256: plan.velociraptor_sha256.clone(),
                 allowed_cidr: allowed_cidr.clone(),
@@ -270,6 +327,15 @@ pub async fn build_providers(plan: &RunPlan, guards: &Guards, mock: Option<&Mock
             if let (Some(m), Some(mp)) = (mock, &plan.mock) {
                 if mp.probe_via_mock {
                     provider = provider.with_output_overrides(mock_server_outputs(m));
+                    // The external emulator boots no server: the embedded Velociraptor stands in
+                    // for the one this stack would boot, with this lifecycle's admin login.
+                    m.velociraptor.deploy(ServerDeployment {
+                        deployment: format!("probe-via-mock:{run_id}"),
+                        admin_user: plan.admin_user.clone(),
+                        admin_password: admin_password.expose().to_string(),
+                        version: plan.velociraptor_version.clone(),
+                        expected_clients: 1,
+                    });
                 }
             }
             out.push(Box::new(provider));
@@ -278,18 +344,29 @@ pub async fn build_providers(plan: &RunPlan, guards: &Guards, mock: Option<&Mock
     if let (Some(az), true) = (&plan.azure, guards.runnable.contains(&ProviderArg::Azure)) {
         let mut parameters = az.parameters.clone();
         if let Some(m) = mock {
-            parameters.entry("frontendPort".into()).or_insert_with(|| m.velociraptor.frontend_port().to_string());
-            parameters.entry("guiPort".into()).or_insert_with(|| m.velociraptor.gui_port().to_string());
+            parameters
+                .entry("frontendPort".into())
+                .or_insert_with(|| m.velociraptor.frontend_port().to_string());
+            parameters
+                .entry("guiPort".into())
+                .or_insert_with(|| m.velociraptor.gui_port().to_string());
         }
-        let endpoint = match az.endpoint.clone().or_else(|| mock.map(|m| m.arm.endpoint())) {
+        let endpoint = match az
+            .endpoint
+            .clone()
+            .or_else(|| mock.map(|m| m.arm.endpoint()))
+        {
             Some(e) => Some(
-                url::Url::parse(&e).map_err(|err| usage(format!("--azure-endpoint `{e}` is not a URL: {err}")))?,
+                url::Url::parse(&e)
+                    .map_err(|err| usage(format!("--azure-endpoint `{e}` is not a URL: {err}")))?,
             ),
             None => None,
         };
         let connection = match mock {
             Some(m) => {
-                let url = endpoint.clone().ok_or_else(|| usage("mock mode needs the ARM emulator's endpoint"))?;
+                let url = endpoint
+                    .clone()
+                    .ok_or_else(|| usage("mock mode needs the ARM emulator's endpoint"))?;
                 ArmConnection::with_static_token(m.arm.subscription_id(), url, MOCK_TOKEN)
             }
             None => {
@@ -333,8 +410,14 @@ fn mock_server_outputs(m: &MockCloud) -> BTreeMap<String, String> {
     let vr = &m.velociraptor;
     let mut o = BTreeMap::new();
     o.insert("ServerAddress".into(), "127.0.0.1".into());
-    o.insert("FrontendUrl".into(), format!("https://127.0.0.1:{}/", vr.frontend_port()));
-    o.insert("GuiUrl".into(), format!("https://127.0.0.1:{}/", vr.gui_port()));
+    o.insert(
+        "FrontendUrl".into(),
+        format!("https://127.0.0.1:{}/", vr.frontend_port()),
+    );
+    o.insert(
+        "GuiUrl".into(),
+        format!("https://127.0.0.1:{}/", vr.gui_port()),
+    );
     o.insert("CaCertificate".into(), vr.ca_pem());
     o.insert("PinnedServerName".into(), "VelociraptorServer".into());
     o
@@ -343,7 +426,10 @@ fn mock_server_outputs(m: &MockCloud) -> BTreeMap<String, String> {
 pub fn build_probe(plan: &RunPlan, mock: Option<&MockCloud>) -> Arc<dyn ServerProbe> {
     let settings = match (&plan.mock, mock) {
         (Some(m), Some(_)) => ProbeSettings {
-            poll: Backoff::new(Duration::from_millis(10), Duration::from_millis(50).max(m.latency / 50)),
+            poll: Backoff::new(
+                Duration::from_millis(10),
+                Duration::from_millis(50).max(m.latency / 50),
+            ),
             request_timeout: Duration::from_secs(1),
             ..ProbeSettings::default()
         },
@@ -362,7 +448,8 @@ pub fn price_table(config: &cloudtest_core::config::Config) -> Result<PriceTable
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| usage(format!("[budget] price_file {}: {e}", path.display())))?;
-            PriceTable::from_json(&text, &path.display().to_string()).map_err(|e| usage(e.to_string()))?
+            PriceTable::from_json(&text, &path.display().to_string())
+                .map_err(|e| usage(e.to_string()))?
         }
         None => PriceTable::embedded(),
     };
@@ -381,7 +468,9 @@ pub fn price(plan: &RunPlan, results: &mut RunResults) -> Result<()> {
 pub fn write_outputs(plan: &RunPlan, results: &RunResults) -> Result<()> {
     let table = price_table(&plan.config)?;
     let mut report_settings = ReportSettings {
-        run_url: std::env::var(RUN_URL_ENV).ok().filter(|s| !s.trim().is_empty()),
+        run_url: std::env::var(RUN_URL_ENV)
+            .ok()
+            .filter(|s| !s.trim().is_empty()),
         ..Default::default()
     }
     .with_prices(&table);
@@ -389,18 +478,26 @@ pub fn write_outputs(plan: &RunPlan, results: &RunResults) -> Result<()> {
         if let Some(path) = ledger_path(plan) {
             let before = Ledger::load(&path).map_err(|e| anyhow::anyhow!(e))?;
             let now = chrono::Utc::now();
-            record_run(&path, results, now).with_context(|| format!("recording costs in {}", path.display()))?;
+            record_run(&path, results, now)
+                .with_context(|| format!("recording costs in {}", path.display()))?;
             let after = Ledger::load(&path).map_err(|e| anyhow::anyhow!(e))?;
             let providers: Vec<&str> = results
                 .requirements
                 .iter()
-                .filter(|r| r.id != RequirementId::Cloud03 && r.status != RequirementStatus::Skipped)
+                .filter(|r| {
+                    r.id != RequirementId::Cloud03 && r.status != RequirementStatus::Skipped
+                })
                 .map(|r| r.provider.as_str())
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            report_settings.spend =
-                settings::spend_summary(&after, &before.history, &providers, plan.monthly_budget_usd, now);
+            report_settings.spend = settings::spend_summary(
+                &after,
+                &before.history,
+                &providers,
+                plan.monthly_budget_usd,
+                now,
+            );
         }
     }
     cloudtest_report::write_all(&plan.out, results, &report_settings)

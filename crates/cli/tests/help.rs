@@ -9,7 +9,11 @@ fn help(args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run cloudtest");
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -17,7 +21,10 @@ fn help(args: &[&str]) -> String {
 fn top_level_help_documents_every_exit_code() {
     let text = help(&["--help"]);
     for code in ["0 ", "1 ", "2 ", "3 ", "4 ", "130", "143"] {
-        assert!(text.contains(&format!("  {code}")), "exit code {code} missing from --help:\n{text}");
+        assert!(
+            text.contains(&format!("  {code}")),
+            "exit code {code} missing from --help:\n{text}"
+        );
     }
     for sub in ["run", "plan", "report", "probe", "mock", "sweep", "prices"] {
         assert!(text.contains(sub), "subcommand {sub} missing");

@@ -18,13 +18,24 @@ pub struct RunEvent {
 
 #[derive(Debug, Clone)]
 pub enum RunEventKind {
-    PhaseStarted { phase: Phase },
+    PhaseStarted {
+        phase: Phase,
+    },
     /// A line of progress inside a phase (a stack event, a poll result).
-    Progress { phase: Phase, message: String },
-    PhaseFinished { record: PhaseRecord },
-    CancelRequested { reason: CancelReason },
+    Progress {
+        phase: Phase,
+        message: String,
+    },
+    PhaseFinished {
+        record: PhaseRecord,
+    },
+    CancelRequested {
+        reason: CancelReason,
+    },
     /// `--keep-on-failure` left resources behind: said loudly, once per lifecycle.
-    KeptResources { what: String },
+    KeptResources {
+        what: String,
+    },
 }
 
 /// Receives events as they happen. Implementations must not block for long.

@@ -27,7 +27,7 @@ pub use cancel::{CancelReason, Shutdown};
 pub use events::{EventSink, NullSink, RunEvent, RunEventKind};
 pub use exit::ExitCode;
 pub use facts::{
-    CreateFacts, DeploymentFacts, EnrollmentFacts, EnrolledClient, HealthFacts, LeakFacts,
+    CreateFacts, DeploymentFacts, EnrolledClient, EnrollmentFacts, HealthFacts, LeakFacts,
     RequirementFacts, ResourceRef, TeardownFacts,
 };
 pub use phase::{Phase, PhaseRecord, PhaseStatus};

@@ -97,15 +97,15 @@ pub fn parse_outputs(
         return Err(malformed("ServerAddress", "empty", ""));
     }
     let frontend_url = need("FrontendUrl")?.trim().to_string();
-    let frontend_port = https_port(&frontend_url)
-        .map_err(|why| malformed("FrontendUrl", &why, &frontend_url))?;
+    let frontend_port =
+        https_port(&frontend_url).map_err(|why| malformed("FrontendUrl", &why, &frontend_url))?;
     let gui_url = need("GuiUrl")?.trim().to_string();
     let gui_port = https_port(&gui_url).map_err(|why| malformed("GuiUrl", &why, &gui_url))?;
 
     let ca_raw = need("CaCertificate")?;
     let ca_pem = decode_ca(ca_raw).map_err(|why| malformed("CaCertificate", &why, ca_raw))?;
-    let ca_fingerprint = pem_fingerprint(&ca_pem)
-        .map_err(|why| malformed("CaCertificate", &why, ca_raw))?;
+    let ca_fingerprint =
+        pem_fingerprint(&ca_pem).map_err(|why| malformed("CaCertificate", &why, ca_raw))?;
     if let Some(published) = lookup("CaFingerprint") {
         if normalise_fingerprint(published) != ca_fingerprint {
             return Err(malformed(
@@ -204,7 +204,8 @@ fn decode_b64_pem(b64: &str) -> Result<String, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|e| format!("not PEM and not base64: {e}"))?;
-    let text = String::from_utf8(bytes).map_err(|_| "base64 does not decode to text".to_string())?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| "base64 does not decode to text".to_string())?;
     if !text.contains("-----BEGIN CERTIFICATE-----") {
         return Err("decoded value is not a PEM certificate".into());
     }
@@ -344,7 +345,10 @@ mod tests {
         let err = parse_outputs(&m, ctx()).unwrap_err();
         assert!(err.to_string().contains("CaFingerprint"), "{err}");
         let mut m = full();
-        let fp = pem_fingerprint(PEM).expect("fp").to_uppercase().replace(':', "");
+        let fp = pem_fingerprint(PEM)
+            .expect("fp")
+            .to_uppercase()
+            .replace(':', "");
         m.insert("CaFingerprint".into(), fp);
         parse_outputs(&m, ctx()).expect("same fingerprint in another spelling");
     }

@@ -162,14 +162,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn poll_succeeds_after_pending_steps() {
         let deadline = Instant::now() + Duration::from_secs(120);
-        let r: Result<(u32, u32), PollError<()>> = poll_until(deadline, Backoff::CLOUD, |n| async move {
-            if n < 3 {
-                PollStep::Pending(format!("try {n}"))
-            } else {
-                PollStep::Done(n)
-            }
-        })
-        .await;
+        let r: Result<(u32, u32), PollError<()>> =
+            poll_until(deadline, Backoff::CLOUD, |n| async move {
+                if n < 3 {
+                    PollStep::Pending(format!("try {n}"))
+                } else {
+                    PollStep::Done(n)
+                }
+            })
+            .await;
         assert_eq!(r, Ok((3, 4)));
     }
 
@@ -177,8 +178,10 @@ mod tests {
     async fn poll_stops_at_deadline_with_last_observation() {
         let start = Instant::now();
         let deadline = start + Duration::from_secs(60);
-        let r: Result<((), u32), PollError<()>> =
-            poll_until(deadline, Backoff::CLOUD, |_| async { PollStep::Pending("503".into()) }).await;
+        let r: Result<((), u32), PollError<()>> = poll_until(deadline, Backoff::CLOUD, |_| async {
+            PollStep::Pending("503".into())
+        })
+        .await;
         match r {
             Err(PollError::Deadline { attempts, last }) => {
                 assert_eq!(last.as_deref(), Some("503"));

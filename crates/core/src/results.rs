@@ -89,7 +89,11 @@ impl RunResults {
     /// Worst outcome first: leaked resources (3) outrank an interruption (130/143), which
     /// outranks a failed requirement (1).
     pub fn exit_code(&self) -> ExitCode {
-        if self.requirements.iter().any(|r| r.resources_remaining() > 0) {
+        if self
+            .requirements
+            .iter()
+            .any(|r| r.resources_remaining() > 0)
+        {
             return ExitCode::ResourcesRemain;
         }
         match self.interrupted_by {
@@ -141,17 +145,35 @@ mod tests {
     #[test]
     fn exit_code_ranks_outcomes() {
         use RequirementStatus::*;
-        assert_eq!(results(vec![req(Passed, 0), req(Skipped, 0)], None).exit_code(), ExitCode::Success);
-        assert_eq!(results(vec![req(Passed, 0), req(Error, 0)], None).exit_code(), ExitCode::RequirementFailed);
-        assert_eq!(results(vec![req(Failed, 0)], Some(CancelReason::Terminate)).exit_code(), ExitCode::Terminated);
-        assert_eq!(results(vec![req(Failed, 2)], Some(CancelReason::Interrupt)).exit_code(), ExitCode::ResourcesRemain);
+        assert_eq!(
+            results(vec![req(Passed, 0), req(Skipped, 0)], None).exit_code(),
+            ExitCode::Success
+        );
+        assert_eq!(
+            results(vec![req(Passed, 0), req(Error, 0)], None).exit_code(),
+            ExitCode::RequirementFailed
+        );
+        assert_eq!(
+            results(vec![req(Failed, 0)], Some(CancelReason::Terminate)).exit_code(),
+            ExitCode::Terminated
+        );
+        assert_eq!(
+            results(vec![req(Failed, 2)], Some(CancelReason::Interrupt)).exit_code(),
+            ExitCode::ResourcesRemain
+        );
     }
 
     #[test]
     fn contract_field_names_are_stable() {
         let r = results(vec![req(RequirementStatus::Passed, 0)], None);
         let v = serde_json::to_value(&r).expect("serialises");
-        for key in ["run_id", "mode", "started_at", "duration_ms", "requirements"] {
+        for key in [
+            "run_id",
+            "mode",
+            "started_at",
+            "duration_ms",
+            "requirements",
+        ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         let first = &v["requirements"][0];

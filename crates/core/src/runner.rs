@@ -113,7 +113,9 @@ pub fn parse_seconds(raw: &str) -> Result<u64, String> {
     match t.parse::<i64>() {
         Ok(n) if n > 0 => Ok(n as u64),
         Ok(n) => Err(format!("must be a positive number of seconds, got {n}")),
-        Err(_) => Err(format!("must be a whole number of seconds (e.g. 300), got `{t}`")),
+        Err(_) => Err(format!(
+            "must be a whole number of seconds (e.g. 300), got `{t}`"
+        )),
     }
 }
 
@@ -181,7 +183,10 @@ impl LifecycleRunner {
                             id.requirement,
                             id.region,
                             RequirementStatus::Error,
-                            format!("cancelled by {} before it started; nothing was created", reason.signal_name()),
+                            format!(
+                                "cancelled by {} before it started; nothing was created",
+                                reason.signal_name()
+                            ),
                         )
                     }
                 }
@@ -201,14 +206,29 @@ impl LifecycleRunner {
         let mut create_attempted = false;
         let mut deployment: Option<DeploymentFacts> = None;
 
-        for phase in [Phase::Create, Phase::WaitReady, Phase::Health, Phase::Enrollment] {
+        for phase in [
+            Phase::Create,
+            Phase::WaitReady,
+            Phase::Health,
+            Phase::Enrollment,
+        ] {
             if let Some(reason) = cancelled.or(self.shutdown.reason()) {
                 cancelled = Some(reason);
-                records.push(self.skip(&id, started, phase, format!("not run: cancelled by {}", reason.signal_name())));
+                records.push(self.skip(
+                    &id,
+                    started,
+                    phase,
+                    format!("not run: cancelled by {}", reason.signal_name()),
+                ));
                 continue;
             }
             if let Some((failed, _)) = &first_problem {
-                records.push(self.skip(&id, started, phase, format!("not run: {failed} did not pass")));
+                records.push(self.skip(
+                    &id,
+                    started,
+                    phase,
+                    format!("not run: {failed} did not pass"),
+                ));
                 continue;
             }
             let cx = self.context(&id, phase, started);
@@ -306,20 +326,45 @@ impl LifecycleRunner {
         // Cleanup: always once create was attempted.
         let failed = first_problem.is_some() || cancelled.is_some();
         if !create_attempted {
-            records.push(self.skip(&id, started, Phase::Teardown, "not run: nothing was created"));
-            records.push(self.skip(&id, started, Phase::LeakCheck, "not run: nothing was created"));
+            records.push(self.skip(
+                &id,
+                started,
+                Phase::Teardown,
+                "not run: nothing was created",
+            ));
+            records.push(self.skip(
+                &id,
+                started,
+                Phase::LeakCheck,
+                "not run: nothing was created",
+            ));
         } else if failed && self.options.keep_on_failure && cancelled.is_none() {
             let what = format!(
                 "--keep-on-failure: {} was NOT torn down and is still costing money; delete it with `cloudtest sweep` or the cloud console",
                 facts.deployment_id.as_deref().unwrap_or("the deployment")
             );
             tracing::warn!(lifecycle = %id, "{what}");
-            self.emit(&id, started, RunEventKind::KeptResources { what: what.clone() });
+            self.emit(
+                &id,
+                started,
+                RunEventKind::KeptResources { what: what.clone() },
+            );
             records.push(self.skip(&id, started, Phase::Teardown, what));
-            records.push(self.skip(&id, started, Phase::LeakCheck, "not run: teardown was skipped (--keep-on-failure)"));
+            records.push(self.skip(
+                &id,
+                started,
+                Phase::LeakCheck,
+                "not run: teardown was skipped (--keep-on-failure)",
+            ));
         } else {
             let cx = self.context(&id, Phase::Teardown, started);
-            self.emit(&id, started, RunEventKind::PhaseStarted { phase: Phase::Teardown });
+            self.emit(
+                &id,
+                started,
+                RunEventKind::PhaseStarted {
+                    phase: Phase::Teardown,
+                },
+            );
             let t0 = Instant::now();
             let at = chrono::Utc::now();
             let (status, detail) = match self.drive(&cx, provider.teardown(&cx), false).await {
@@ -327,21 +372,43 @@ impl LifecycleRunner {
                     facts.teardown_complete = Some(true);
                     facts.deletion_ms = Some(t.deletion_ms);
                     let retry = if t.retries > 0 {
-                        format!(" after {} retr{}", t.retries, if t.retries == 1 { "y" } else { "ies" })
+                        format!(
+                            " after {} retr{}",
+                            t.retries,
+                            if t.retries == 1 { "y" } else { "ies" }
+                        )
                     } else {
                         String::new()
                     };
-                    (PhaseStatus::Passed, format!("deleted in {} ms{retry}", t.deletion_ms))
+                    (
+                        PhaseStatus::Passed,
+                        format!("deleted in {} ms{retry}", t.deletion_ms),
+                    )
                 }
                 other => {
                     facts.teardown_complete = Some(false);
                     self.problem(Phase::Teardown, other, &mut first_problem, &mut cancelled)
                 }
             };
-            self.finish(&id, started, &mut records, Phase::Teardown, status, at, t0, detail);
+            self.finish(
+                &id,
+                started,
+                &mut records,
+                Phase::Teardown,
+                status,
+                at,
+                t0,
+                detail,
+            );
 
             let cx = self.context(&id, Phase::LeakCheck, started);
-            self.emit(&id, started, RunEventKind::PhaseStarted { phase: Phase::LeakCheck });
+            self.emit(
+                &id,
+                started,
+                RunEventKind::PhaseStarted {
+                    phase: Phase::LeakCheck,
+                },
+            );
             let t0 = Instant::now();
             let at = chrono::Utc::now();
             let (status, detail) = match self.drive(&cx, provider.leak_check(&cx), false).await {
@@ -349,20 +416,44 @@ impl LifecycleRunner {
                     facts.resources_remaining = Some(l.remaining.len() as u32);
                     facts.leak_checked_types = l.checked.clone();
                     if l.remaining.is_empty() {
-                        (PhaseStatus::Passed, format!("nothing tagged with this run remains (checked {})", l.checked.join(", ")))
+                        (
+                            PhaseStatus::Passed,
+                            format!(
+                                "nothing tagged with this run remains (checked {})",
+                                l.checked.join(", ")
+                            ),
+                        )
                     } else {
-                        let ids: Vec<String> = l.remaining.iter().map(|r| format!("{} {}", r.kind, r.id)).collect();
-                        let msg = format!("{} resource(s) remain after teardown: {}", ids.len(), ids.join(", "));
+                        let ids: Vec<String> = l
+                            .remaining
+                            .iter()
+                            .map(|r| format!("{} {}", r.kind, r.id))
+                            .collect();
+                        let msg = format!(
+                            "{} resource(s) remain after teardown: {}",
+                            ids.len(),
+                            ids.join(", ")
+                        );
                         facts.remaining_resources = l.remaining;
                         if first_problem.is_none() {
-                            first_problem = Some((Phase::LeakCheck, PhaseError::failed(msg.clone())));
+                            first_problem =
+                                Some((Phase::LeakCheck, PhaseError::failed(msg.clone())));
                         }
                         (PhaseStatus::Failed, msg)
                     }
                 }
                 other => self.problem(Phase::LeakCheck, other, &mut first_problem, &mut cancelled),
             };
-            self.finish(&id, started, &mut records, Phase::LeakCheck, status, at, t0, detail);
+            self.finish(
+                &id,
+                started,
+                &mut records,
+                Phase::LeakCheck,
+                status,
+                at,
+                t0,
+                detail,
+            );
         }
 
         let (status, reason) = match (&first_problem, cancelled) {
@@ -371,7 +462,11 @@ impl LifecycleRunner {
                 format!(
                     "cancelled by {}; {}",
                     sig.signal_name(),
-                    if create_attempted { "teardown ran" } else { "nothing was created" }
+                    if create_attempted {
+                        "teardown ran"
+                    } else {
+                        "nothing was created"
+                    }
                 ),
             ),
             (Some((phase, e)), None) => (
@@ -462,9 +557,21 @@ impl LifecycleRunner {
         (PhaseStatus::Failed, detail)
     }
 
-    fn skip(&self, id: &LifecycleId, started: Instant, phase: Phase, detail: impl Into<String>) -> PhaseRecord {
+    fn skip(
+        &self,
+        id: &LifecycleId,
+        started: Instant,
+        phase: Phase,
+        detail: impl Into<String>,
+    ) -> PhaseRecord {
         let record = PhaseRecord::skipped(phase, detail);
-        self.emit(id, started, RunEventKind::PhaseFinished { record: record.clone() });
+        self.emit(
+            id,
+            started,
+            RunEventKind::PhaseFinished {
+                record: record.clone(),
+            },
+        );
         record
     }
 
@@ -487,7 +594,13 @@ impl LifecycleRunner {
             duration_ms: t0.elapsed().as_millis() as u64,
             detail,
         };
-        self.emit(id, started, RunEventKind::PhaseFinished { record: record.clone() });
+        self.emit(
+            id,
+            started,
+            RunEventKind::PhaseFinished {
+                record: record.clone(),
+            },
+        );
         records.push(record);
     }
 
@@ -505,7 +618,10 @@ impl LifecycleRunner {
 /// tool error rather than a panic if it ever does.
 fn unreachable_phase(first: &mut Option<(Phase, PhaseError)>, phase: Phase) {
     if first.is_none() {
-        *first = Some((phase, PhaseError::error("internal: no deployment facts after wait_ready")));
+        *first = Some((
+            phase,
+            PhaseError::error("internal: no deployment facts after wait_ready"),
+        ));
     }
 }
 

@@ -48,7 +48,10 @@ impl MapEnvironment {
 
 impl Environment for MapEnvironment {
     fn var(&self, name: &str) -> Option<String> {
-        self.vars.get(name).cloned().filter(|v| !v.trim().is_empty())
+        self.vars
+            .get(name)
+            .cloned()
+            .filter(|v| !v.trim().is_empty())
     }
     fn file_exists(&self, path: &Path) -> bool {
         self.files.iter().any(|f| f == path)
@@ -133,7 +136,8 @@ pub fn azure_credentials(env: &dyn Environment) -> Credentials {
         };
     };
     let sub_hint = format!("subscription {sub}");
-    let tenant_client = env.var("AZURE_TENANT_ID").is_some() && env.var("AZURE_CLIENT_ID").is_some();
+    let tenant_client =
+        env.var("AZURE_TENANT_ID").is_some() && env.var("AZURE_CLIENT_ID").is_some();
     let source = if tenant_client && env.var("AZURE_CLIENT_SECRET").is_some() {
         Some("service principal secret (AZURE_CLIENT_SECRET)")
     } else if tenant_client && env.var("AZURE_FEDERATED_TOKEN_FILE").is_some() {
@@ -180,9 +184,13 @@ mod tests {
             ..Default::default()
         };
         let cases = [
-            base.clone().with("AWS_ACCESS_KEY_ID", "x").with("AWS_SECRET_ACCESS_KEY", "y"),
+            base.clone()
+                .with("AWS_ACCESS_KEY_ID", "x")
+                .with("AWS_SECRET_ACCESS_KEY", "y"),
             base.clone().with("AWS_PROFILE", "ci"),
-            base.clone().with("AWS_WEB_IDENTITY_TOKEN_FILE", "/t").with("AWS_ROLE_ARN", "arn"),
+            base.clone()
+                .with("AWS_WEB_IDENTITY_TOKEN_FILE", "/t")
+                .with("AWS_ROLE_ARN", "arn"),
             base.clone().with_file("/home/u/.aws/credentials"),
             base.clone().with_file("/home/u/.aws/config"),
         ];

@@ -50,7 +50,11 @@ impl FromStr for FaultKind {
         FaultKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown fault kind `{s}`; known: error, timeout, throttle, reset, malformed"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown fault kind `{s}`; known: error, timeout, throttle, reset, malformed"
+                )
+            })
     }
 }
 
@@ -67,7 +71,9 @@ impl FromStr for FaultSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut parts = s.split(':');
         let (Some(first), Some(second)) = (parts.next(), parts.next()) else {
-            return Err(format!("fault `{s}` must look like OPERATION:KIND[:COUNT], e.g. CreateStack:throttle:2"));
+            return Err(format!(
+                "fault `{s}` must look like OPERATION:KIND[:COUNT], e.g. CreateStack:throttle:2"
+            ));
         };
         // `aws:*` style operations contain a colon themselves.
         let (operation, kind_str, rest) = if second == "*" {
@@ -90,7 +96,11 @@ impl FromStr for FaultSpec {
                 .filter(|n| *n > 0)
                 .ok_or_else(|| format!("fault `{s}`: COUNT must be a whole number above 0"))?,
         };
-        Ok(FaultSpec { operation, kind, count })
+        Ok(FaultSpec {
+            operation,
+            kind,
+            count,
+        })
     }
 }
 
@@ -119,7 +129,10 @@ impl FaultPlan {
     }
 
     pub fn add(&self, spec: FaultSpec) {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(spec);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(spec);
     }
 
     /// Records a call to `emulator`'s `operation` and returns the fault to inject, if any.
@@ -163,7 +176,14 @@ mod tests {
     #[test]
     fn parses_specs() {
         let f: FaultSpec = "CreateStack:throttle:2".parse().expect("ok");
-        assert_eq!(f, FaultSpec { operation: "CreateStack".into(), kind: FaultKind::Throttle, count: 2 });
+        assert_eq!(
+            f,
+            FaultSpec {
+                operation: "CreateStack".into(),
+                kind: FaultKind::Throttle,
+                count: 2
+            }
+        );
         let f: FaultSpec = "aws:*:reset".parse().expect("ok");
         assert_eq!(f.operation, "aws:*");
         assert_eq!(f.count, 1);
@@ -174,18 +194,33 @@ mod tests {
 
     #[test]
     fn faults_fire_their_count_then_stop() {
-        let plan = FaultPlan::new(vec!["DescribeStacks:error:2".parse().expect("ok")], Duration::ZERO);
+        let plan = FaultPlan::new(
+            vec!["DescribeStacks:error:2".parse().expect("ok")],
+            Duration::ZERO,
+        );
         assert_eq!(plan.on_call("aws", "CreateStack"), None);
-        assert_eq!(plan.on_call("aws", "DescribeStacks"), Some(FaultKind::Error));
-        assert_eq!(plan.on_call("aws", "DescribeStacks"), Some(FaultKind::Error));
+        assert_eq!(
+            plan.on_call("aws", "DescribeStacks"),
+            Some(FaultKind::Error)
+        );
+        assert_eq!(
+            plan.on_call("aws", "DescribeStacks"),
+            Some(FaultKind::Error)
+        );
         assert_eq!(plan.on_call("aws", "DescribeStacks"), None);
         assert_eq!(plan.calls().get("aws:DescribeStacks"), Some(&3));
     }
 
     #[test]
     fn wildcards_match_only_their_emulator() {
-        let plan = FaultPlan::new(vec!["arm:*:throttle:1".parse().expect("ok")], Duration::ZERO);
+        let plan = FaultPlan::new(
+            vec!["arm:*:throttle:1".parse().expect("ok")],
+            Duration::ZERO,
+        );
         assert_eq!(plan.on_call("aws", "CreateStack"), None);
-        assert_eq!(plan.on_call("arm", "ResourceGroups_Get"), Some(FaultKind::Throttle));
+        assert_eq!(
+            plan.on_call("arm", "ResourceGroups_Get"),
+            Some(FaultKind::Throttle)
+        );
     }
 }

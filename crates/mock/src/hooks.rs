@@ -54,7 +54,10 @@ pub const PLACEHOLDER_CA_PEM: &str =
 
 impl EmulatedServers for RecordingServers {
     fn deploy(&self, deployment: ServerDeployment) {
-        self.deployed.lock().unwrap_or_else(|e| e.into_inner()).push(deployment);
+        self.deployed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(deployment);
     }
     fn undeploy(&self, deployment: &str) {
         self.undeployed

@@ -123,7 +123,11 @@ pub async fn serve(
                             return;
                         }
                     },
-                    None => builder.serve_connection(TokioIo::new(stream), service).await,
+                    None => {
+                        builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                    }
                 };
                 if let Err(e) = served {
                     tracing::trace!("connection ended: {e}");
@@ -168,9 +172,11 @@ mod tests {
         let addr = server.addr();
         let ask = |path: &'static str| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-                .await
-                .expect("write");
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .expect("write");
             let mut out = String::new();
             let _ = s.read_to_string(&mut out).await;
             out

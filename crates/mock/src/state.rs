@@ -23,6 +23,9 @@ pub fn snapshot(emulators: &[&dyn EmulatorState]) -> Value {
 pub fn is_empty(snapshot: &Value) -> bool {
     snapshot
         .as_object()
-        .map(|m| m.values().all(|v| v.as_array().is_none_or(|a| a.is_empty())))
+        .map(|m| {
+            m.values()
+                .all(|v| v.as_array().is_none_or(|a| a.is_empty()))
+        })
         .unwrap_or(true)
 }

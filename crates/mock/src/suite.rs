@@ -40,7 +40,8 @@ impl MockCloud {
             options.faults,
             options.timeout_delay.unwrap_or(Duration::from_secs(3)),
         ));
-        let placeholder: Arc<dyn EmulatedServers> = Arc::new(crate::hooks::RecordingServers::default());
+        let placeholder: Arc<dyn EmulatedServers> =
+            Arc::new(crate::hooks::RecordingServers::default());
         let base = EmulatorContext {
             scenario: options.scenario,
             latency: options.latency,

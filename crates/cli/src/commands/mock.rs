@@ -9,7 +9,9 @@ use crate::plan::parse_duration;
 
 pub async fn serve(scenario: Option<String>, latency: Option<String>) -> Result<ExitCode> {
     let scenario: Scenario = match scenario {
-        Some(s) => s.parse().map_err(|e: String| usage(format!("--scenario: {e}")))?,
+        Some(s) => s
+            .parse()
+            .map_err(|e: String| usage(format!("--scenario: {e}")))?,
         None => Scenario::Healthy,
     };
     let latency = match latency {
@@ -32,9 +34,14 @@ pub async fn serve(scenario: Option<String>, latency: Option<String>) -> Result<
     println!("# Velociraptor: frontend https://127.0.0.1:{} GUI https://127.0.0.1:{} (server name VelociraptorServer)", vr.frontend_port(), vr.gui_port());
     println!("# CA certificate:\n{}", vr.ca_pem().trim_end());
     println!("# e.g.: aws cloudformation create-stack --stack-name demo --template-body file://templates-cfn/velociraptor.yaml ...");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     let state = cloud.state();
     cloud.stop().await;
-    println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&state).unwrap_or_default()
+    );
     Ok(ExitCode::Success)
 }

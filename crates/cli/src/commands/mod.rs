@@ -19,10 +19,16 @@ pub async fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Plan(args) => plan::plan(args).await,
         Command::Report(args) => report::report(args).await,
         Command::Probe(args) => probe::probe(args).await,
-        Command::Mock { command: MockCommand::Serve { scenario, mock_latency } } => {
-            mock::serve(scenario, mock_latency).await
-        }
+        Command::Mock {
+            command:
+                MockCommand::Serve {
+                    scenario,
+                    mock_latency,
+                },
+        } => mock::serve(scenario, mock_latency).await,
         Command::Sweep(args) => sweep::sweep(args).await,
-        Command::Prices { command: PricesCommand::Refresh { out } } => prices::refresh(out).await,
+        Command::Prices {
+            command: PricesCommand::Refresh { out },
+        } => prices::refresh(out).await,
     }
 }

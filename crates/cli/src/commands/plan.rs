@@ -15,22 +15,53 @@ pub async fn plan(args: RunArgs) -> Result<ExitCode> {
     wiring::check_gap_doc(&plan)?;
     let table = wiring::price_table(&plan.config)?;
 
-    println!("cloudtest plan: {} mode, config from {}; no cloud is called", plan.mode.as_str(), plan.config_origin);
+    println!(
+        "cloudtest plan: {} mode, config from {}; no cloud is called",
+        plan.mode.as_str(),
+        plan.config_origin
+    );
     println!();
     let mut lines = Vec::new();
     if let Some(aws) = &plan.aws {
-        let est = cost::estimate_resources("aws", &cost::planned_resources("aws", aws.use_spot), cost::PLANNED_LIFETIME, &table).usd;
+        let est = cost::estimate_resources(
+            "aws",
+            &cost::planned_resources("aws", aws.use_spot),
+            cost::PLANNED_LIFETIME,
+            &table,
+        )
+        .usd;
         for r in &aws.regions {
-            lines.push(("CLOUD-01", "aws", r.clone(), aws.template_path.display().to_string(), est));
+            lines.push((
+                "CLOUD-01",
+                "aws",
+                r.clone(),
+                aws.template_path.display().to_string(),
+                est,
+            ));
         }
     }
     if let Some(az) = &plan.azure {
-        let est = cost::estimate_resources("azure", &cost::planned_resources("azure", az.use_spot), cost::PLANNED_LIFETIME, &table).usd;
+        let est = cost::estimate_resources(
+            "azure",
+            &cost::planned_resources("azure", az.use_spot),
+            cost::PLANNED_LIFETIME,
+            &table,
+        )
+        .usd;
         for r in &az.locations {
-            lines.push(("CLOUD-02", "azure", r.clone(), az.template_path.display().to_string(), est));
+            lines.push((
+                "CLOUD-02",
+                "azure",
+                r.clone(),
+                az.template_path.display().to_string(),
+                est,
+            ));
         }
     }
-    println!("{:<9} {:<6} {:<16} {:<36} {:>9}  VERDICT", "REQ", "CLOUD", "REGION", "TEMPLATE", "EST. COST");
+    println!(
+        "{:<9} {:<6} {:<16} {:<36} {:>9}  VERDICT",
+        "REQ", "CLOUD", "REGION", "TEMPLATE", "EST. COST"
+    );
     for (id, provider, region, template, est) in &lines {
         let skipped = guards
             .skipped
@@ -49,13 +80,24 @@ pub async fn plan(args: RunArgs) -> Result<ExitCode> {
                 format!("will run ({src})")
             }
         };
-        let est = if plan.mode == RunMode::Mock { 0.0 } else { *est };
-        println!("{id:<9} {provider:<6} {region:<16} {template:<36} {:>9}  {verdict}", format!("${est:.2}"));
+        let est = if plan.mode == RunMode::Mock {
+            0.0
+        } else {
+            *est
+        };
+        println!(
+            "{id:<9} {provider:<6} {region:<16} {template:<36} {:>9}  {verdict}",
+            format!("${est:.2}")
+        );
     }
     let both = plan.aws.is_some() && plan.azure.is_some();
     println!(
         "CLOUD-03  cross  {}",
-        if both { "compares CLOUD-01 and CLOUD-02 side by side" } else { "skipped: needs both providers" }
+        if both {
+            "compares CLOUD-01 and CLOUD-02 side by side"
+        } else {
+            "skipped: needs both providers"
+        }
     );
     println!();
     println!("deadlines:");

@@ -25,30 +25,49 @@ pub async fn refresh(out: PathBuf) -> Result<ExitCode> {
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let mut table = PriceTable::embedded();
 
-    let azure = azure_prices().await.context("reading the Azure Retail Prices API")?;
+    let azure = azure_prices()
+        .await
+        .context("reading the Azure Retail Prices API")?;
     println!("azure: {} prices for {AZURE_REGION}", azure.len());
     table.refresh(&azure, "Azure Retail Prices API", &today);
 
-    let aws = aws_prices().await.context("reading the AWS Price List API")?;
+    let aws = aws_prices()
+        .await
+        .context("reading the AWS Price List API")?;
     println!("aws: {} prices for {AWS_REGION}", aws.len());
-    table.refresh(&aws, "AWS Price List API and EC2 spot price history; Azure Retail Prices API", &today);
+    table.refresh(
+        &aws,
+        "AWS Price List API and EC2 spot price history; Azure Retail Prices API",
+        &today,
+    );
 
-    std::fs::write(&out, table.to_json()).map_err(|e| usage(format!("--out {}: {e}", out.display())))?;
+    std::fs::write(&out, table.to_json())
+        .map_err(|e| usage(format!("--out {}: {e}", out.display())))?;
     println!("wrote {}; point `[budget] price_file` at it", out.display());
     Ok(ExitCode::Success)
 }
 
 async fn azure_prices() -> Result<Vec<Price>> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
     let mut next = Some(price_feed::azure_query_url(AZURE_REGION));
     let mut prices = Vec::new();
     let mut pages = 0;
     while let Some(url) = next.take() {
         pages += 1;
         if pages > MAX_AZURE_PAGES {
-            anyhow::bail!("Azure Retail Prices returned more than {MAX_AZURE_PAGES} pages; stopping");
+            anyhow::bail!(
+                "Azure Retail Prices returned more than {MAX_AZURE_PAGES} pages; stopping"
+            );
         }
-        let text = client.get(&url).send().await?.error_for_status()?.text().await?;
+        let text = client
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
         let page = price_feed::parse_azure_retail(&text)?;
         prices.extend(page.prices);
         next = page.next_page;
@@ -58,7 +77,10 @@ async fn azure_prices() -> Result<Vec<Price>> {
 
 async fn aws_prices() -> Result<Vec<Price>> {
     // The Price List API is served from us-east-1 whatever region is priced.
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).region("us-east-1").load().await;
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .load()
+        .await;
     let pricing = aws_sdk_pricing::Client::new(&sdk);
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let mut out = Vec::new();
@@ -93,7 +115,9 @@ async fn aws_prices() -> Result<Vec<Price>> {
             .describe_spot_price_history()
             .instance_types(aws_sdk_ec2::types::InstanceType::from(instance_type))
             .product_descriptions("Linux/UNIX")
-            .start_time(aws_sdk_ec2::primitives::DateTime::from(std::time::SystemTime::now()))
+            .start_time(aws_sdk_ec2::primitives::DateTime::from(
+                std::time::SystemTime::now(),
+            ))
             .send()
             .await?;
         let latest: Vec<f64> = spot

@@ -18,18 +18,36 @@ pub async fn probe(args: ProbeArgs) -> Result<ExitCode> {
     let password = std::env::var(ADMIN_PASSWORD_ENV)
         .ok()
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| usage(format!("set {ADMIN_PASSWORD_ENV} to the GUI password of --user {}", args.user)))?;
+        .ok_or_else(|| {
+            usage(format!(
+                "set {ADMIN_PASSWORD_ENV} to the GUI password of --user {}",
+                args.user
+            ))
+        })?;
     redact::register(&password);
-    let raw = std::fs::read_to_string(&args.ca).map_err(|e| usage(format!("--ca {}: {e}", args.ca.display())))?;
-    let ca_pem = cloudtest_core::outputs::decode_ca(&raw)
-        .map_err(|e| usage(format!("--ca {}: not a CA certificate ({e})", args.ca.display())))?;
+    let raw = std::fs::read_to_string(&args.ca)
+        .map_err(|e| usage(format!("--ca {}: {e}", args.ca.display())))?;
+    let ca_pem = cloudtest_core::outputs::decode_ca(&raw).map_err(|e| {
+        usage(format!(
+            "--ca {}: not a CA certificate ({e})",
+            args.ca.display()
+        ))
+    })?;
     let health = match (&args.health_timeout, std::env::var(HEALTH_TIMEOUT_ENV).ok()) {
-        (Some(s), _) => parse_duration(s).map_err(|e| usage(format!("--health-timeout `{s}`: {e}")))?,
-        (None, Some(env)) => Duration::from_secs(parse_seconds(&env).map_err(|e| usage(format!("{HEALTH_TIMEOUT_ENV}: {e}")))?),
+        (Some(s), _) => {
+            parse_duration(s).map_err(|e| usage(format!("--health-timeout `{s}`: {e}")))?
+        }
+        (None, Some(env)) => Duration::from_secs(
+            parse_seconds(&env).map_err(|e| usage(format!("{HEALTH_TIMEOUT_ENV}: {e}")))?,
+        ),
         (None, None) => Duration::from_secs(120),
     };
-    let enrollment = parse_duration(&args.enrollment_timeout)
-        .map_err(|e| usage(format!("--enrollment-timeout `{}`: {e}", args.enrollment_timeout)))?;
+    let enrollment = parse_duration(&args.enrollment_timeout).map_err(|e| {
+        usage(format!(
+            "--enrollment-timeout `{}`: {e}",
+            args.enrollment_timeout
+        ))
+    })?;
     for (flag, url) in [("--frontend", &args.frontend), ("--gui", &args.gui)] {
         if !url.starts_with("https://") {
             return Err(usage(format!("{flag} `{url}` must be an https:// URL")));
@@ -53,11 +71,18 @@ pub async fn probe(args: ProbeArgs) -> Result<ExitCode> {
     if let Ok(h) = &report.health {
         println!(
             "health: passed in {} ms; GUI {} without / {} with credentials; TLS pinned to CA {}",
-            h.time_to_healthy_ms, h.gui_unauthenticated_status, h.gui_authenticated_status, h.ca_fingerprint
+            h.time_to_healthy_ms,
+            h.gui_unauthenticated_status,
+            h.gui_authenticated_status,
+            h.ca_fingerprint
         );
     }
     if let Some(Ok(e)) = &report.enrollment {
-        println!("enrollment: {} client(s) after {} ms", e.clients.len(), e.time_to_enroll_ms);
+        println!(
+            "enrollment: {} client(s) after {} ms",
+            e.clients.len(),
+            e.time_to_enroll_ms
+        );
         for c in &e.clients {
             println!("  {} {} agent {}", c.client_id, c.hostname, c.agent_version);
         }
@@ -65,5 +90,9 @@ pub async fn probe(args: ProbeArgs) -> Result<ExitCode> {
     for f in report.failures() {
         println!("{}", redact::redact(&f));
     }
-    Ok(if report.passed() { ExitCode::Success } else { ExitCode::RequirementFailed })
+    Ok(if report.passed() {
+        ExitCode::Success
+    } else {
+        ExitCode::RequirementFailed
+    })
 }

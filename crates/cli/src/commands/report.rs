@@ -13,33 +13,54 @@ use crate::plan::load_config;
 
 pub async fn report(args: ReportArgs) -> Result<ExitCode> {
     match args.merge {
-        Some(ReportCommand::Merge { shards, out, gap_doc, config }) => {
-            render(&shards, &out, gap_doc.as_deref(), config.as_deref())
-        }
+        Some(ReportCommand::Merge {
+            shards,
+            out,
+            gap_doc,
+            config,
+        }) => render(&shards, &out, gap_doc.as_deref(), config.as_deref()),
         None => {
             if args.results.is_empty() {
                 return Err(usage("cloudtest report needs at least one results.json (or use `cloudtest report merge DIR...`)"));
             }
-            render(&args.results, &args.out, args.gap_doc.as_deref(), args.config.as_deref())
+            render(
+                &args.results,
+                &args.out,
+                args.gap_doc.as_deref(),
+                args.config.as_deref(),
+            )
         }
     }
 }
 
-fn render(inputs: &[PathBuf], out: &Path, gap: Option<&Path>, config: Option<&Path>) -> Result<ExitCode> {
+fn render(
+    inputs: &[PathBuf],
+    out: &Path,
+    gap: Option<&Path>,
+    config: Option<&Path>,
+) -> Result<ExitCode> {
     let (config, _) = load_config(config)?;
     if let Some(path) = gap {
-        let text = std::fs::read_to_string(path).map_err(|e| usage(format!("--gap-doc {}: {e}", path.display())))?;
-        gap_doc::splice(&text, "").map_err(|e| usage(format!("gap document {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("--gap-doc {}: {e}", path.display())))?;
+        gap_doc::splice(&text, "")
+            .map_err(|e| usage(format!("gap document {}: {e}", path.display())))?;
     }
     let mut shards = Vec::new();
     for input in inputs {
-        let file = if input.is_dir() { input.join("results.json") } else { input.clone() };
+        let file = if input.is_dir() {
+            input.join("results.json")
+        } else {
+            input.clone()
+        };
         shards.push(merge::load_shard(&file).map_err(|e| usage(e.to_string()))?);
     }
     let run = merge::merge(shards).map_err(|e| usage(e.to_string()))?;
     let table = crate::wiring::price_table(&config)?;
     let settings = ReportSettings {
-        run_url: std::env::var(RUN_URL_ENV).ok().filter(|s| !s.trim().is_empty()),
+        run_url: std::env::var(RUN_URL_ENV)
+            .ok()
+            .filter(|s| !s.trim().is_empty()),
         ..Default::default()
     }
     .with_prices(&table);

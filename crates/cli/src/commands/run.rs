@@ -1,6 +1,5 @@
 //! `cloudtest run`: plan → (mock cloud) → lifecycles → CLOUD-03 → costs → outputs → exit code.
 
-
 use anyhow::{Context, Result};
 use cloudtest_core::runner::{LifecycleOptions, LifecycleRunner};
 use cloudtest_core::{ExitCode, RequirementId, RequirementStatus, RunMode, RunResults, Shutdown};
@@ -22,7 +21,12 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if plan.mode == RunMode::Live && guards.runnable.is_empty() {
         return Err(usage(format!(
             "nothing was tested: no provider has credentials ({})",
-            guards.skipped.iter().map(|s| s.reason.as_str()).collect::<Vec<_>>().join("; ")
+            guards
+                .skipped
+                .iter()
+                .map(|s| s.reason.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
         )));
     }
     wiring::check_gap_doc(&plan)?;
@@ -36,7 +40,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let plan = plan;
 
     let mock = match &plan.mock {
-        Some(m) => Some(wiring::start_mock(m).await.context("starting the mock cloud")?),
+        Some(m) => Some(
+            wiring::start_mock(m)
+                .await
+                .context("starting the mock cloud")?,
+        ),
         None => None,
     };
 
@@ -67,7 +75,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let cross = wiring::cross_cloud(&requirements);
     requirements.extend(cross);
 
-    let duration_ms = (chrono::Utc::now() - plan.started_at).num_milliseconds().max(0) as u64;
+    let duration_ms = (chrono::Utc::now() - plan.started_at)
+        .num_milliseconds()
+        .max(0) as u64;
     let mut results = RunResults {
         run_id: plan.run_id.clone(),
         mode: plan.mode,
@@ -81,6 +91,8 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(m) = &mock {
         m.write_state(&plan.out)
             .with_context(|| format!("writing {}/mock-state.json", plan.out.display()))?;
+        write_mock_calls(m, &plan.out)
+            .with_context(|| format!("writing {}/mock-calls.json", plan.out.display()))?;
     }
     wiring::write_outputs(&plan, &results)?;
     if let Some(m) = mock {
@@ -131,15 +143,32 @@ pub fn print_summary(results: &RunResults) {
         code.code()
     );
     if let Some(sig) = results.interrupted_by {
-        println!("interrupted by {}: teardown and leak checks ran before exit", sig.signal_name());
+        println!(
+            "interrupted by {}: teardown and leak checks ran before exit",
+            sig.signal_name()
+        );
     }
     let leaked: Vec<String> = results
         .requirements
         .iter()
-        .flat_map(|r| r.facts.remaining_resources.iter().map(|x| format!("{} {}", x.kind, x.id)))
+        .flat_map(|r| {
+            r.facts
+                .remaining_resources
+                .iter()
+                .map(|x| format!("{} {}", x.kind, x.id))
+        })
         .collect();
     if !leaked.is_empty() {
-        println!("RESOURCES REMAIN after teardown: {} (run `cloudtest sweep`)", leaked.join(", "));
+        println!(
+            "RESOURCES REMAIN after teardown: {} (run `cloudtest sweep`)",
+            leaked.join(", ")
+        );
     }
 }
 
+/// `mock-calls.json`: requests each embedded emulator served, keyed `emulator:operation`
+/// (the benchmark divides them by the lifecycle count).
+fn write_mock_calls(mock: &cloudtest_mock::MockCloud, out: &std::path::Path) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(&mock.faults.calls()).map_err(std::io::Error::other)?;
+    std::fs::write(out.join("mock-calls.json"), text + "\n")
+}

@@ -40,7 +40,11 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
     let aws_regions: Vec<String> = if !args.aws_regions.is_empty() {
         args.aws_regions.clone()
     } else {
-        config.aws.regions.clone().unwrap_or_else(|| vec!["us-east-1".into()])
+        config
+            .aws
+            .regions
+            .clone()
+            .unwrap_or_else(|| vec!["us-east-1".into()])
     };
     for r in &aws_regions {
         if !regions::is_aws_region(r) {
@@ -50,7 +54,9 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
 
     let mock = match args.mode {
         ModeArg::Mock => {
-            let cloud = MockCloud::start(MockOptions::default()).await.context("starting the mock cloud")?;
+            let cloud = MockCloud::start(MockOptions::default())
+                .await
+                .context("starting the mock cloud")?;
             plant(&cloud, &args.plant)?;
             Some(cloud)
         }
@@ -69,7 +75,9 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
                     .or_else(|| config.aws.endpoint.clone())
                     .or_else(|| mock.as_ref().map(|m| m.aws.endpoint())),
                 region: region.clone(),
-                static_credentials: mock.as_ref().map(|_| ("cloudtest-mock".to_string(), "cloudtest-mock".to_string())),
+                static_credentials: mock
+                    .as_ref()
+                    .map(|_| ("cloudtest-mock".to_string(), "cloudtest-mock".to_string())),
                 attempt_timeout: Duration::from_secs(30),
             };
             let sdk = load_sdk_config(&conn).await;
@@ -77,7 +85,13 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
                 Ok(items) => items,
                 Err(e) => {
                     failures += 1;
-                    rows.push(Row { cloud: "aws", region: region.clone(), what: "(listing)".into(), why: String::new(), outcome: format!("FAILED: {e}") });
+                    rows.push(Row {
+                        cloud: "aws",
+                        region: region.clone(),
+                        what: "(listing)".into(),
+                        why: String::new(),
+                        outcome: format!("FAILED: {e}"),
+                    });
                     continue;
                 }
             };
@@ -97,22 +111,47 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
                         }
                     }
                 };
-                rows.push(Row { cloud: "aws", region: item.region.clone(), what, why: item.why.clone(), outcome });
+                rows.push(Row {
+                    cloud: "aws",
+                    region: item.region.clone(),
+                    what,
+                    why: item.why.clone(),
+                    outcome,
+                });
             }
         }
     }
 
     if want(ProviderArg::Azure) {
-        let endpoint = match args.azure_endpoint.clone().or_else(|| config.azure.endpoint.clone()).or_else(|| mock.as_ref().map(|m| m.arm.endpoint())) {
-            Some(e) => Some(url::Url::parse(&e).map_err(|err| usage(format!("--azure-endpoint `{e}`: {err}")))?),
+        let endpoint = match args
+            .azure_endpoint
+            .clone()
+            .or_else(|| config.azure.endpoint.clone())
+            .or_else(|| mock.as_ref().map(|m| m.arm.endpoint()))
+        {
+            Some(e) => Some(
+                url::Url::parse(&e)
+                    .map_err(|err| usage(format!("--azure-endpoint `{e}`: {err}")))?,
+            ),
             None => None,
         };
         let conn = match (&mock, endpoint.clone()) {
-            (Some(m), Some(url)) => Some(ArmConnection::with_static_token(m.arm.subscription_id(), url, "cloudtest-mock-token")),
+            (Some(m), Some(url)) => Some(ArmConnection::with_static_token(
+                m.arm.subscription_id(),
+                url,
+                "cloudtest-mock-token",
+            )),
             _ => {
-                let sub = config.azure.subscription_id.clone().or_else(|| std::env::var("AZURE_SUBSCRIPTION_ID").ok());
+                let sub = config
+                    .azure
+                    .subscription_id
+                    .clone()
+                    .or_else(|| std::env::var("AZURE_SUBSCRIPTION_ID").ok());
                 match sub {
-                    Some(sub) => Some(ArmConnection::live(sub, endpoint, &ProcessEnvironment).map_err(|e| usage(e.to_string()))?),
+                    Some(sub) => Some(
+                        ArmConnection::live(sub, endpoint, &ProcessEnvironment)
+                            .map_err(|e| usage(e.to_string()))?,
+                    ),
                     None if args.provider.contains(&ProviderArg::Azure) => {
                         return Err(usage("--provider azure: set AZURE_SUBSCRIPTION_ID or [azure] subscription_id"));
                     }
@@ -127,19 +166,29 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
             match azure_sweep::find_expired(&conn, now, older_than).await {
                 Err(e) => {
                     failures += 1;
-                    rows.push(Row { cloud: "azure", region: "-".into(), what: "(listing)".into(), why: String::new(), outcome: format!("FAILED: {e}") });
+                    rows.push(Row {
+                        cloud: "azure",
+                        region: "-".into(),
+                        what: "(listing)".into(),
+                        why: String::new(),
+                        outcome: format!("FAILED: {e}"),
+                    });
                 }
                 Ok(items) => {
                     for item in items {
                         let what = match &item.target {
-                            azure_sweep::SweepTarget::ResourceGroup { name } => format!("resource group {name}"),
+                            azure_sweep::SweepTarget::ResourceGroup { name } => {
+                                format!("resource group {name}")
+                            }
                             azure_sweep::SweepTarget::Resource(r) => format!("{} {}", r.kind, r.id),
                         };
                         let outcome = if args.dry_run {
                             "would delete (dry run)".to_string()
                         } else {
-                            let deadline = tokio::time::Instant::now() + Duration::from_secs(30 * 60);
-                            match azure_sweep::delete(&conn, &item, deadline, Backoff::CLOUD).await {
+                            let deadline =
+                                tokio::time::Instant::now() + Duration::from_secs(30 * 60);
+                            match azure_sweep::delete(&conn, &item, deadline, Backoff::CLOUD).await
+                            {
                                 Ok(()) => "deleted".to_string(),
                                 Err(e) => {
                                     failures += 1;
@@ -147,29 +196,54 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
                                 }
                             }
                         };
-                        rows.push(Row { cloud: "azure", region: item.location.clone(), what, why: item.why.clone(), outcome });
+                        rows.push(Row {
+                            cloud: "azure",
+                            region: item.location.clone(),
+                            what,
+                            why: item.why.clone(),
+                            outcome,
+                        });
                     }
                 }
             }
         }
     }
 
-    println!("{:<6} {:<14} {:<60} {:<40} OUTCOME", "CLOUD", "REGION", "RESOURCE", "WHY");
+    println!(
+        "{:<6} {:<14} {:<60} {:<40} OUTCOME",
+        "CLOUD", "REGION", "RESOURCE", "WHY"
+    );
     for r in &rows {
-        println!("{:<6} {:<14} {:<60} {:<40} {}", r.cloud, r.region, r.what, r.why, r.outcome);
+        println!(
+            "{:<6} {:<14} {:<60} {:<40} {}",
+            r.cloud, r.region, r.what, r.why, r.outcome
+        );
     }
     println!(
         "\n{} found, {} {}, {} failed",
         rows.iter().filter(|r| r.what != "(listing)").count(),
-        rows.iter().filter(|r| r.outcome == "deleted" || r.outcome.starts_with("would")).count(),
-        if args.dry_run { "would be deleted" } else { "deleted" },
+        rows.iter()
+            .filter(|r| r.outcome == "deleted" || r.outcome.starts_with("would"))
+            .count(),
+        if args.dry_run {
+            "would be deleted"
+        } else {
+            "deleted"
+        },
         failures
     );
     if let Some(m) = mock {
-        println!("mock state after sweep: {}", serde_json::to_string(&m.state()).unwrap_or_default());
+        println!(
+            "mock state after sweep: {}",
+            serde_json::to_string(&m.state()).unwrap_or_default()
+        );
         m.stop().await;
     }
-    Ok(if failures > 0 { ExitCode::ResourcesRemain } else { ExitCode::Success })
+    Ok(if failures > 0 {
+        ExitCode::ResourcesRemain
+    } else {
+        ExitCode::Success
+    })
 }
 
 /// Mock mode: leftovers to sweep, for demonstrations and tests.
@@ -178,14 +252,26 @@ fn plant(cloud: &MockCloud, kinds: &[String]) -> Result<()> {
     let future = (chrono::Utc::now() + chrono::Duration::hours(6)).to_rfc3339();
     for (i, kind) in kinds.iter().enumerate() {
         let tags: Vec<(String, String)> = match kind.as_str() {
-            "tagged-expired" => vec![("cloudtest:run-id".into(), format!("planted-{i}")), ("cloudtest:expires-at".into(), past.clone())],
-            "tagged-fresh" => vec![("cloudtest:run-id".into(), format!("planted-{i}")), ("cloudtest:expires-at".into(), future.clone())],
+            "tagged-expired" => vec![
+                ("cloudtest:run-id".into(), format!("planted-{i}")),
+                ("cloudtest:expires-at".into(), past.clone()),
+            ],
+            "tagged-fresh" => vec![
+                ("cloudtest:run-id".into(), format!("planted-{i}")),
+                ("cloudtest:expires-at".into(), future.clone()),
+            ],
             "untagged" => vec![("owner".into(), "someone-else".into())],
-            other => return Err(usage(format!("--plant `{other}`: expected tagged-expired, tagged-fresh or untagged"))),
+            other => {
+                return Err(usage(format!(
+                    "--plant `{other}`: expected tagged-expired, tagged-fresh or untagged"
+                )))
+            }
         };
         let pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         cloud.aws.plant_volume(&pairs);
-        cloud.arm.plant_resource_group(&format!("planted-{kind}-{i}"), tags.clone());
+        cloud
+            .arm
+            .plant_resource_group(&format!("planted-{kind}-{i}"), tags.clone());
     }
     Ok(())
 }

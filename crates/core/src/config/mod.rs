@@ -86,10 +86,16 @@ impl Config {
         }
         if let Some(b) = self.budget.monthly_usd {
             if !b.is_finite() || b < 0.0 {
-                return Err(invalid("budget.monthly_usd", "must be a non-negative number of dollars"));
+                return Err(invalid(
+                    "budget.monthly_usd",
+                    "must be a non-negative number of dollars",
+                ));
             }
         }
-        for (key, list) in [("aws.regions", &self.aws.regions), ("azure.locations", &self.azure.locations)] {
+        for (key, list) in [
+            ("aws.regions", &self.aws.regions),
+            ("azure.locations", &self.azure.locations),
+        ] {
             if let Some(list) = list {
                 if list.is_empty() {
                     return Err(invalid(key, "must list at least one region"));
@@ -104,7 +110,10 @@ impl Config {
         }
         if let Some(n) = self.velociraptor.expected_clients {
             if n == 0 {
-                return Err(invalid("velociraptor.expected_clients", "must be at least 1"));
+                return Err(invalid(
+                    "velociraptor.expected_clients",
+                    "must be at least 1",
+                ));
             }
         }
         Ok(())
@@ -139,14 +148,18 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_file() {
-        let err = parse("[aws]\nregionz = [\"us-east-1\"]\n").unwrap_err().to_string();
+        let err = parse("[aws]\nregionz = [\"us-east-1\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cloudtest.toml"), "{err}");
         assert!(err.contains("regionz"), "{err}");
     }
 
     #[test]
     fn wrong_type_names_the_key() {
-        let err = parse("[budget]\nmonthly_usd = \"fifty\"\n").unwrap_err().to_string();
+        let err = parse("[budget]\nmonthly_usd = \"fifty\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("monthly_usd"), "{err}");
         assert!(err.contains("line 2"), "{err}");
     }
@@ -185,18 +198,30 @@ gap_doc = "docs/GAP_ANALYSIS.md"
         assert_eq!(c.run.max_parallel, Some(4));
         assert_eq!(c.deadlines.health, Some(std::time::Duration::from_secs(90)));
         assert_eq!(c.aws.regions.as_ref().map(Vec::len), Some(2));
-        assert_eq!(c.aws.parameters.get("ServerInstanceType").map(String::as_str), Some("t3.large"));
+        assert_eq!(
+            c.aws
+                .parameters
+                .get("ServerInstanceType")
+                .map(String::as_str),
+            Some("t3.large")
+        );
         assert_eq!(c.budget.monthly_usd, Some(20.5));
         assert_eq!(c.budget.prices.len(), 1);
     }
 
     #[test]
     fn bad_region_and_negative_values_are_rejected() {
-        let err = parse("[aws]\nregions = [\"US East\"]\n").unwrap_err().to_string();
+        let err = parse("[aws]\nregions = [\"US East\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("aws.regions"), "{err}");
-        let err = parse("[budget]\nmonthly_usd = -1.0\n").unwrap_err().to_string();
+        let err = parse("[budget]\nmonthly_usd = -1.0\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("budget.monthly_usd"), "{err}");
-        let err = parse("[deadlines]\nhealth = \"-5s\"\n").unwrap_err().to_string();
+        let err = parse("[deadlines]\nhealth = \"-5s\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("health"), "{err}");
     }
 }

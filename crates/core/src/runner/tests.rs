@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::*;
 use crate::events::NullSink;
 use crate::facts::{
-    CreateFacts, EnrollmentFacts, EnrolledClient, HealthFacts, LeakFacts, ResourceRef,
+    CreateFacts, EnrolledClient, EnrollmentFacts, HealthFacts, LeakFacts, ResourceRef,
     TeardownFacts,
 };
 use crate::outputs::OutputContext;
@@ -102,7 +102,11 @@ impl Provider for Scripted {
         self.act(Phase::WaitReady).await?;
         Ok(deployment())
     }
-    async fn health(&mut self, _cx: &PhaseContext, _d: &DeploymentFacts) -> Result<HealthFacts, PhaseError> {
+    async fn health(
+        &mut self,
+        _cx: &PhaseContext,
+        _d: &DeploymentFacts,
+    ) -> Result<HealthFacts, PhaseError> {
         self.act(Phase::Health).await?;
         Ok(HealthFacts {
             time_to_healthy_ms: 5,
@@ -113,7 +117,11 @@ impl Provider for Scripted {
             ca_fingerprint: "aa".into(),
         })
     }
-    async fn enrollment(&mut self, _cx: &PhaseContext, _d: &DeploymentFacts) -> Result<EnrollmentFacts, PhaseError> {
+    async fn enrollment(
+        &mut self,
+        _cx: &PhaseContext,
+        _d: &DeploymentFacts,
+    ) -> Result<EnrollmentFacts, PhaseError> {
         self.act(Phase::Enrollment).await?;
         Ok(EnrollmentFacts {
             time_to_enroll_ms: 7,
@@ -160,10 +168,18 @@ struct NoProbe;
 
 #[async_trait]
 impl ServerProbe for NoProbe {
-    async fn health(&self, _: &PhaseContext, _: &DeploymentFacts) -> Result<HealthFacts, PhaseError> {
+    async fn health(
+        &self,
+        _: &PhaseContext,
+        _: &DeploymentFacts,
+    ) -> Result<HealthFacts, PhaseError> {
         Err(PhaseError::error("not used"))
     }
-    async fn enrollment(&self, _: &PhaseContext, _: &DeploymentFacts) -> Result<EnrollmentFacts, PhaseError> {
+    async fn enrollment(
+        &self,
+        _: &PhaseContext,
+        _: &DeploymentFacts,
+    ) -> Result<EnrollmentFacts, PhaseError> {
         Err(PhaseError::error("not used"))
     }
 }
@@ -196,19 +212,35 @@ async fn happy_path_passes_every_phase_and_fills_facts() {
 
 #[tokio::test(start_paused = true)]
 async fn teardown_and_leak_check_run_after_each_failing_phase() {
-    for failing in [Phase::Create, Phase::WaitReady, Phase::Health, Phase::Enrollment] {
+    for failing in [
+        Phase::Create,
+        Phase::WaitReady,
+        Phase::Health,
+        Phase::Enrollment,
+    ] {
         for act in [Act::Fail, Act::Hang, Act::Panic] {
             let calls = Arc::new(Mutex::new(vec![]));
             let mut p = Scripted::new(calls.clone()).with(failing, act);
             let r = runner(false, Shutdown::new()).run(&mut p).await;
             let seen = calls.lock().expect("lock").clone();
-            assert!(seen.ends_with(&[Phase::Teardown, Phase::LeakCheck]), "{failing:?}/{act:?}: {seen:?}");
+            assert!(
+                seen.ends_with(&[Phase::Teardown, Phase::LeakCheck]),
+                "{failing:?}/{act:?}: {seen:?}"
+            );
             assert_ne!(r.status, RequirementStatus::Passed);
-            assert!(r.reason.starts_with(failing.as_str()), "{failing:?}/{act:?}: {}", r.reason);
+            assert!(
+                r.reason.starts_with(failing.as_str()),
+                "{failing:?}/{act:?}: {}",
+                r.reason
+            );
             let rec = r.phases.iter().find(|x| x.name == failing).expect("record");
             assert_eq!(rec.status, PhaseStatus::Failed);
             match act {
-                Act::Hang => assert!(rec.detail.contains("did not finish within"), "{}", rec.detail),
+                Act::Hang => assert!(
+                    rec.detail.contains("did not finish within"),
+                    "{}",
+                    rec.detail
+                ),
                 Act::Panic => {
                     assert!(rec.detail.contains("panicked"), "{}", rec.detail);
                     assert_eq!(r.status, RequirementStatus::Error);
@@ -225,7 +257,11 @@ async fn teardown_and_leak_check_run_after_each_failing_phase() {
 async fn timeout_message_names_the_limit_and_where_it_came_from() {
     let mut p = Scripted::new(Arc::new(Mutex::new(vec![]))).with(Phase::Health, Act::Hang);
     let r = runner(false, Shutdown::new()).run(&mut p).await;
-    let rec = r.phases.iter().find(|x| x.name == Phase::Health).expect("health");
+    let rec = r
+        .phases
+        .iter()
+        .find(|x| x.name == Phase::Health)
+        .expect("health");
     assert!(rec.detail.contains("2m"), "{}", rec.detail);
     assert!(rec.detail.contains("default"), "{}", rec.detail);
 }
@@ -242,9 +278,21 @@ async fn cancellation_mid_phase_still_tears_down() {
     });
     let r = runner(false, shutdown).run(&mut p).await;
     let seen = calls.lock().expect("lock").clone();
-    assert_eq!(seen, vec![Phase::Create, Phase::WaitReady, Phase::Teardown, Phase::LeakCheck]);
+    assert_eq!(
+        seen,
+        vec![
+            Phase::Create,
+            Phase::WaitReady,
+            Phase::Teardown,
+            Phase::LeakCheck
+        ]
+    );
     assert!(r.reason.contains("SIGTERM"), "{}", r.reason);
-    let teardown = r.phases.iter().find(|x| x.name == Phase::Teardown).expect("teardown");
+    let teardown = r
+        .phases
+        .iter()
+        .find(|x| x.name == Phase::Teardown)
+        .expect("teardown");
     assert_eq!(teardown.status, PhaseStatus::Passed);
 }
 
@@ -265,9 +313,17 @@ async fn keep_on_failure_skips_teardown_loudly_only_after_a_failure() {
     let mut p = Scripted::new(calls.clone()).with(Phase::Health, Act::Fail);
     let r = runner(true, Shutdown::new()).run(&mut p).await;
     assert!(!calls.lock().expect("lock").contains(&Phase::Teardown));
-    let teardown = r.phases.iter().find(|x| x.name == Phase::Teardown).expect("teardown");
+    let teardown = r
+        .phases
+        .iter()
+        .find(|x| x.name == Phase::Teardown)
+        .expect("teardown");
     assert_eq!(teardown.status, PhaseStatus::Skipped);
-    assert!(teardown.detail.contains("NOT torn down"), "{}", teardown.detail);
+    assert!(
+        teardown.detail.contains("NOT torn down"),
+        "{}",
+        teardown.detail
+    );
 
     // On success, --keep-on-failure changes nothing.
     let calls = Arc::new(Mutex::new(vec![]));
@@ -317,15 +373,24 @@ fn deadlines_apply_file_then_env() {
         health: Some(Duration::from_secs(90)),
         ..Default::default()
     };
-    d.apply(&cfg, "cloudtest.toml", &MapEnvironment::default()).expect("ok");
-    assert_eq!(d.get(Phase::Health), Duration::from_secs(90));
-    d.apply(&cfg, "cloudtest.toml", &MapEnvironment::default().with(HEALTH_TIMEOUT_ENV, "300"))
+    d.apply(&cfg, "cloudtest.toml", &MapEnvironment::default())
         .expect("ok");
+    assert_eq!(d.get(Phase::Health), Duration::from_secs(90));
+    d.apply(
+        &cfg,
+        "cloudtest.toml",
+        &MapEnvironment::default().with(HEALTH_TIMEOUT_ENV, "300"),
+    )
+    .expect("ok");
     assert_eq!(d.get(Phase::Health), Duration::from_secs(300));
     assert_eq!(d.origin(Phase::Health), HEALTH_TIMEOUT_ENV);
     for bad in ["-5", "abc", "0", "1.5"] {
         let err = d
-            .apply(&cfg, "cloudtest.toml", &MapEnvironment::default().with(HEALTH_TIMEOUT_ENV, bad))
+            .apply(
+                &cfg,
+                "cloudtest.toml",
+                &MapEnvironment::default().with(HEALTH_TIMEOUT_ENV, bad),
+            )
             .unwrap_err();
         assert_eq!(err.origin, HEALTH_TIMEOUT_ENV, "{bad}");
     }

@@ -174,7 +174,13 @@ impl Registry {
     /// Like [`Registry::clients`], but only the clients of deployments that `user` and
     /// `password` log in to: each deployment is its own server in real life, reached with
     /// its own admin credentials, so one lifecycle never counts another's clients.
-    pub fn clients_for(&mut self, user: &str, password: &str, now: Instant, wall_now_us: u64) -> Vec<Value> {
+    pub fn clients_for(
+        &mut self,
+        user: &str,
+        password: &str,
+        now: Instant,
+        wall_now_us: u64,
+    ) -> Vec<Value> {
         let all = self.clients(now, wall_now_us);
         let visible: std::collections::HashSet<&str> = self
             .deployments
@@ -183,7 +189,11 @@ impl Registry {
             .flat_map(|d| d.clients.iter().map(|c| c.client_id.as_str()))
             .collect();
         all.into_iter()
-            .filter(|c| c["client_id"].as_str().is_some_and(|id| visible.contains(id)))
+            .filter(|c| {
+                c["client_id"]
+                    .as_str()
+                    .is_some_and(|id| visible.contains(id))
+            })
             .collect()
     }
 

@@ -155,7 +155,8 @@ async fn search_clients(
     if let Some(r) = injected_fault(&shared, "SearchClients").await {
         return r;
     }
-    let Some((user, password)) = basic_credentials(&headers).filter(|(u, p)| shared.registry().authenticates(u, p))
+    let Some((user, password)) =
+        basic_credentials(&headers).filter(|(u, p)| shared.registry().authenticates(u, p))
     else {
         return unauthorized();
     };
