@@ -10,8 +10,14 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use cloudtest_core::skip::{aws_credentials, Credentials as FoundCredentials, ProcessEnvironment};
 
-/// Attempts per SDK call (first try included). Adaptive mode also rate-limits the client
-/// when AWS throttles, so no caller wraps SDK calls in a retry loop of its own.
+/// Attempts per SDK call (first try included), in the SDK's standard retry mode: throttling,
+/// 5xx, timeouts and dropped connections are retried with jittered exponential backoff, so
+/// no caller wraps a single SDK call in a retry loop of its own.
+///
+/// Not adaptive mode: its client-side rate limiter is shared by every client of a service in
+/// the process and answers one `Throttling` with a multi-second pause and about one request
+/// a second afterwards, which turns a short throttling burst in one lifecycle into phase
+/// timeouts in all of them.
 pub const MAX_ATTEMPTS: u32 = 5;
 
 /// How to reach AWS (or something that speaks its APIs).
@@ -67,11 +73,22 @@ pub(crate) fn credential_source(static_given: bool) -> String {
     }
 }
 
+/// The SDK's 1 s base backoff, shortened for callers that give attempts less than 4 s (the
+/// emulators answer in milliseconds): retries back off `base × 2^n` with full jitter, and
+/// three throttled answers at a 1 s base can cost up to 7 s, longer than a mock phase.
+fn initial_backoff(attempt_timeout: Duration) -> Duration {
+    (attempt_timeout / 4).min(Duration::from_secs(1))
+}
+
 /// Loads the SDK configuration once for every client of a lifecycle.
 pub async fn load_sdk_config(conn: &AwsConnection) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(conn.region.clone()))
-        .retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS))
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(initial_backoff(conn.attempt_timeout)),
+        )
         .timeout_config(
             TimeoutConfig::builder()
                 .operation_attempt_timeout(conn.attempt_timeout)
@@ -109,7 +126,12 @@ mod tests {
         assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
         let retry = sdk.retry_config().expect("retry config set");
         assert_eq!(retry.max_attempts(), MAX_ATTEMPTS);
-        assert_eq!(retry.mode(), aws_config::retry::RetryMode::Adaptive);
+        assert_eq!(retry.mode(), aws_config::retry::RetryMode::Standard);
+        assert_eq!(retry.initial_backoff(), Duration::from_secs(1));
+        assert_eq!(
+            initial_backoff(Duration::from_secs(1)),
+            Duration::from_millis(250)
+        );
         let timeouts = sdk.timeout_config().expect("timeouts set");
         assert_eq!(
             timeouts.operation_attempt_timeout(),

@@ -33,6 +33,19 @@ const PERMISSION_CODES: &[&str] = &[
     "UnauthorizedAccess",
 ];
 
+/// Error codes AWS returns for throttling and server-side trouble (retry later).
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "InternalFailure",
+    "InternalError",
+    "ServiceUnavailable",
+    "Unavailable",
+    "RequestTimeout",
+];
+
 /// What an error message needs to know about the connection (never a secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorContext {
@@ -222,6 +235,19 @@ impl AwsError {
         }
     }
 
+    /// Worth asking again: throttling, a server-side error, a timeout, a dropped connection
+    /// or an answer that could not be read. The SDK has already retried these; a caller that
+    /// polls or reads state may ask again a few times before giving up.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AwsError::Timeout { .. } | AwsError::Unreachable { .. } | AwsError::Other { .. } => {
+                true
+            }
+            AwsError::Api { code, .. } => TRANSIENT_CODES.contains(&code.as_str()),
+            _ => false,
+        }
+    }
+
     /// CloudFormation's answer for a stack name it does not know: `ValidationError` with
     /// "Stack with id X does not exist". The code alone also covers bad templates, so the
     /// message is checked too (the SDK's own delete waiter relies on the same answer).
@@ -337,6 +363,9 @@ mod tests {
         assert!(gone.is_stack_missing());
         let other = by_code("Throttling", "Rate exceeded");
         assert!(!other.is_stack_missing());
+        assert!(other.is_transient());
+        assert!(!gone.is_transient());
+        assert!(!by_code("AccessDenied", "no").is_transient());
         assert_eq!(other.to_phase_error().kind, PhaseErrorKind::Error);
     }
 

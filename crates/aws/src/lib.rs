@@ -1,6 +1,6 @@
 //! CLOUD-01: Velociraptor on AWS through CloudFormation and EC2.
 //!
-//! [`load_sdk_config`] builds the one SDK configuration (endpoint, credentials, adaptive
+//! [`load_sdk_config`] builds the one SDK configuration (endpoint, credentials, standard
 //! retries, attempt timeout); [`CloudFormationProvider`] implements the lifecycle on top of
 //! two small wrappers, [`CfnStacks`] and [`Ec2Inventory`]. Nothing here knows whether it
 //! talks to AWS, moto or the embedded emulator.
@@ -11,6 +11,7 @@ pub mod errors;
 pub mod events;
 pub mod inventory;
 pub mod provider;
+pub mod retry;
 pub mod stacks;
 pub mod sweep;
 pub mod template;

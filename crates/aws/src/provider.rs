@@ -23,6 +23,7 @@ use crate::events::{
     StackEventRecord,
 };
 use crate::inventory::{Ec2Inventory, CHECKED_KINDS, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
+use crate::retry::{read_again, Strikes};
 use crate::stacks::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
 use crate::template::{declared_parameters, select_parameters, ParameterValue};
 
@@ -198,7 +199,7 @@ impl CloudFormationProvider {
         pager: &Mutex<StackEventPager>,
         seen: &Mutex<Vec<StackEventRecord>>,
         cx: &PhaseContext,
-    ) -> Result<(), PhaseError> {
+    ) -> Result<(), AwsError> {
         let mut pager = pager.lock().await;
         let fresh = stacks.new_events(name, &mut pager).await?;
         for e in &fresh {
@@ -208,31 +209,51 @@ impl CloudFormationProvider {
         Ok(())
     }
 
-    /// Polls until the stack is gone (or `DELETE_COMPLETE`), streaming events.
-    async fn wait_deleted(&mut self, cx: &PhaseContext) -> Result<(), DeleteWait> {
+    /// Polls until the stack is gone (or `DELETE_COMPLETE`), streaming events. A stack whose
+    /// status shows no deletion under way means CloudFormation never received the
+    /// DeleteStack (its answer was lost or unreadable): it is sent again with the same
+    /// `token`, which makes the repeat idempotent.
+    async fn wait_deleted(&mut self, cx: &PhaseContext, token: &str) -> Result<(), DeleteWait> {
         let pager = Mutex::new(std::mem::take(&mut self.pager));
         let seen = Mutex::new(Vec::new());
+        let strikes = Strikes::default();
         let stacks = &self.stacks;
         let name = self.stack_name.as_str();
+        let error = |e: AwsError| DeleteWait::Error(e.into());
         let result = poll_until(cx.deadline(), self.plan.poll, |_| {
-            let (pager, seen) = (&pager, &seen);
+            let (pager, seen, strikes) = (&pager, &seen, &strikes);
             async move {
                 let snap = match stacks.describe(name).await {
                     Ok(Some(s)) => s,
                     Ok(None) => return PollStep::Done(()),
-                    Err(e) => return PollStep::Fail(DeleteWait::Error(e.into())),
+                    Err(e) => return strikes.step(e, error),
                 };
                 if let Err(e) = Self::stream_events(stacks, name, pager, seen, cx).await {
                     // The stack can finish deleting between DescribeStacks and
                     // DescribeStackEvents; by name, a deleted stack "does not exist".
                     return match stacks.describe(name).await {
                         Ok(None) => PollStep::Done(()),
-                        _ => PollStep::Fail(DeleteWait::Error(e)),
+                        _ => strikes.step(e, error),
                     };
                 }
+                strikes.clear();
                 match classify_delete(&snap.status) {
                     DeleteState::Deleted => PollStep::Done(()),
                     DeleteState::Failed => PollStep::Fail(DeleteWait::DeleteFailed(snap)),
+                    DeleteState::Pending if !snap.status.starts_with("DELETE_") => {
+                        cx.progress(format!(
+                            "stack {name} is still {}: the DeleteStack did not take effect; sending it again",
+                            snap.status
+                        ));
+                        match stacks.delete(name, token).await {
+                            Ok(()) => PollStep::Pending(snap.status),
+                            Err(e) if e.is_stack_missing() => PollStep::Done(()),
+                            Err(e) if e.is_transient() => {
+                                PollStep::Pending(format!("{} (DeleteStack again: {e})", snap.status))
+                            }
+                            Err(e) => PollStep::Fail(error(e)),
+                        }
+                    }
                     DeleteState::Pending => PollStep::Pending(snap.status),
                 }
             }
@@ -399,8 +420,9 @@ impl Provider for CloudFormationProvider {
         let seen = Mutex::new(Vec::new());
         let stacks = &self.stacks;
         let name = self.stack_name.as_str();
+        let strikes = Strikes::default();
         let result = poll_until(cx.deadline(), self.plan.poll, |_| {
-            let (pager, seen) = (&pager, &seen);
+            let (pager, seen, strikes) = (&pager, &seen, &strikes);
             async move {
                 let snap = match stacks.describe(name).await {
                     Ok(Some(s)) => s,
@@ -409,11 +431,12 @@ impl Provider for CloudFormationProvider {
                             "stack {name} does not exist (it was never created or has been deleted)"
                         )))
                     }
-                    Err(e) => return PollStep::Fail(e.into()),
+                    Err(e) => return strikes.step(e, PhaseError::from),
                 };
                 if let Err(e) = Self::stream_events(stacks, name, pager, seen, cx).await {
-                    return PollStep::Fail(e);
+                    return strikes.step(e, PhaseError::from);
                 }
+                strikes.clear();
                 match classify_create(&snap.status) {
                     CreateState::Ready => PollStep::Done(snap),
                     CreateState::Pending => PollStep::Pending(snap.status),
@@ -451,7 +474,8 @@ impl Provider for CloudFormationProvider {
             cx.progress(format!("output {k} replaced by an emulator override"));
             outputs.insert(k.clone(), v.clone());
         }
-        let resources = self.stacks.resources(&self.stack_name).await?;
+        let resources =
+            read_again(self.plan.poll, || self.stacks.resources(&self.stack_name)).await?;
         let resources = self.deployment_resources(&resources).await;
         parse_outputs(
             &outputs,
@@ -466,7 +490,9 @@ impl Provider for CloudFormationProvider {
 
     async fn teardown(&mut self, cx: &PhaseContext) -> Result<TeardownFacts, PhaseError> {
         let started = Instant::now();
-        let Some(snap) = self.stacks.describe(&self.stack_name).await? else {
+        let Some(snap) =
+            read_again(self.plan.poll, || self.stacks.describe(&self.stack_name)).await?
+        else {
             cx.progress(format!(
                 "stack {} does not exist; nothing to delete",
                 self.stack_name
@@ -493,13 +519,26 @@ impl Provider for CloudFormationProvider {
         let mut retries = 0;
         loop {
             let attempt_token = token(&format!("delete{}", retries + 1), &self.plan.run_id);
-            let failure = match self.stacks.delete(&self.stack_name, &attempt_token).await {
+            let sent = match self.stacks.delete(&self.stack_name, &attempt_token).await {
                 Err(e) if e.is_stack_missing() => break,
+                // Throttled, timed out or unreadable: whether CloudFormation received it is
+                // unknown; waiting re-reads the stack and sends it again if it did not.
+                Err(e) if e.is_transient() => {
+                    cx.progress(format!(
+                        "DeleteStack {}: {e}; checking whether it took effect",
+                        self.stack_name
+                    ));
+                    Ok(())
+                }
                 // Emulators that delete synchronously (moto) report a resource they could not
                 // delete as the DeleteStack error instead of a DELETE_FAILED status.
-                Err(e @ AwsError::Api { .. }) => e.to_string(),
+                Err(e @ AwsError::Api { .. }) => Err(e.to_string()),
                 Err(e) => return Err(e.into()),
-                Ok(()) => match self.wait_deleted(cx).await {
+                Ok(()) => Ok(()),
+            };
+            let failure = match sent {
+                Err(failure) => failure,
+                Ok(()) => match self.wait_deleted(cx, &attempt_token).await {
                     Ok(()) => break,
                     Err(DeleteWait::Error(e)) => return Err(e),
                     Err(DeleteWait::DeleteFailed(snap)) => format!(
@@ -530,7 +569,10 @@ impl Provider for CloudFormationProvider {
     }
 
     async fn leak_check(&mut self, cx: &PhaseContext) -> Result<LeakFacts, PhaseError> {
-        let remaining = self.inventory.remaining(&self.plan.run_id).await?;
+        let remaining = read_again(self.plan.poll, || {
+            self.inventory.remaining(&self.plan.run_id)
+        })
+        .await?;
         for r in &remaining {
             cx.progress(format!("still present: {} {}", r.kind, r.id));
         }

@@ -39,7 +39,11 @@ struct Poll {
 /// Drives the pager through one poll the way `CfnStacks::new_events` does: pages until one
 /// reaches an event seen before or the listing ends; a failed request discards the poll.
 /// Past the end of `sizes` the log stays at its last size.
-fn run_poll(pager: &mut StackEventPager, poll: &Poll, page_size: usize) -> Option<Vec<StackEventRecord>> {
+fn run_poll(
+    pager: &mut StackEventPager,
+    poll: &Poll,
+    page_size: usize,
+) -> Option<Vec<StackEventRecord>> {
     let last = poll.sizes.last().copied().unwrap_or(0);
     for j in 0.. {
         if poll.fail_at == Some(j) {
@@ -83,7 +87,10 @@ fn polls() -> impl Strategy<Value = (usize, usize, Vec<Poll>)> {
                 out.push(Poll { sizes, fail_at });
             }
             // The final, undisturbed poll: the whole log, stable while paging.
-            out.push(Poll { sizes: vec![total], fail_at: None });
+            out.push(Poll {
+                sizes: vec![total],
+                fail_at: None,
+            });
             (total, page_size, out)
         })
     })

@@ -174,9 +174,12 @@ impl ArmClients {
             })?;
         let transport = azure_core::TransportOptions::new(Arc::new(http.clone()));
         // The pipeline retries 408/429/5xx and honours Retry-After on 429/503; cap it well
-        // below a phase deadline so a throttled call cannot eat the whole phase.
+        // below a phase deadline so a throttled call cannot eat the whole phase. ARM sends
+        // Retry-After with every 429 and the pipeline waits at least that long, so the
+        // exponential part (initial × 2^n from the first retry) only spaces out 5xx and
+        // transport retries: a 500 ms start made three throttled answers cost 7 s.
         let retry = azure_core::RetryOptions::exponential(azure_core::ExponentialRetryOptions {
-            initial_delay: Duration::from_millis(500),
+            initial_delay: Duration::from_millis(100),
             max_retries: 5,
             max_total_elapsed: Duration::from_secs(120),
             max_delay: Duration::from_secs(30),

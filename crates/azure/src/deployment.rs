@@ -38,10 +38,17 @@ pub(crate) async fn start(
         .send()
         .await
         .map_err(|e| clients.sdk_error("create deployment", e))?;
-    Started::from_headers(
+    let started = Started::from_headers(
         &clients.conn.base_url()?,
         response.as_raw_response().headers(),
-    )
+    )?;
+    // ARM answers with the deployment it accepted; an answer that does not parse cannot be
+    // taken as proof that it did (teardown removes whatever exists).
+    response
+        .into_body()
+        .await
+        .map_err(|e| clients.sdk_error("create deployment", e))?;
+    Ok(started)
 }
 
 /// The deployment as ARM reports it now.

@@ -181,6 +181,17 @@ impl AzureError {
         }
     }
 
+    /// Worth asking again: throttling, a server-side error, a transport failure or an answer
+    /// that does not parse. The pipeline has already retried these; a caller that polls or
+    /// reads state may ask again a few times before giving up.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AzureError::Transport { .. } | AzureError::Malformed { .. } => true,
+            AzureError::Api { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
     /// True for the HTTP 404 "not found" answer (a group that does not exist).
     pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, AzureError::Api { status: 404, .. })

@@ -16,6 +16,7 @@ mod lro;
 mod parameters;
 pub mod resource_group;
 pub mod resource_kind;
+mod retry;
 pub mod sweep;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ use connection::ArmClients;
 use deployment::DeploymentState;
 use lro::{Monitor, Started};
 use parameters::Offered;
+use retry::{read_again, Strikes};
 
 /// Everything one Azure lifecycle deploys, decided by the CLI before any call.
 /// Holds the admin password, so it has no `Debug`.
@@ -168,21 +170,25 @@ impl ArmProvider {
     /// Polls the deployment's own provisioningState (when ARM gave no monitor URL).
     async fn wait_provisioning_state(&self, cx: &PhaseContext) -> Result<(), AzureError> {
         let begun = Instant::now();
+        let strikes = Strikes::default();
         let result = poll_until(cx.deadline(), self.plan.poll, |_| async {
             match deployment::get(&self.clients, &self.group, &self.deployment).await {
-                Ok(d) => match deployment::state_of(&d) {
-                    DeploymentState::Succeeded => PollStep::Done(()),
-                    DeploymentState::Running(s) => PollStep::Pending(s),
-                    s @ (DeploymentState::Failed | DeploymentState::Canceled) => {
-                        PollStep::Fail(AzureError::OperationFailed {
-                            operation: "deployment".into(),
-                            status: format!("{s:?}"),
-                            code: "(see deployment operations)".into(),
-                            message: "(no message)".into(),
-                        })
+                Ok(d) => {
+                    strikes.clear();
+                    match deployment::state_of(&d) {
+                        DeploymentState::Succeeded => PollStep::Done(()),
+                        DeploymentState::Running(s) => PollStep::Pending(s),
+                        s @ (DeploymentState::Failed | DeploymentState::Canceled) => {
+                            PollStep::Fail(AzureError::OperationFailed {
+                                operation: "deployment".into(),
+                                status: format!("{s:?}"),
+                                code: "(see deployment operations)".into(),
+                                message: "(no message)".into(),
+                            })
+                        }
                     }
-                },
-                Err(e) => PollStep::Fail(e),
+                }
+                Err(e) => strikes.step(e),
             }
         })
         .await;
@@ -243,7 +249,10 @@ impl ArmProvider {
             }
             Err(e) => return Err(e),
         }
-        let d = deployment::get(&self.clients, &self.group, &self.deployment).await?;
+        let d = read_again(self.plan.poll, || {
+            deployment::get(&self.clients, &self.group, &self.deployment)
+        })
+        .await?;
         match deployment::state_of(&d) {
             DeploymentState::Succeeded => {}
             other => {
@@ -270,7 +279,11 @@ impl ArmProvider {
 
     async fn do_teardown(&mut self, cx: &PhaseContext) -> Result<TeardownFacts, AzureError> {
         let begun = Instant::now();
-        if !resource_group::exists(&self.clients, &self.group).await? {
+        if !read_again(self.plan.poll, || {
+            resource_group::exists(&self.clients, &self.group)
+        })
+        .await?
+        {
             cx.progress(format!(
                 "resource group {} does not exist: nothing to delete",
                 self.group
@@ -293,7 +306,46 @@ impl ArmProvider {
             self.group,
             resources.len()
         ));
-        if let Some(started) = resource_group::begin_delete(&self.clients, &self.group).await? {
+        // A deletion ARM reports as failed (a resource that would not go, a conflict) is
+        // retried once, as on AWS: the blocking condition is often gone a moment later.
+        let mut retries = 0;
+        loop {
+            match self.delete_group(cx).await {
+                Ok(()) => break,
+                Err(
+                    e @ (AzureError::OperationFailed { .. } | AzureError::Api { status: 409, .. }),
+                ) if retries == 0 => {
+                    cx.progress(format!("{e}; retrying the delete once"));
+                    retries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let deletion_ms = u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
+        cx.progress(format!(
+            "resource group {} gone after {deletion_ms} ms",
+            self.group
+        ));
+        Ok(TeardownFacts {
+            deletion_ms,
+            resources_deleted: resources,
+            retries,
+        })
+    }
+
+    /// One DELETE of the group, followed until ARM answers 404 for it.
+    async fn delete_group(&self, cx: &PhaseContext) -> Result<(), AzureError> {
+        let started = match resource_group::begin_delete(&self.clients, &self.group).await {
+            Ok(started) => started,
+            // Whether ARM received it is unknown: waiting re-reads the group and sends the
+            // DELETE again if no deletion is under way.
+            Err(e) if e.is_transient() => {
+                cx.progress(format!("{e}; checking whether the delete took effect"));
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(started) = started {
             lro::wait(
                 &self.clients,
                 cx,
@@ -303,17 +355,7 @@ impl ArmProvider {
             )
             .await?;
         }
-        resource_group::wait_gone(&self.clients, cx, &self.group, self.plan.poll).await?;
-        let deletion_ms = u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
-        cx.progress(format!(
-            "resource group {} gone after {deletion_ms} ms",
-            self.group
-        ));
-        Ok(TeardownFacts {
-            deletion_ms,
-            resources_deleted: resources,
-            retries: 0,
-        })
+        resource_group::wait_gone(&self.clients, cx, &self.group, self.plan.poll).await
     }
 }
 
@@ -336,9 +378,11 @@ impl Provider for ArmProvider {
     }
 
     async fn leak_check(&mut self, _cx: &PhaseContext) -> Result<LeakFacts, PhaseError> {
-        let remaining = leak::find_tagged(&self.clients, &self.plan.run_id)
-            .await
-            .map_err(PhaseError::from)?;
+        let remaining = read_again(self.plan.poll, || {
+            leak::find_tagged(&self.clients, &self.plan.run_id)
+        })
+        .await
+        .map_err(PhaseError::from)?;
         Ok(LeakFacts {
             remaining,
             checked: leak::CHECKED.iter().map(|s| s.to_string()).collect(),

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::connection::ArmClients;
 use crate::errors::AzureError;
+use crate::retry::Strikes;
 
 /// Where ARM said to watch an operation it accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,9 +138,10 @@ pub(crate) async fn wait(
     let not_before: Mutex<Option<Instant>> =
         Mutex::new(started.retry_after.map(|d| Instant::now() + d));
     let deadline = cx.deadline();
+    let strikes = Strikes::default();
     let result = poll_until(deadline, backoff, |attempt| {
         let url = url.clone();
-        let not_before = &not_before;
+        let (not_before, strikes) = (&not_before, &strikes);
         async move {
             let earliest = not_before.lock().map(|g| *g).unwrap_or(None);
             if let Some(at) = earliest {
@@ -151,10 +153,19 @@ pub(crate) async fn wait(
             if let Ok(mut g) = not_before.lock() {
                 *g = step.retry_after.map(|d| Instant::now() + d);
             }
-            if let PollStep::Pending(seen) = &step.step {
+            // A status body that does not parse is asked for again, a few times in a row.
+            let step = match step.step {
+                PollStep::Fail(e @ AzureError::Malformed { .. }) => strikes.step(e),
+                PollStep::Fail(e) => PollStep::Fail(e),
+                other => {
+                    strikes.clear();
+                    other
+                }
+            };
+            if let PollStep::Pending(seen) = &step {
                 cx.progress(format!("{operation}: {seen} (poll {})", attempt + 1));
             }
-            step.step
+            step
         }
     })
     .await;

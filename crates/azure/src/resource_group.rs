@@ -11,6 +11,7 @@ use crate::connection::ArmClients;
 use crate::errors::AzureError;
 use crate::lro::Started;
 use crate::resource_kind::resource_ref;
+use crate::retry::Strikes;
 
 /// The group name for a run: chosen before anything is created, so teardown knows it.
 pub fn group_name(run_id: &str) -> String {
@@ -105,7 +106,9 @@ pub(crate) async fn begin_delete(
     }
 }
 
-/// Polls HEAD until 404, bounded by the phase deadline.
+/// Polls HEAD until 404, bounded by the phase deadline. A group that still exists without
+/// `provisioningState: Deleting` never received its DELETE (the answer was lost or could not
+/// be read), so the DELETE is sent again: it is idempotent.
 pub(crate) async fn wait_gone(
     clients: &ArmClients,
     cx: &PhaseContext,
@@ -113,11 +116,18 @@ pub(crate) async fn wait_gone(
     backoff: Backoff,
 ) -> Result<(), AzureError> {
     let begun = Instant::now();
-    let result = poll_until(cx.deadline(), backoff, |_| async move {
-        match exists(clients, name).await {
-            Ok(false) => PollStep::Done(()),
-            Ok(true) => PollStep::Pending(format!("resource group {name} still exists")),
-            Err(e) => PollStep::Fail(e),
+    let strikes = Strikes::default();
+    let result = poll_until(cx.deadline(), backoff, |_| {
+        let strikes = &strikes;
+        async move {
+            match exists(clients, name).await {
+                Ok(false) => PollStep::Done(()),
+                Ok(true) => {
+                    strikes.clear();
+                    delete_again_unless_deleting(clients, cx, name).await
+                }
+                Err(e) => strikes.step(e),
+            }
         }
     })
     .await;
@@ -130,5 +140,48 @@ pub(crate) async fn wait_gone(
             attempts,
             last: last.unwrap_or_default(),
         }),
+    }
+}
+
+/// The group exists: pending while ARM is deleting it, else the DELETE is sent again.
+async fn delete_again_unless_deleting(
+    clients: &ArmClients,
+    cx: &PhaseContext,
+    name: &str,
+) -> PollStep<(), AzureError> {
+    let still =
+        |state: &str| PollStep::Pending(format!("resource group {name} still exists ({state})"));
+    let state = match clients
+        .mgmt
+        .resource_groups_client()
+        .get(name, clients.conn.subscription_id.clone())
+        .await
+    {
+        Ok(group) => group
+            .properties
+            .and_then(|p| p.provisioning_state)
+            .unwrap_or_default(),
+        Err(e) => {
+            let e = clients.sdk_error("get resource group", e);
+            return if e.is_not_found() {
+                PollStep::Done(())
+            } else if e.is_transient() {
+                still(&e.to_string())
+            } else {
+                PollStep::Fail(e)
+            };
+        }
+    };
+    if state.eq_ignore_ascii_case("Deleting") {
+        return still(&state);
+    }
+    cx.progress(format!(
+        "resource group {name} is {state}, not Deleting: the DELETE did not take effect; sending it again"
+    ));
+    match begin_delete(clients, name).await {
+        Ok(None) => PollStep::Done(()),
+        Ok(Some(_)) => still("DELETE sent again"),
+        Err(e) if e.is_transient() => still(&format!("DELETE again: {e}")),
+        Err(e) => PollStep::Fail(e),
     }
 }

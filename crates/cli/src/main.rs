@@ -8,7 +8,7 @@ mod display;
 mod error;
 mod plan;
 mod redact;
-mod regions;
+
 mod signals;
 mod wiring;
 

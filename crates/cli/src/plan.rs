@@ -16,7 +16,7 @@ use cloudtest_core::{Phase, RunMode, Secret};
 
 use crate::args::{ModeArg, ProviderArg, RunArgs};
 use crate::error::usage;
-use crate::regions;
+use cloudtest_core::regions;
 
 pub const DEFAULT_AWS_TEMPLATE: &str = "templates-cfn/velociraptor.yaml";
 pub const DEFAULT_AZURE_TEMPLATE: &str = "templates-arm/velociraptor.json";

@@ -17,11 +17,13 @@ pub mod phase;
 pub mod poll;
 pub mod probe;
 pub mod provider;
+pub mod regions;
 pub mod requirement;
 pub mod results;
 pub mod runner;
 pub mod secret;
 pub mod skip;
+pub mod tags;
 
 pub use cancel::{CancelReason, Shutdown};
 pub use events::{EventSink, NullSink, RunEvent, RunEventKind};
@@ -31,7 +33,7 @@ pub use facts::{
     RequirementFacts, ResourceRef, TeardownFacts,
 };
 pub use phase::{Phase, PhaseRecord, PhaseStatus};
-pub use poll::{poll_until, Backoff, PollError, PollStep};
+pub use poll::{poll_until, read_again, Backoff, PollError, PollStep, Strikes, Transient};
 pub use probe::ServerProbe;
 pub use provider::{PhaseContext, PhaseError, PhaseErrorKind, Provider};
 pub use requirement::{LifecycleId, RequirementId, RequirementStatus};

@@ -193,3 +193,125 @@ mod tests {
         assert_eq!(Instant::now(), deadline);
     }
 }
+
+/// An error that may go away if the same read is simply asked again (a throttled or
+/// garbled answer), as opposed to one that will not (a missing stack, a refused credential).
+pub trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+/// Consecutive transient failures of one read tolerated before its error is reported.
+pub const TRANSIENT_TOLERANCE: u32 = 3;
+
+/// Calls `read` until it succeeds, fails with a non-transient error, or has failed
+/// transiently [`TRANSIENT_TOLERANCE`] times in a row, waiting `backoff` between attempts.
+///
+/// Only for reads of state, where asking again is safe. The SDKs retry each call already;
+/// this covers what they do not (an answer that does not parse) and a burst longer than
+/// their attempts, while a failure that persists still ends the phase with its own message.
+pub async fn read_again<T, E, F, Fut>(backoff: Backoff, mut read: F) -> Result<T, E>
+where
+    E: Transient + std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut failures = 0;
+    loop {
+        match read().await {
+            Err(e) if e.is_transient() && failures + 1 < TRANSIENT_TOLERANCE => {
+                tracing::warn!("{e}; asking again");
+                tokio::time::sleep(backoff.delay(failures)).await;
+                failures += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Consecutive transient failures inside a [`poll_until`] loop (shared by reference with
+/// the loop's check, hence atomic).
+#[derive(Debug, Default)]
+pub struct Strikes(std::sync::atomic::AtomicU32);
+
+impl Strikes {
+    /// A poll read state successfully: the count starts over.
+    pub fn clear(&self) {
+        self.0.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The step for a failed read: "not yet" for a transient error while under
+    /// [`TRANSIENT_TOLERANCE`] in a row, else `fail(e)`.
+    pub fn step<T, E, F>(&self, e: E, fail: impl FnOnce(E) -> F) -> PollStep<T, F>
+    where
+        E: Transient + std::fmt::Display,
+    {
+        if e.is_transient()
+            && self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 < TRANSIENT_TOLERANCE
+        {
+            PollStep::Pending(format!("{e} (transient; asking again)"))
+        } else {
+            PollStep::Fail(fail(e))
+        }
+    }
+}
+
+#[cfg(test)]
+mod transient_tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct E(bool);
+    impl Transient for E {
+        fn is_transient(&self) -> bool {
+            self.0
+        }
+    }
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "transient={}", self.0)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_ride_out_a_short_burst_but_not_a_persistent_failure() {
+        let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(50));
+        let mut calls = 0;
+        let r = read_again(backoff, || {
+            calls += 1;
+            let n = calls;
+            async move { if n < TRANSIENT_TOLERANCE { Err(E(true)) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(r.ok(), Some(TRANSIENT_TOLERANCE));
+
+        let mut calls = 0;
+        let r: Result<(), E> = read_again(backoff, || {
+            calls += 1;
+            async { Err(E(true)) }
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls, TRANSIENT_TOLERANCE);
+
+        let mut calls = 0;
+        let r: Result<(), E> = read_again(backoff, || {
+            calls += 1;
+            async { Err(E(false)) }
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls, 1, "a permanent error is not asked again");
+    }
+
+    #[test]
+    fn strikes_count_in_a_row_and_start_over() {
+        let s = Strikes::default();
+        for _ in 0..TRANSIENT_TOLERANCE - 1 {
+            assert!(matches!(s.step::<(), _, _>(E(true), |e| e), PollStep::Pending(_)));
+        }
+        assert!(matches!(s.step::<(), _, _>(E(true), |e| e), PollStep::Fail(_)));
+        s.clear();
+        assert!(matches!(s.step::<(), _, _>(E(true), |e| e), PollStep::Pending(_)));
+        assert!(matches!(s.step::<(), _, _>(E(false), |e| e), PollStep::Fail(_)));
+    }
+}

@@ -5,7 +5,7 @@ use anyhow::Result;
 use cloudtest_core::{ExitCode, Phase, RunMode};
 use cloudtest_report::cost;
 
-use crate::args::RunArgs;
+use crate::args::{ProviderArg, RunArgs};
 use crate::plan::RunPlan;
 use crate::wiring;
 
@@ -90,13 +90,15 @@ pub async fn plan(args: RunArgs) -> Result<ExitCode> {
             format!("${est:.2}")
         );
     }
-    let both = plan.aws.is_some() && plan.azure.is_some();
+    // CLOUD-03 runs only when both sides will run: a skipped provider leaves nothing to compare.
+    let both = guards.runnable.contains(&ProviderArg::Aws)
+        && guards.runnable.contains(&ProviderArg::Azure);
     println!(
         "CLOUD-03  cross  {}",
         if both {
             "compares CLOUD-01 and CLOUD-02 side by side"
         } else {
-            "skipped: needs both providers"
+            "skipped: needs both providers to run"
         }
     );
     println!();

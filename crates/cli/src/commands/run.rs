@@ -168,7 +168,10 @@ pub fn print_summary(results: &RunResults) {
 
 /// `mock-calls.json`: requests each embedded emulator served, keyed `emulator:operation`
 /// (the benchmark divides them by the lifecycle count).
-fn write_mock_calls(mock: &cloudtest_mock::MockCloud, out: &std::path::Path) -> std::io::Result<()> {
+fn write_mock_calls(
+    mock: &cloudtest_mock::MockCloud,
+    out: &std::path::Path,
+) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(&mock.faults.calls()).map_err(std::io::Error::other)?;
     std::fs::write(out.join("mock-calls.json"), text + "\n")
 }

@@ -16,7 +16,7 @@ use cloudtest_mock::{MockCloud, MockOptions};
 use crate::args::{ModeArg, ProviderArg, SweepArgs};
 use crate::error::usage;
 use crate::plan::{load_config, parse_duration};
-use crate::regions;
+use cloudtest_core::regions;
 
 /// One row of the table sweep prints.
 struct Row {

@@ -1,4 +1,5 @@
 //! Known region names, so a typo fails before any cloud call (exit 2) with a suggestion.
+//! One list for the CLI and the benchmark.
 
 /// AWS commercial regions (November 2026).
 pub const AWS_REGIONS: &[&str] = &[
