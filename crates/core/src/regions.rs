@@ -88,7 +88,6 @@ pub const AZURE_LOCATIONS: &[&str] = &[
     "australiacentral",
     "australiacentral2",
     "australiasoutheast",
-    "japanwest",
     "jioindiacentral",
     "koreasouth",
     "southindia",
