@@ -293,6 +293,13 @@ fn has_credentials_error(err: &(dyn StdError + 'static)) -> bool {
     false
 }
 
+/// Lets the shared transient-read helpers in `cloudtest_core::poll` decide what to ask again.
+impl cloudtest_core::Transient for AwsError {
+    fn is_transient(&self) -> bool {
+        AwsError::is_transient(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

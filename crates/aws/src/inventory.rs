@@ -13,10 +13,7 @@ use crate::errors::{AwsError, ErrorContext};
 
 const SERVICE: &str = "ec2";
 
-/// The tag every resource of a run carries.
-pub const RUN_ID_TAG: &str = "cloudtest:run-id";
-pub const REQUIREMENT_TAG: &str = "cloudtest:requirement";
-pub const EXPIRES_AT_TAG: &str = "cloudtest:expires-at";
+pub use cloudtest_core::tags::{EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 
 /// Resource kinds the leak check lists, in report order.
 pub const CHECKED_KINDS: [&str; 7] = [

@@ -11,7 +11,6 @@ pub mod errors;
 pub mod events;
 pub mod inventory;
 pub mod provider;
-pub mod retry;
 pub mod stacks;
 pub mod sweep;
 pub mod template;

@@ -23,7 +23,7 @@ use crate::events::{
     StackEventRecord,
 };
 use crate::inventory::{Ec2Inventory, CHECKED_KINDS, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
-use crate::retry::{read_again, Strikes};
+use cloudtest_core::{read_again, Strikes};
 use crate::stacks::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
 use crate::template::{declared_parameters, select_parameters, ParameterValue};
 

@@ -2,7 +2,7 @@
 //! `cloudtest:run-id` tag and whose `cloudtest:expires-at` has passed (or that are older than
 //! a limit), and deletes them one by one. Untagged resources are never touched.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -12,8 +12,11 @@ use cloudtest_core::ResourceRef;
 use crate::calls::CallCounter;
 use crate::connection::credential_source;
 use crate::errors::{AwsError, ErrorContext};
-use crate::inventory::{Ec2Inventory, EXPIRES_AT_TAG, RUN_ID_TAG};
+use crate::inventory::{Ec2Inventory, RUN_ID_TAG};
 use crate::stacks::CfnStacks;
+
+/// The rule both clouds' sweeps apply (tagged, and expired or older than the limit).
+pub use cloudtest_core::tags::sweep_due as due;
 
 /// The tag CloudFormation puts on every resource a stack created.
 const STACK_NAME_TAG: &str = "aws:cloudformation:stack-name";
@@ -38,32 +41,6 @@ pub struct SweepItem {
     pub why: String,
 }
 
-/// Whether something tagged for cloudtest is due for deletion, and why. `None` when it has
-/// no run-id tag, or when neither its expiry nor its age says so.
-pub fn due(
-    tags: &BTreeMap<String, String>,
-    created: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    older_than: Option<Duration>,
-) -> Option<String> {
-    tags.get(RUN_ID_TAG)?;
-    if let Some(raw) = tags.get(EXPIRES_AT_TAG) {
-        if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
-            if at.with_timezone(&Utc) <= now {
-                return Some(format!("expired at {raw}"));
-            }
-        }
-    }
-    let (limit, created) = (older_than?, created?);
-    let limit_c = chrono::Duration::from_std(limit).ok()?;
-    (now - created >= limit_c).then(|| {
-        format!(
-            "created {}, older than {}",
-            created.to_rfc3339(),
-            humantime::format_duration(limit)
-        )
-    })
-}
 
 /// Deletion order for stray resources: what holds others first, VPCs last.
 fn order(kind: &str) -> u8 {
@@ -176,6 +153,8 @@ pub async fn delete(sdk: &SdkConfig, item: &SweepItem) -> Result<(), AwsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::EXPIRES_AT_TAG;
+    use std::collections::BTreeMap;
 
     fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -216,6 +216,13 @@ impl From<AzureError> for PhaseError {
     }
 }
 
+/// Lets the shared transient-read helpers in `cloudtest_core::poll` decide what to ask again.
+impl cloudtest_core::Transient for AzureError {
+    fn is_transient(&self) -> bool {
+        AzureError::is_transient(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,9 +8,7 @@ use crate::connection::ArmClients;
 use crate::errors::AzureError;
 use crate::resource_kind::resource_ref;
 
-pub const RUN_ID_TAG: &str = "cloudtest:run-id";
-pub const REQUIREMENT_TAG: &str = "cloudtest:requirement";
-pub const EXPIRES_AT_TAG: &str = "cloudtest:expires-at";
+pub use cloudtest_core::tags::{EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 
 /// What the report says was checked.
 pub const CHECKED: [&str; 2] = [

@@ -16,7 +16,6 @@ mod lro;
 mod parameters;
 pub mod resource_group;
 pub mod resource_kind;
-mod retry;
 pub mod sweep;
 
 use std::collections::BTreeMap;
@@ -41,7 +40,7 @@ use connection::ArmClients;
 use deployment::DeploymentState;
 use lro::{Monitor, Started};
 use parameters::Offered;
-use retry::{read_again, Strikes};
+use cloudtest_core::{read_again, Strikes};
 
 /// Everything one Azure lifecycle deploys, decided by the CLI before any call.
 /// Holds the admin password, so it has no `Debug`.
@@ -188,7 +187,7 @@ impl ArmProvider {
                         }
                     }
                 }
-                Err(e) => strikes.step(e),
+                Err(e) => strikes.step(e, |e| e),
             }
         })
         .await;

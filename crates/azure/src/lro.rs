@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::connection::ArmClients;
 use crate::errors::AzureError;
-use crate::retry::Strikes;
+use cloudtest_core::Strikes;
 
 /// Where ARM said to watch an operation it accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +155,7 @@ pub(crate) async fn wait(
             }
             // A status body that does not parse is asked for again, a few times in a row.
             let step = match step.step {
-                PollStep::Fail(e @ AzureError::Malformed { .. }) => strikes.step(e),
+                PollStep::Fail(e @ AzureError::Malformed { .. }) => strikes.step(e, |e| e),
                 PollStep::Fail(e) => PollStep::Fail(e),
                 other => {
                     strikes.clear();

@@ -11,7 +11,7 @@ use crate::connection::ArmClients;
 use crate::errors::AzureError;
 use crate::lro::Started;
 use crate::resource_kind::resource_ref;
-use crate::retry::Strikes;
+use cloudtest_core::Strikes;
 
 /// The group name for a run: chosen before anything is created, so teardown knows it.
 pub fn group_name(run_id: &str) -> String {
@@ -126,7 +126,7 @@ pub(crate) async fn wait_gone(
                     strikes.clear();
                     delete_again_unless_deleting(clients, cx, name).await
                 }
-                Err(e) => strikes.step(e),
+                Err(e) => strikes.step(e, |e| e),
             }
         }
     })

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use cloudtest_core::{
     poll_until, Backoff, DeploymentFacts, EnrollmentFacts, HealthFacts, LifecycleId, NullSink,
     Phase, PhaseContext, PhaseError, PollError, PollStep, RequirementId, ResourceRef, ServerProbe,
@@ -23,10 +23,14 @@ use tokio::time::Instant;
 
 use crate::connection::{ArmClients, ArmConnection};
 use crate::errors::AzureError;
-use crate::leak::{EXPIRES_AT_TAG, RUN_ID_TAG};
+use crate::leak::RUN_ID_TAG;
 use crate::lro::{self, Monitor, Started};
 use crate::resource_group;
 use crate::resource_kind::resource_ref;
+
+/// The rule both clouds' sweeps apply (tagged, and expired or older than the limit).
+pub use cloudtest_core::tags::sweep_due as due;
+use cloudtest_core::tags::run_started;
 
 /// What a sweep would delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,54 +51,8 @@ pub struct SweepItem {
     pub why: String,
 }
 
-/// Whether something tagged for cloudtest is due for deletion, and why. `None` when it has
-/// no run-id tag, or when neither its expiry nor its age says so.
-pub fn due(
-    tags: &BTreeMap<String, String>,
-    created: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    older_than: Option<Duration>,
-) -> Option<String> {
-    tags.get(RUN_ID_TAG)?;
-    if let Some(raw) = tags.get(EXPIRES_AT_TAG) {
-        if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
-            if at.with_timezone(&Utc) <= now {
-                return Some(format!("expired at {raw}"));
-            }
-        }
-    }
-    let (limit, created) = (older_than?, created?);
-    let limit_c = chrono::Duration::from_std(limit).ok()?;
-    (now - created >= limit_c).then(|| {
-        format!(
-            "created {}, older than {}",
-            created.to_rfc3339(),
-            humanise(limit)
-        )
-    })
-}
 
-fn humanise(d: Duration) -> String {
-    let s = d.as_secs();
-    if s > 0 && s.is_multiple_of(3600) {
-        format!("{}h", s / 3600)
-    } else if s > 0 && s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
-}
 
-/// The start time a run id begins with (`%Y%m%d%H%M%S-...`), if it has that shape.
-fn run_started(run_id: &str) -> Option<DateTime<Utc>> {
-    let stamp = run_id.get(..14)?;
-    if !run_id[14..].starts_with('-') {
-        return None;
-    }
-    NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S")
-        .ok()
-        .map(|t| t.and_utc())
-}
 
 /// ARM tags as a map, string values only (ARM allows nothing else).
 fn string_tags(tags: Option<&Value>) -> BTreeMap<String, String> {
@@ -528,6 +486,7 @@ impl ServerProbe for NoServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::leak::EXPIRES_AT_TAG;
 
     fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
