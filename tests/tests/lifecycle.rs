@@ -37,7 +37,12 @@ fn ids(run: &Run) -> Vec<String> {
 }
 
 fn assert_exit(run: &Run, code: i32) {
-    assert_eq!(run.code(), code, "unexpected exit code\n{}", run.transcript());
+    assert_eq!(
+        run.code(),
+        code,
+        "unexpected exit code\n{}",
+        run.transcript()
+    );
 }
 
 /// mock-state.json lists nothing left in any emulator.
@@ -56,13 +61,17 @@ fn assert_state_empty(run: &Run) {
 }
 
 fn state_list(run: &Run, key: &str) -> Vec<Value> {
-    run.mock_state()[key].as_array().cloned().unwrap_or_default()
+    run.mock_state()[key]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn assert_phase(run: &Run, id: &str, name: &str, status: &str) -> String {
     let p = run.phase(id, name);
     assert_eq!(
-        p["status"], status,
+        p["status"],
+        status,
         "{id} {name} should be {status}: {p}\n{}",
         run.transcript()
     );
@@ -125,7 +134,12 @@ fn first_failure(run: &Run, id: &str) -> (String, String) {
     run.requirement(id)["phases"]
         .as_array()
         .and_then(|a| a.iter().find(|p| p["status"] == "failed"))
-        .map(|p| (str_of(&p["name"]).to_string(), str_of(&p["detail"]).to_string()))
+        .map(|p| {
+            (
+                str_of(&p["name"]).to_string(),
+                str_of(&p["detail"]).to_string(),
+            )
+        })
         .unwrap_or_else(|| panic!("{id} has no failed phase\n{}", run.transcript()))
 }
 
@@ -196,7 +210,10 @@ fn default_run_passes_cloud_01_02_03() {
             // RFC 3339 UTC timestamps of one format compare as strings.
             let started = str_of(&p["started_at"]).to_string();
             assert!(!started.is_empty(), "{id}: started_at missing: {p}");
-            assert!(started >= previous_start, "{id}: phases started out of order");
+            assert!(
+                started >= previous_start,
+                "{id}: phases started out of order"
+            );
             previous_start = started;
             assert!(!str_of(&p["detail"]).is_empty(), "{id}: empty detail: {p}");
         }
@@ -232,7 +249,11 @@ fn scenario_create_fails_names_the_resource_and_tears_down() {
     let run = run_cloudtest(&["run", "--scenario", "create-fails"], &[]);
     assert_exit(&run, 1);
     for (id, resource, reason) in [
-        ("CLOUD-01", "ServerInstance (AWS::EC2::Instance)", "capacity"),
+        (
+            "CLOUD-01",
+            "ServerInstance (AWS::EC2::Instance)",
+            "capacity",
+        ),
         (
             "CLOUD-02",
             "(Microsoft.Compute/virtualMachines)",
@@ -245,8 +266,14 @@ fn scenario_create_fails_names_the_resource_and_tears_down() {
             phase == "create" || phase == "wait_ready",
             "{id} failed in {phase}, expected create or wait_ready"
         );
-        assert!(detail.contains(resource), "{id}: `{detail}` should name {resource}");
-        assert!(detail.contains(reason), "{id}: `{detail}` should give the reason");
+        assert!(
+            detail.contains(resource),
+            "{id}: `{detail}` should name {resource}"
+        );
+        assert!(
+            detail.contains(reason),
+            "{id}: `{detail}` should give the reason"
+        );
         assert_phase(&run, id, "health", "skipped");
         assert_phase(&run, id, "enrollment", "skipped");
         assert_torn_down(&run, id);
@@ -258,7 +285,13 @@ fn scenario_create_fails_names_the_resource_and_tears_down() {
 #[test]
 fn scenario_health_timeout_reports_last_status_and_tears_down() {
     let run = run_cloudtest(
-        &["run", "--scenario", "health-timeout", "--deadline", "health=1s"],
+        &[
+            "run",
+            "--scenario",
+            "health-timeout",
+            "--deadline",
+            "health=1s",
+        ],
         &[],
     );
     assert_exit(&run, 1);
@@ -281,7 +314,13 @@ fn scenario_health_timeout_reports_last_status_and_tears_down() {
 #[test]
 fn scenario_no_enrollment_fails_enrollment_and_tears_down() {
     let run = run_cloudtest(
-        &["run", "--scenario", "no-enrollment", "--deadline", "enrollment=1s"],
+        &[
+            "run",
+            "--scenario",
+            "no-enrollment",
+            "--deadline",
+            "enrollment=1s",
+        ],
         &[],
     );
     assert_exit(&run, 1);
@@ -297,7 +336,9 @@ fn scenario_no_enrollment_fails_enrollment_and_tears_down() {
                 && (detail.contains("no clients") || detail.contains("--deadline enrollment")),
             "{id}: `{detail}` should say no client enrolled within the 1 s deadline"
         );
-        assert!(run.requirement(id)["facts"].get("enrolled_clients").is_none());
+        assert!(run.requirement(id)["facts"]
+            .get("enrolled_clients")
+            .is_none());
         assert_torn_down(&run, id);
     }
     assert_cloud03_not_passed(&run);
@@ -322,12 +363,19 @@ fn scenario_teardown_leaks_exits_3_and_names_exactly_the_leaked_resources() {
             .iter()
             .map(|x| str_of(&x["id"]).to_string())
             .collect();
-        assert_eq!(reported.len(), 1, "{id}: one leaked resource per cloud: {facts}");
+        assert_eq!(
+            reported.len(),
+            1,
+            "{id}: one leaked resource per cloud: {facts}"
+        );
         assert_eq!(
             reported, in_state,
             "{id}: results facts.remaining_resources must match what mock-state.json still holds"
         );
-        assert!(detail.contains(&reported[0]), "{id}: `{detail}` should name the leak");
+        assert!(
+            detail.contains(&reported[0]),
+            "{id}: `{detail}` should name the leak"
+        );
         assert!(
             run.stdout().contains(&reported[0]),
             "summary should name the leak\n{}",
@@ -338,7 +386,11 @@ fn scenario_teardown_leaks_exits_3_and_names_exactly_the_leaked_resources() {
         state_list(&run, "velociraptor").is_empty(),
         "no server should survive"
     );
-    assert!(run.stdout().contains("RESOURCES REMAIN"), "{}", run.transcript());
+    assert!(
+        run.stdout().contains("RESOURCES REMAIN"),
+        "{}",
+        run.transcript()
+    );
     assert_cloud03_not_passed(&run);
 }
 
@@ -348,7 +400,12 @@ fn scenario_throttled_still_passes() {
     let run = run_cloudtest(&["run", "--scenario", "throttled"], &[]);
     assert_exit(&run, 0);
     for id in ["CLOUD-01", "CLOUD-02", "CLOUD-03"] {
-        assert_eq!(run.requirement(id)["status"], "passed", "{}", run.transcript());
+        assert_eq!(
+            run.requirement(id)["status"],
+            "passed",
+            "{}",
+            run.transcript()
+        );
     }
     assert_state_empty(&run);
 }
@@ -359,9 +416,17 @@ fn scenario_delete_fails_is_retried() {
     let run = run_cloudtest(&["run", "--scenario", "delete-fails"], &[]);
     assert_exit(&run, 0);
     for id in ["CLOUD-01", "CLOUD-02"] {
-        assert_eq!(run.requirement(id)["status"], "passed", "{}", run.transcript());
+        assert_eq!(
+            run.requirement(id)["status"],
+            "passed",
+            "{}",
+            run.transcript()
+        );
         let detail = assert_phase(&run, id, "teardown", "passed");
-        assert!(detail.contains("retr"), "{id}: `{detail}` should mention the retry");
+        assert!(
+            detail.contains("retr"),
+            "{id}: `{detail}` should mention the retry"
+        );
         assert_torn_down(&run, id);
     }
     assert_eq!(run.requirement("CLOUD-03")["status"], "passed");
@@ -428,7 +493,10 @@ fn live_run_without_credentials_tests_nothing_and_exits_2() {
     let err = run.stderr();
     assert_usage_error(&run, &["nothing was tested"]);
     for looked_for in ["AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AZURE_SUBSCRIPTION_ID"] {
-        assert!(err.contains(looked_for), "stderr should say it looked for {looked_for}: {err}");
+        assert!(
+            err.contains(looked_for),
+            "stderr should say it looked for {looked_for}: {err}"
+        );
     }
 }
 
@@ -437,7 +505,12 @@ fn live_run_naming_aws_without_credentials_exits_2() {
     let run = run_cloudtest(&["run", "--mode", "live", "--provider", "aws"], &[]);
     assert_usage_error(
         &run,
-        &["--provider aws", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "~/.aws/credentials"],
+        &[
+            "--provider aws",
+            "AWS_PROFILE",
+            "AWS_ACCESS_KEY_ID",
+            "~/.aws/credentials",
+        ],
     );
 }
 
@@ -468,8 +541,14 @@ fn plan_live_without_credentials_prints_skip_verdicts() {
     let (run, _out) = plan(&["--mode", "live"], &[]);
     assert_exit(&run, 2);
     let out = run.stdout();
-    assert!(plan_line(&out, "CLOUD-01").contains("skipped: no AWS credentials"), "{out}");
-    assert!(plan_line(&out, "CLOUD-02").contains("skipped: no Azure credentials"), "{out}");
+    assert!(
+        plan_line(&out, "CLOUD-01").contains("skipped: no AWS credentials"),
+        "{out}"
+    );
+    assert!(
+        plan_line(&out, "CLOUD-02").contains("skipped: no Azure credentials"),
+        "{out}"
+    );
     assert!(plan_line(&out, "CLOUD-03").contains("skipped"), "{out}");
     assert!(out.contains("nothing would be tested"), "{out}");
 }
@@ -487,13 +566,22 @@ fn plan_live_with_aws_credentials_runs_aws_only() {
     assert_exit(&run, 0);
     let out = run.stdout();
     let aws = plan_line(&out, "CLOUD-01");
-    assert!(aws.contains("will run") && aws.contains("AWS_ACCESS_KEY_ID"), "{out}");
-    assert!(plan_line(&out, "CLOUD-02").contains("skipped: no Azure credentials"), "{out}");
+    assert!(
+        aws.contains("will run") && aws.contains("AWS_ACCESS_KEY_ID"),
+        "{out}"
+    );
+    assert!(
+        plan_line(&out, "CLOUD-02").contains("skipped: no Azure credentials"),
+        "{out}"
+    );
     assert!(
         plan_line(&out, "CLOUD-03").contains("skipped"),
         "CLOUD-03 cannot run with Azure skipped:\n{out}"
     );
-    assert!(!out.contains("e2e-fake-secret"), "plan printed the secret key");
+    assert!(
+        !out.contains("e2e-fake-secret"),
+        "plan printed the secret key"
+    );
 }
 
 // ------------------------------------------------------------------------- configuration
@@ -501,7 +589,11 @@ fn plan_live_with_aws_credentials_runs_aws_only() {
 #[test]
 fn config_unknown_key_names_key_and_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_file(dir.path(), "cloudtest.toml", "[run]\nmax_parallel = 2\nbogus_key = 1\n");
+    let cfg = write_file(
+        dir.path(),
+        "cloudtest.toml",
+        "[run]\nmax_parallel = 2\nbogus_key = 1\n",
+    );
     let run = run_cloudtest(&["run", "--config", &cfg], &[]);
     assert_usage_error(&run, &["bogus_key", &cfg]);
 }
@@ -509,7 +601,11 @@ fn config_unknown_key_names_key_and_file() {
 #[test]
 fn config_wrong_type_names_key() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_file(dir.path(), "cloudtest.toml", "[run]\nmax_parallel = \"eight\"\n");
+    let cfg = write_file(
+        dir.path(),
+        "cloudtest.toml",
+        "[run]\nmax_parallel = \"eight\"\n",
+    );
     let run = run_cloudtest(&["run", "--config", &cfg], &[]);
     assert_usage_error(&run, &["max_parallel", &cfg]);
 }
@@ -517,7 +613,11 @@ fn config_wrong_type_names_key() {
 #[test]
 fn config_missing_file_is_a_usage_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let missing = dir.path().join("missing.toml").to_string_lossy().into_owned();
+    let missing = dir
+        .path()
+        .join("missing.toml")
+        .to_string_lossy()
+        .into_owned();
     let run = run_cloudtest(&["run", "--config", &missing], &[]);
     assert_usage_error(&run, &[&missing]);
 }
@@ -537,13 +637,18 @@ fn health_timeout_env_sets_the_health_deadline() {
     assert_exit(&run, 1);
     for id in ["CLOUD-01", "CLOUD-02"] {
         let detail = assert_phase(&run, id, "health", "failed");
-        assert!(detail.contains("within 1"), "{id}: `{detail}` should use the 1 s limit");
+        assert!(
+            detail.contains("within 1"),
+            "{id}: `{detail}` should use the 1 s limit"
+        );
         assert!(
             detail.contains("CLOUDTEST_HEALTH_TIMEOUT"),
             "{id}: `{detail}` should name CLOUDTEST_HEALTH_TIMEOUT"
         );
         // The 1 s limit, not the mock default: the phase ends well before 5 s.
-        let ms = run.phase(id, "health")["duration_ms"].as_u64().unwrap_or(u64::MAX);
+        let ms = run.phase(id, "health")["duration_ms"]
+            .as_u64()
+            .unwrap_or(u64::MAX);
         assert!(ms < 4000, "{id}: health took {ms} ms with a 1 s limit");
         assert_torn_down(&run, id);
     }
@@ -577,7 +682,10 @@ fn keep_on_failure(scenario: &str, extra: &[&str], aws_kept: &str, azure_kept: &
             "{id}: `{detail}` should say loudly that nothing was torn down"
         );
         let deployment = str_of(&run.requirement(id)["facts"]["deployment_id"]).to_string();
-        assert!(detail.contains(&deployment), "{id}: `{detail}` should name {deployment}");
+        assert!(
+            detail.contains(&deployment),
+            "{id}: `{detail}` should name {deployment}"
+        );
         assert_phase(&run, id, "leak_check", "skipped");
     }
     assert!(
@@ -634,24 +742,37 @@ fn gap_doc_copy(dir: &Path) -> (std::path::PathBuf, String) {
 fn gap_doc_region_is_replaced_and_nothing_else_changes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, before) = gap_doc_copy(dir.path());
-    let begin = before.find(GAP_BEGIN).expect("begin marker in the repository copy");
-    let end = before.find(GAP_END).expect("end marker in the repository copy");
+    let begin = before
+        .find(GAP_BEGIN)
+        .expect("begin marker in the repository copy");
+    let end = before
+        .find(GAP_END)
+        .expect("end marker in the repository copy");
     let (head, tail) = (&before[..begin], &before[end + GAP_END.len()..]);
 
     let run = run_cloudtest(&["run", "--gap-doc", &path.to_string_lossy()], &[]);
     assert_exit(&run, 0);
     let after = std::fs::read_to_string(&path).expect("gap document after the run");
-    assert!(after.starts_with(head), "text before the begin marker changed");
+    assert!(
+        after.starts_with(head),
+        "text before the begin marker changed"
+    );
     assert!(after.ends_with(tail), "text after the end marker changed");
     assert_eq!(after.matches(GAP_BEGIN).count(), 1);
     assert_eq!(after.matches(GAP_END).count(), 1);
     let new_begin = after.find(GAP_BEGIN).expect("begin marker kept");
     let new_end = after.find(GAP_END).expect("end marker kept");
     let region = &after[new_begin..new_end];
-    let run_id = run.results()["run_id"].as_str().unwrap_or_default().to_string();
+    let run_id = run.results()["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(!run_id.is_empty());
     for needle in [run_id.as_str(), "CLOUD-01", "CLOUD-02", "CLOUD-03"] {
-        assert!(region.contains(needle), "the results region should hold `{needle}`:\n{region}");
+        assert!(
+            region.contains(needle),
+            "the results region should hold `{needle}`:\n{region}"
+        );
     }
 }
 
@@ -672,9 +793,17 @@ fn gap_doc_with_two_begin_markers_is_refused_before_anything_runs() {
 
     let run = run_cloudtest(&["run", "--gap-doc", &path.to_string_lossy()], &[]);
     assert_usage_error(&run, &[&l1.to_string(), &l2.to_string(), GAP_BEGIN]);
-    assert!(!run.stderr().contains("create started"), "something was deployed\n{}", run.transcript());
+    assert!(
+        !run.stderr().contains("create started"),
+        "something was deployed\n{}",
+        run.transcript()
+    );
     let after = std::fs::read(&path).expect("read back");
-    assert_eq!(after, broken.as_bytes(), "the broken gap document must be left byte-identical");
+    assert_eq!(
+        after,
+        broken.as_bytes(),
+        "the broken gap document must be left byte-identical"
+    );
 }
 
 // ------------------------------------------------------------------------- secrets
@@ -685,14 +814,23 @@ const KNOWN_SECRET: &str = "Xq7-known-secret-value-4242-abcdef";
 fn admin_password_reaches_no_output_even_at_trace_level() {
     let run = run_cloudtest(
         &["run"],
-        &[("CLOUDTEST_ADMIN_PASSWORD", KNOWN_SECRET), ("RUST_LOG", "trace")],
+        &[
+            ("CLOUDTEST_ADMIN_PASSWORD", KNOWN_SECRET),
+            ("RUST_LOG", "trace"),
+        ],
     );
     // The password was used: the GUI accepted it on both clouds.
     for id in ["CLOUD-01", "CLOUD-02"] {
         assert_phase(&run, id, "health", "passed");
     }
-    assert!(!run.stdout().contains(KNOWN_SECRET), "stdout holds the admin password");
-    assert!(!run.stderr().contains(KNOWN_SECRET), "stderr holds the admin password");
+    assert!(
+        !run.stdout().contains(KNOWN_SECRET),
+        "stdout holds the admin password"
+    );
+    assert!(
+        !run.stderr().contains(KNOWN_SECRET),
+        "stderr holds the admin password"
+    );
     let files = files_under(run.out());
     assert!(files.len() >= 5, "expected the outputs, found {files:?}");
     for file in files {
@@ -732,9 +870,15 @@ fn generated_password_is_not_in_results() {
     assert_exit(&run, 0);
     let mut found = Vec::new();
     keys_containing(&run.results(), "password", "", &mut found);
-    assert!(found.is_empty(), "results.json has password-like keys: {found:?}");
+    assert!(
+        found.is_empty(),
+        "results.json has password-like keys: {found:?}"
+    );
     let text = std::fs::read_to_string(run.out().join("results.json")).expect("results.json");
-    assert!(!text.contains("AdminPassword="), "results.json holds an AdminPassword value");
+    assert!(
+        !text.contains("AdminPassword="),
+        "results.json holds an AdminPassword value"
+    );
 }
 
 /// With one fixed admin password, each lifecycle must still see only its own client.
@@ -745,5 +889,10 @@ fn fixed_admin_password_keeps_the_clouds_apart() {
     for id in ["CLOUD-01", "CLOUD-02"] {
         assert_eq!(run.requirement(id)["facts"]["enrolled_clients"], 1, "{id}");
     }
-    assert_eq!(run.requirement("CLOUD-03")["status"], "passed", "{}", run.transcript());
+    assert_eq!(
+        run.requirement("CLOUD-03")["status"],
+        "passed",
+        "{}",
+        run.transcript()
+    );
 }

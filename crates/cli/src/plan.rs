@@ -93,6 +93,18 @@ impl RunPlan {
         secret
     }
 
+    /// The GUI admin user for lifecycle number `index`. In mock mode with one fixed
+    /// `CLOUDTEST_ADMIN_PASSWORD`, every lifecycle would log in to the one emulated
+    /// Velociraptor with the same credentials and see each other's clients; a distinct user
+    /// name per lifecycle keeps them apart, as separate servers are in a live run.
+    pub fn lifecycle_user(&self, index: usize) -> String {
+        if self.mock.is_some() && self.admin_password.is_some() {
+            format!("{}-{}", self.admin_user, index + 1)
+        } else {
+            self.admin_user.clone()
+        }
+    }
+
     pub fn build(args: &RunArgs) -> Result<RunPlan> {
         Self::build_with(args, &ProcessEnvironment, Utc::now())
     }

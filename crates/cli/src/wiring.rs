@@ -270,6 +270,8 @@ pub async fn build_providers(
     mock: Option<&MockCloud>,
 ) -> Result<Vec<Box<dyn Provider>>> {
     let mut out: Vec<Box<dyn Provider>> = Vec::new();
+    // Lifecycle number, for per-lifecycle mock credentials (see RunPlan::lifecycle_user).
+    let mut index = 0usize;
     let allowed_cidr = plan
         .allowed_cidr
         .clone()
@@ -292,6 +294,8 @@ pub async fn build_providers(
                 .or_insert_with(|| m.velociraptor.gui_port().to_string());
         }
         for region in &aws.regions {
+            let admin_user = plan.lifecycle_user(index);
+            index += 1;
             let conn = AwsConnection {
                 endpoint: aws
                     .endpoint
@@ -311,7 +315,7 @@ pub async fn build_providers(
                 template_path: aws.template_path.clone(),
                 template_body: aws.template_body.clone(),
                 parameters: parameters.clone(),
-                admin_user: plan.admin_user.clone(),
+                admin_user: admin_user.clone(),
                 admin_password: admin_password.clone(),
                 velociraptor_version: plan.velociraptor_version.clone(),
                 velociraptor_sha256: plan.velociraptor_sha256.clone(),
@@ -331,7 +335,7 @@ pub async fn build_providers(
                     // for the one this stack would boot, with this lifecycle's admin login.
                     m.velociraptor.deploy(ServerDeployment {
                         deployment: format!("probe-via-mock:{run_id}"),
-                        admin_user: plan.admin_user.clone(),
+                        admin_user: admin_user.clone(),
                         admin_password: admin_password.expose().to_string(),
                         version: plan.velociraptor_version.clone(),
                         expected_clients: 1,
@@ -380,6 +384,8 @@ pub async fn build_providers(
             }
         };
         for location in &az.locations {
+            let admin_user = plan.lifecycle_user(index);
+            index += 1;
             let conn = connection.clone();
             let deployment_plan = DeploymentPlan {
                 run_id: lifecycle_run_id(plan, az.locations.len(), location),
@@ -387,7 +393,7 @@ pub async fn build_providers(
                 template_path: az.template_path.clone(),
                 template: az.template.clone(),
                 parameters: parameters.clone(),
-                admin_user: plan.admin_user.clone(),
+                admin_user: admin_user.clone(),
                 admin_password: plan.lifecycle_password(),
                 velociraptor_version: plan.velociraptor_version.clone(),
                 velociraptor_sha256: plan.velociraptor_sha256.clone(),
