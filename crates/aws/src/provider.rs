@@ -23,9 +23,9 @@ use crate::events::{
     StackEventRecord,
 };
 use crate::inventory::{Ec2Inventory, CHECKED_KINDS, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
-use cloudtest_core::{read_again, Strikes};
 use crate::stacks::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
 use crate::template::{declared_parameters, select_parameters, ParameterValue};
+use cloudtest_core::{read_again, Strikes};
 
 /// Everything one CLOUD-01 lifecycle needs besides the SDK configuration. Holds the admin
 /// password, so it has no `Debug`.

@@ -41,7 +41,6 @@ pub struct SweepItem {
     pub why: String,
 }
 
-
 /// Deletion order for stray resources: what holds others first, VPCs last.
 fn order(kind: &str) -> u8 {
     match kind {

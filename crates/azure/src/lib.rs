@@ -36,11 +36,11 @@ pub use connection::{
 };
 pub use errors::AzureError;
 
+use cloudtest_core::{read_again, Strikes};
 use connection::ArmClients;
 use deployment::DeploymentState;
 use lro::{Monitor, Started};
 use parameters::Offered;
-use cloudtest_core::{read_again, Strikes};
 
 /// Everything one Azure lifecycle deploys, decided by the CLI before any call.
 /// Holds the admin password, so it has no `Debug`.

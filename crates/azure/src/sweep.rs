@@ -28,9 +28,9 @@ use crate::lro::{self, Monitor, Started};
 use crate::resource_group;
 use crate::resource_kind::resource_ref;
 
+use cloudtest_core::tags::run_started;
 /// The rule both clouds' sweeps apply (tagged, and expired or older than the limit).
 pub use cloudtest_core::tags::sweep_due as due;
-use cloudtest_core::tags::run_started;
 
 /// What a sweep would delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,9 +50,6 @@ pub struct SweepItem {
     /// Why it is due (`expired at ...`, `created ..., older than 6h`).
     pub why: String,
 }
-
-
-
 
 /// ARM tags as a map, string values only (ARM allows nothing else).
 fn string_tags(tags: Option<&Value>) -> BTreeMap<String, String> {

@@ -250,9 +250,18 @@ impl RunPlan {
         // An external emulator (moto, LocalStack) is slower than the embedded one: its
         // CreateStack alone can take several seconds.
         if mock.is_some() && aws.as_ref().is_some_and(|a| a.endpoint.is_some()) {
-            for phase in [Phase::Create, Phase::WaitReady, Phase::Teardown, Phase::LeakCheck] {
+            for phase in [
+                Phase::Create,
+                Phase::WaitReady,
+                Phase::Teardown,
+                Phase::LeakCheck,
+            ] {
                 let d = deadlines.get(phase).max(Duration::from_secs(120));
-                deadlines.set(phase, d, "default for an external AWS emulator (--aws-endpoint)");
+                deadlines.set(
+                    phase,
+                    d,
+                    "default for an external AWS emulator (--aws-endpoint)",
+                );
             }
         }
         deadlines

@@ -279,7 +279,13 @@ mod transient_tests {
         let r = read_again(backoff, || {
             calls += 1;
             let n = calls;
-            async move { if n < TRANSIENT_TOLERANCE { Err(E(true)) } else { Ok(n) } }
+            async move {
+                if n < TRANSIENT_TOLERANCE {
+                    Err(E(true))
+                } else {
+                    Ok(n)
+                }
+            }
         })
         .await;
         assert_eq!(r.ok(), Some(TRANSIENT_TOLERANCE));
@@ -307,11 +313,23 @@ mod transient_tests {
     fn strikes_count_in_a_row_and_start_over() {
         let s = Strikes::default();
         for _ in 0..TRANSIENT_TOLERANCE - 1 {
-            assert!(matches!(s.step::<(), _, _>(E(true), |e| e), PollStep::Pending(_)));
+            assert!(matches!(
+                s.step::<(), _, _>(E(true), |e| e),
+                PollStep::Pending(_)
+            ));
         }
-        assert!(matches!(s.step::<(), _, _>(E(true), |e| e), PollStep::Fail(_)));
+        assert!(matches!(
+            s.step::<(), _, _>(E(true), |e| e),
+            PollStep::Fail(_)
+        ));
         s.clear();
-        assert!(matches!(s.step::<(), _, _>(E(true), |e| e), PollStep::Pending(_)));
-        assert!(matches!(s.step::<(), _, _>(E(false), |e| e), PollStep::Fail(_)));
+        assert!(matches!(
+            s.step::<(), _, _>(E(true), |e| e),
+            PollStep::Pending(_)
+        ));
+        assert!(matches!(
+            s.step::<(), _, _>(E(false), |e| e),
+            PollStep::Fail(_)
+        ));
     }
 }

@@ -58,7 +58,10 @@ mod tests {
     use super::*;
 
     fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -66,12 +69,35 @@ mod tests {
         let now = Utc::now();
         let past = (now - chrono::Duration::hours(1)).to_rfc3339();
         let future = (now + chrono::Duration::hours(1)).to_rfc3339();
-        assert!(sweep_due(&tags(&[(RUN_ID_TAG, "r"), (EXPIRES_AT_TAG, &past)]), None, now, None).is_some());
-        assert!(sweep_due(&tags(&[(RUN_ID_TAG, "r"), (EXPIRES_AT_TAG, &future)]), None, now, None).is_none());
+        assert!(sweep_due(
+            &tags(&[(RUN_ID_TAG, "r"), (EXPIRES_AT_TAG, &past)]),
+            None,
+            now,
+            None
+        )
+        .is_some());
+        assert!(sweep_due(
+            &tags(&[(RUN_ID_TAG, "r"), (EXPIRES_AT_TAG, &future)]),
+            None,
+            now,
+            None
+        )
+        .is_none());
         // Untagged is never due, however old or expired.
-        assert!(sweep_due(&tags(&[(EXPIRES_AT_TAG, &past)]), Some(now - chrono::Duration::days(9)), now, Some(Duration::ZERO)).is_none());
+        assert!(sweep_due(
+            &tags(&[(EXPIRES_AT_TAG, &past)]),
+            Some(now - chrono::Duration::days(9)),
+            now,
+            Some(Duration::ZERO)
+        )
+        .is_none());
         let old = Some(now - chrono::Duration::hours(7));
-        let why = sweep_due(&tags(&[(RUN_ID_TAG, "r")]), old, now, Some(Duration::from_secs(6 * 3600)));
+        let why = sweep_due(
+            &tags(&[(RUN_ID_TAG, "r")]),
+            old,
+            now,
+            Some(Duration::from_secs(6 * 3600)),
+        );
         assert!(why.is_some_and(|w| w.contains("older than 6h")));
         assert!(sweep_due(&tags(&[(RUN_ID_TAG, "r")]), old, now, None).is_none());
     }
