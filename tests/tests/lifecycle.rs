@@ -99,33 +99,12 @@ fn assert_cloud03_not_passed(run: &Run) {
     );
 }
 
-/// A health timeout reports the last status the server gave. The probe's own poll loop and
-/// the engine's phase deadline expire at the same instant, so the engine's generic "health did
-/// not finish within ..." sometimes wins and the probe's detail is lost (reported to the lead);
-/// then the last status must at least be in the progress lines on stderr.
-fn assert_last_health_status(run: &Run, id: &str, detail: &str, status: &str) {
-    if detail.contains("did not answer") {
-        assert!(
-            detail.contains(&format!("HTTP {status}")),
-            "{id}: `{detail}` should give the last status {status}"
-        );
-        return;
-    }
+/// A health timeout reports the last status the server gave, in the probe's own words (the
+/// engine's hard stop comes after a grace period, so the probe's message is never lost).
+fn assert_last_health_status(_run: &Run, id: &str, detail: &str, status: &str) {
     assert!(
-        detail.contains("health did not finish within"),
-        "{id}: unexpected health failure `{detail}`"
-    );
-    let lifecycle = match id {
-        "CLOUD-01" => "CLOUD-01 us-east-1",
-        _ => "CLOUD-02 eastus",
-    };
-    let stderr = run.stderr();
-    assert!(
-        stderr.lines().any(|l| l.contains(lifecycle)
-            && l.contains(" health ")
-            && l.contains(&format!("HTTP {status}"))),
-        "{id}: no progress line shows HTTP {status}\n{}",
-        run.transcript()
+        detail.contains("did not answer") && detail.contains(&format!("HTTP {status}")),
+        "{id}: `{detail}` should give the last status {status}"
     );
 }
 
@@ -328,12 +307,9 @@ fn scenario_no_enrollment_fails_enrollment_and_tears_down() {
         assert_eq!(run.requirement(id)["status"], "failed");
         assert_phase(&run, id, "health", "passed");
         let detail = assert_phase(&run, id, "enrollment", "failed");
-        // The probe's own message ("... within 1.0s, last seen: no clients listed") or, when
-        // the engine's deadline fires first, the engine's ("... within 1s (limit from
-        // --deadline enrollment=...)"): see `assert_last_health_status`.
+        // The probe's own message ("... within 1.0s, last seen: no clients listed").
         assert!(
-            detail.contains("within 1")
-                && (detail.contains("no clients") || detail.contains("--deadline enrollment")),
+            detail.contains("within 1") && detail.contains("no clients"),
             "{id}: `{detail}` should say no client enrolled within the 1 s deadline"
         );
         assert!(run.requirement(id)["facts"]

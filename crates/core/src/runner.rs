@@ -508,7 +508,12 @@ impl LifecycleRunner {
         cancellable: bool,
     ) -> Driven<T> {
         let guarded = AssertUnwindSafe(fut).catch_unwind();
-        let timed = tokio::time::timeout_at(cx.deadline(), guarded);
+        // Providers and probes stop at `cx.deadline()` with their own, better message ("last
+        // seen HTTP 503"); the engine's hard stop comes a little later so it never wins that
+        // race and only catches a phase that ignores its deadline.
+        let limit = self.options.deadlines.get(cx.phase());
+        let grace = (limit / 50).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let timed = tokio::time::timeout_at(cx.deadline() + grace, guarded);
         let outcome = if cancellable {
             tokio::select! {
                 biased;

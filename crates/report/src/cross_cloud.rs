@@ -156,16 +156,8 @@ fn compare(aws: &RequirementResult, azure: &RequirementResult) -> Vec<Comparison
             a.velociraptor_version.clone(),
             z.velociraptor_version.clone(),
         ),
-        same(
-            "Frontend port",
-            a.frontend_port.map(|p| p.to_string()),
-            z.frontend_port.map(|p| p.to_string()),
-        ),
-        same(
-            "GUI/API port",
-            a.gui_port.map(|p| p.to_string()),
-            z.gui_port.map(|p| p.to_string()),
-        ),
+        port_row("Frontend port", a, a.frontend_port, z, z.frontend_port),
+        port_row("GUI/API port", a, a.gui_port, z, z.gui_port),
         tls_row(a, z),
         same("GUI authentication", a.gui_auth.clone(), z.gui_auth.clone()),
         clients_row(a, z),
@@ -203,6 +195,39 @@ fn same(aspect: &str, aws: Option<String>, azure: Option<String>) -> ComparisonR
         azure: azure.unwrap_or_else(|| UNKNOWN.into()),
         agrees,
     }
+}
+
+/// Set by the CLI on mock-mode lifecycles: their ports are the emulator's ephemeral ones.
+pub const EMULATED_ENDPOINTS_FACT: &str = "emulated_endpoints";
+
+fn emulated(f: &RequirementFacts) -> bool {
+    f.extra
+        .get(EMULATED_ENDPOINTS_FACT)
+        .and_then(|v| v.as_bool())
+        == Some(true)
+}
+
+/// Ports must match, except between two emulated servers: shards from separate mock runs
+/// each had their own emulator on its own ephemeral port, which says nothing about the
+/// templates' configuration.
+fn port_row(
+    aspect: &str,
+    a: &RequirementFacts,
+    a_port: Option<u16>,
+    z: &RequirementFacts,
+    z_port: Option<u16>,
+) -> ComparisonRow {
+    if emulated(a) && emulated(z) && a_port.is_some() && z_port.is_some() {
+        let show = |p: Option<u16>| p.map(|p| format!("{p} (emulator)"));
+        let mut row = same(aspect, show(a_port), show(z_port));
+        row.agrees = true;
+        return row;
+    }
+    same(
+        aspect,
+        a_port.map(|p| p.to_string()),
+        z_port.map(|p| p.to_string()),
+    )
 }
 
 fn tls_row(a: &RequirementFacts, z: &RequirementFacts) -> ComparisonRow {
@@ -297,6 +322,39 @@ fn leak_row(aws: &RequirementResult, azure: &RequirementResult) -> ComparisonRow
         aws: show(aws),
         azure: show(azure),
         agrees: clean(aws) && clean(azure),
+    }
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    #[test]
+    fn emulated_ports_may_differ_but_real_ones_may_not() {
+        let mut a = RequirementFacts {
+            frontend_port: Some(1000),
+            ..Default::default()
+        };
+        let mut z = RequirementFacts {
+            frontend_port: Some(2000),
+            ..Default::default()
+        };
+        assert!(!port_row("Frontend port", &a, a.frontend_port, &z, z.frontend_port).agrees);
+        a.extra.insert(
+            EMULATED_ENDPOINTS_FACT.into(),
+            serde_json::Value::Bool(true),
+        );
+        assert!(
+            !port_row("Frontend port", &a, a.frontend_port, &z, z.frontend_port).agrees,
+            "only one side emulated"
+        );
+        z.extra.insert(
+            EMULATED_ENDPOINTS_FACT.into(),
+            serde_json::Value::Bool(true),
+        );
+        let row = port_row("Frontend port", &a, a.frontend_port, &z, z.frontend_port);
+        assert!(row.agrees);
+        assert!(row.aws.contains("emulator"), "{row:?}");
     }
 }
 

@@ -70,6 +70,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     }
     display.finish();
 
+    if plan.mode == RunMode::Mock {
+        for r in &mut requirements {
+            r.facts.extra.insert(
+                cloudtest_report::cross_cloud::EMULATED_ENDPOINTS_FACT.into(),
+                serde_json::Value::Bool(true),
+            );
+        }
+    }
     requirements.extend(guards.skipped.iter().cloned());
     requirements.sort_by(|a, b| a.id.cmp(&b.id).then(a.region.cmp(&b.region)));
     let cross = wiring::cross_cloud(&requirements);
