@@ -86,35 +86,8 @@ pub fn read_json(path: &Path) -> Value {
 /// A command for the binary, run from the workspace root with a clean environment for the
 /// variables that change its behaviour.
 pub fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(cloudtest_bin());
-    cmd.current_dir(workspace_root()).args(args);
-    for var in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_ROLE_ARN",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_ENDPOINT_URL",
-        "AZURE_SUBSCRIPTION_ID",
-        "AZURE_CLIENT_ID",
-        "AZURE_CLIENT_SECRET",
-        "AZURE_TENANT_ID",
-        "AZURE_FEDERATED_TOKEN_FILE",
-        "IDENTITY_ENDPOINT",
-        "MSI_ENDPOINT",
-        "CLOUDTEST_HEALTH_TIMEOUT",
-        "CLOUDTEST_ADMIN_PASSWORD",
-        "CLOUDTEST_RUN_URL",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    // No shared credential files either: HOME points at an empty directory.
-    cmd.env("HOME", empty_home());
-    cmd
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    command_for(&cloudtest_bin(), &args)
 }
 
 fn empty_home() -> PathBuf {

@@ -535,7 +535,7 @@ fn plan_live_with_aws_credentials_runs_aws_only() {
     let (run, _out) = plan(
         &["--mode", "live"],
         &[
-            ("AWS_ACCESS_KEY_ID", "AKIAE2EFAKEFAKEFAKE0"),
+            ("AWS_ACCESS_KEY_ID", "cloudtest-e2e-not-a-real-key-id"),
             ("AWS_SECRET_ACCESS_KEY", "e2e-fake-secret-not-a-real-key"),
         ],
     );
