@@ -152,63 +152,6 @@ pub async fn delete(sdk: &SdkConfig, item: &SweepItem) -> Result<(), AwsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::EXPIRES_AT_TAG;
-    use std::collections::BTreeMap;
-
-    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect("valid")
-            .with_timezone(&Utc)
-    }
-
-    #[test]
-    fn untagged_is_never_due() {
-        let now = t("2030-01-01T00:00:00Z");
-        let untagged = tags(&[(EXPIRES_AT_TAG, "2020-01-01T00:00:00Z")]);
-        assert_eq!(
-            due(
-                &untagged,
-                Some(t("2020-01-01T00:00:00Z")),
-                now,
-                Some(Duration::from_secs(1))
-            ),
-            None
-        );
-    }
-
-    #[test]
-    fn expiry_and_age_decide() {
-        let now = t("2030-01-01T12:00:00Z");
-        let expired = tags(&[(RUN_ID_TAG, "r1"), (EXPIRES_AT_TAG, "2030-01-01T06:00:00Z")]);
-        assert_eq!(
-            due(&expired, None, now, None).as_deref(),
-            Some("expired at 2030-01-01T06:00:00Z")
-        );
-        let fresh = tags(&[(RUN_ID_TAG, "r1"), (EXPIRES_AT_TAG, "2030-01-01T18:00:00Z")]);
-        assert_eq!(
-            due(&fresh, Some(t("2030-01-01T11:00:00Z")), now, None),
-            None
-        );
-        let old = due(
-            &fresh,
-            Some(t("2030-01-01T05:00:00Z")),
-            now,
-            Some(Duration::from_secs(6 * 3600)),
-        );
-        assert!(
-            old.as_deref().is_some_and(|w| w.contains("older than 6h")),
-            "{old:?}"
-        );
-        let garbage = tags(&[(RUN_ID_TAG, "r1"), (EXPIRES_AT_TAG, "soon")]);
-        assert_eq!(due(&garbage, None, now, None), None);
-    }
 
     #[test]
     fn strays_are_deleted_holders_first_vpcs_last() {

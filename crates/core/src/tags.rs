@@ -109,4 +109,72 @@ mod tests {
         assert!(run_started("planted-1").is_none());
         assert!(run_started("20261125194500").is_none());
     }
+    #[test]
+    fn untagged_is_never_due() {
+        let now = t("2030-01-01T00:00:00Z");
+        let untagged = tags(&[(EXPIRES_AT_TAG, "2020-01-01T00:00:00Z")]);
+        assert_eq!(
+            sweep_due(
+                &untagged,
+                Some(t("2020-01-01T00:00:00Z")),
+                now,
+                Some(Duration::from_secs(1))
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn expiry_and_age_decide() {
+        let now = t("2030-01-01T12:00:00Z");
+        let expired = tags(&[(RUN_ID_TAG, "r1"), (EXPIRES_AT_TAG, "2030-01-01T06:00:00Z")]);
+        assert_eq!(
+            sweep_due(&expired, None, now, None).as_deref(),
+            Some("expired at 2030-01-01T06:00:00Z")
+        );
+        let fresh = tags(&[(RUN_ID_TAG, "r1"), (EXPIRES_AT_TAG, "2030-01-01T18:00:00Z")]);
+        assert_eq!(
+            sweep_due(&fresh, Some(t("2030-01-01T11:00:00Z")), now, None),
+            None
+        );
+        assert_eq!(
+            sweep_due(
+                &fresh,
+                Some(t("2030-01-01T11:00:00Z")),
+                now,
+                Some(Duration::from_secs(6 * 3600))
+            ),
+            None
+        );
+        let old = sweep_due(
+            &fresh,
+            Some(t("2030-01-01T05:00:00Z")),
+            now,
+            Some(Duration::from_secs(6 * 3600)),
+        );
+        assert!(
+            old.as_deref().is_some_and(|w| w.contains("older than 6h")),
+            "{old:?}"
+        );
+        let garbage = tags(&[(RUN_ID_TAG, "r1"), (EXPIRES_AT_TAG, "soon")]);
+        assert_eq!(sweep_due(&garbage, None, now, None), None);
+    }
+
+    #[test]
+    fn run_ids_give_their_start_time_only_in_the_generated_shape() {
+        assert_eq!(
+            run_started("20240131120000-00abcd"),
+            Some(t("2024-01-31T12:00:00Z"))
+        );
+        assert_eq!(run_started("20240131120000"), None);
+        assert_eq!(run_started("my-run"), None);
+        assert_eq!(run_started("20241399120000-x"), None);
+        assert_eq!(run_started("2024013112000é-x"), None);
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
 }
