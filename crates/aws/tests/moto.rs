@@ -22,14 +22,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use base64::Engine;
 use cloudtest_aws::sweep::SweepTarget;
 use cloudtest_aws::{load_sdk_config, AwsConnection, CloudFormationProvider, StackPlan};
 use cloudtest_core::{
-    Backoff, DeploymentFacts, EnrollmentFacts, EventSink, HealthFacts, LifecycleId, Phase,
-    PhaseContext, PhaseError, PhaseErrorKind, Provider, RequirementId, RunEvent, RunEventKind,
-    Secret, ServerProbe,
+    Backoff, EventSink, LifecycleId, Phase, PhaseContext, PhaseErrorKind, Provider, RequirementId,
+    RunEvent, RunEventKind, Secret,
 };
 use tokio::time::Instant;
 
@@ -122,28 +120,6 @@ impl Recorder {
     }
 }
 
-/// The Velociraptor side is not under test here; the lead's end-to-end test wires the
-/// emulated server.
-struct NoProbe;
-
-#[async_trait]
-impl ServerProbe for NoProbe {
-    async fn health(
-        &self,
-        _: &PhaseContext,
-        _: &DeploymentFacts,
-    ) -> Result<HealthFacts, PhaseError> {
-        Err(PhaseError::error("not probed in this test"))
-    }
-    async fn enrollment(
-        &self,
-        _: &PhaseContext,
-        _: &DeploymentFacts,
-    ) -> Result<EnrollmentFacts, PhaseError> {
-        Err(PhaseError::error("not probed in this test"))
-    }
-}
-
 fn cx(phase: Phase, events: &Arc<Recorder>) -> PhaseContext {
     PhaseContext::new(
         LifecycleId::new(RequirementId::Cloud01, "us-east-1"),
@@ -151,7 +127,6 @@ fn cx(phase: Phase, events: &Arc<Recorder>) -> PhaseContext {
         Duration::from_secs(90),
         Instant::now(),
         events.clone(),
-        Arc::new(NoProbe),
     )
 }
 

@@ -11,11 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cloudtest_core::{
-    poll_until, Backoff, DeploymentFacts, EnrollmentFacts, HealthFacts, LifecycleId, NullSink,
-    Phase, PhaseContext, PhaseError, PollError, PollStep, RequirementId, ResourceRef, ServerProbe,
+    poll_until, Backoff, LifecycleId, NullSink, Phase, PhaseContext, PollError, PollStep,
+    RequirementId, ResourceRef,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -454,30 +453,7 @@ fn sweep_context(location: &str, deadline: Instant) -> PhaseContext {
         deadline.saturating_duration_since(now),
         now,
         Arc::new(NullSink),
-        Arc::new(NoServer),
     )
-}
-
-/// Sweep never probes a server; the context still needs a probe.
-struct NoServer;
-
-#[async_trait]
-impl ServerProbe for NoServer {
-    async fn health(
-        &self,
-        _cx: &PhaseContext,
-        _deployment: &DeploymentFacts,
-    ) -> Result<HealthFacts, PhaseError> {
-        Err(PhaseError::error("sweep does not probe servers"))
-    }
-
-    async fn enrollment(
-        &self,
-        _cx: &PhaseContext,
-        _deployment: &DeploymentFacts,
-    ) -> Result<EnrollmentFacts, PhaseError> {
-        Err(PhaseError::error("sweep does not probe servers"))
-    }
 }
 
 #[cfg(test)]

@@ -9,14 +9,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use cloudtest_azure::{ArmConnection, ArmProvider, DeploymentPlan};
 use cloudtest_core::{
-    Backoff, DeploymentFacts, EnrollmentFacts, HealthFacts, LifecycleId, NullSink, Phase,
-    PhaseContext, PhaseError, PhaseErrorKind, Provider, RequirementId, Secret, ServerProbe,
+    Backoff, LifecycleId, NullSink, Phase, PhaseContext, PhaseErrorKind, Provider, RequirementId,
+    Secret,
 };
 use serde_json::{json, Value};
 
@@ -155,26 +154,6 @@ fn count(before: &[Seen], method: &str, path_end: &str) -> usize {
 
 // ---------- provider under test ----------
 
-struct NoProbe;
-
-#[async_trait]
-impl ServerProbe for NoProbe {
-    async fn health(
-        &self,
-        _: &PhaseContext,
-        _: &DeploymentFacts,
-    ) -> Result<HealthFacts, PhaseError> {
-        Err(PhaseError::error("not probed in replay"))
-    }
-    async fn enrollment(
-        &self,
-        _: &PhaseContext,
-        _: &DeploymentFacts,
-    ) -> Result<EnrollmentFacts, PhaseError> {
-        Err(PhaseError::error("not probed in replay"))
-    }
-}
-
 fn cx(phase: Phase) -> PhaseContext {
     PhaseContext::new(
         LifecycleId::new(RequirementId::Cloud02, "eastus"),
@@ -182,7 +161,6 @@ fn cx(phase: Phase) -> PhaseContext {
         Duration::from_secs(600),
         tokio::time::Instant::now(),
         Arc::new(NullSink),
-        Arc::new(NoProbe),
     )
 }
 

@@ -10,8 +10,8 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use cloudtest_core::config::{Config, DEFAULT_MONTHLY_BUDGET_USD};
 use cloudtest_core::outputs::REQUIRED_OUTPUTS;
-use cloudtest_core::runner::PhaseDeadlines;
 use cloudtest_core::skip::{Environment, ProcessEnvironment};
+use cloudtest_core::PhaseDeadlines;
 use cloudtest_core::{Phase, RunMode, Secret};
 
 use crate::args::{ModeArg, ProviderArg, RunArgs};

@@ -110,6 +110,26 @@ pub struct LeakFacts {
     pub checked: Vec<String>,
 }
 
+/// What the cloud said about the server the probes were about to trust (AWS: the CA the
+/// instance printed on its own console against the one published through the wait condition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
+pub enum ServerIdentity {
+    /// Checked and matching; the detail says against what.
+    Verified(String),
+    /// This endpoint cannot show it (an external emulator's canned console); the run goes on.
+    NotVerifiable(String),
+}
+
+/// One file of failure evidence (`console-server.txt`, `stack-events.txt`): plain text that
+/// the CLI writes under `OUT/evidence/<requirement>-<region>/`, redacted again on the way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EvidenceItem {
+    /// A plain file name, no directories.
+    pub name: String,
+    pub text: String,
+}
+
 /// The `facts` object of one requirement in results.json. Every field is optional because a
 /// run that stopped early knows only some of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -156,6 +176,14 @@ pub struct RequirementFacts {
     pub deletion_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leak_checked_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_identity: Option<ServerIdentity>,
+    /// Failure evidence as collected; written to files by the CLI, never into results.json.
+    #[serde(skip)]
+    pub evidence: Vec<EvidenceItem>,
+    /// Where the evidence files were written, relative to the output directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_dir: Option<String>,
     /// Facts a provider or reporter adds beyond the common set (CLOUD-03 rows, for one).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,

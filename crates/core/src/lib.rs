@@ -26,11 +26,12 @@ pub mod skip;
 pub mod tags;
 
 pub use cancel::{CancelReason, Shutdown};
+pub use config::{Hook, PhaseDeadlines};
 pub use events::{EventSink, NullSink, RunEvent, RunEventKind};
 pub use exit::ExitCode;
 pub use facts::{
-    CreateFacts, DeploymentFacts, EnrolledClient, EnrollmentFacts, HealthFacts, LeakFacts,
-    RequirementFacts, ResourceRef, TeardownFacts,
+    CreateFacts, DeploymentFacts, EnrolledClient, EnrollmentFacts, EvidenceItem, HealthFacts,
+    LeakFacts, RequirementFacts, ResourceRef, ServerIdentity, TeardownFacts,
 };
 pub use phase::{Phase, PhaseRecord, PhaseStatus};
 pub use poll::{poll_until, read_again, Backoff, PollError, PollStep, Strikes, Transient};
@@ -38,5 +39,5 @@ pub use probe::ServerProbe;
 pub use provider::{PhaseContext, PhaseError, PhaseErrorKind, Provider};
 pub use requirement::{LifecycleId, RequirementId, RequirementStatus};
 pub use results::{Cost, RequirementResult, RunMode, RunResults};
-pub use runner::{LifecycleOptions, LifecycleRunner, PhaseDeadlines};
+pub use runner::{LifecycleOptions, LifecycleRunner};
 pub use secret::Secret;

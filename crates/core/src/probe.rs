@@ -1,5 +1,5 @@
 //! What the engine needs from a Velociraptor prober. `cloudtest-velociraptor` implements it;
-//! providers call it from their default `health`/`enrollment` phases.
+//! the runner calls it for the health and enrollment phases.
 
 use async_trait::async_trait;
 

@@ -9,10 +9,9 @@ use tokio::time::Instant;
 
 use crate::events::{EventSink, RunEvent, RunEventKind};
 use crate::facts::{
-    CreateFacts, DeploymentFacts, EnrollmentFacts, HealthFacts, LeakFacts, TeardownFacts,
+    CreateFacts, DeploymentFacts, EvidenceItem, LeakFacts, ServerIdentity, TeardownFacts,
 };
 use crate::phase::Phase;
-use crate::probe::ServerProbe;
 use crate::requirement::LifecycleId;
 
 /// Whether a phase found the system under test wanting (`Failed`) or could not do its job
@@ -57,7 +56,6 @@ pub struct PhaseContext {
     started: Instant,
     lifecycle_started: Instant,
     events: Arc<dyn EventSink>,
-    probe: Arc<dyn ServerProbe>,
 }
 
 impl PhaseContext {
@@ -67,7 +65,6 @@ impl PhaseContext {
         budget: Duration,
         lifecycle_started: Instant,
         events: Arc<dyn EventSink>,
-        probe: Arc<dyn ServerProbe>,
     ) -> Self {
         let started = Instant::now();
         Self {
@@ -77,7 +74,6 @@ impl PhaseContext {
             started,
             lifecycle_started,
             events,
-            probe,
         }
     }
 
@@ -104,10 +100,6 @@ impl PhaseContext {
         self.started.elapsed()
     }
 
-    pub fn probe(&self) -> &Arc<dyn ServerProbe> {
-        &self.probe
-    }
-
     /// Reports one line of progress (a stack event, a poll result). Never print directly.
     pub fn progress(&self, message: impl Into<String>) {
         let message = message.into();
@@ -126,10 +118,11 @@ impl PhaseContext {
 
 /// A cloud provider's lifecycle. Each method returns typed facts; none prints.
 ///
-/// `teardown` and `leak_check` are called whenever `create` was attempted, even if `create`
-/// itself failed, timed out, panicked or was cancelled: implementations must know what to
-/// delete from the names they chose up front (`cloudtest-<run_id>`), not only from what
-/// `create` returned.
+/// Health and enrollment are the runner's: it calls the [`crate::ServerProbe`] itself, after
+/// [`Provider::verify_server`]. `teardown` and `leak_check` are called whenever `create` was
+/// attempted, even if `create` itself failed, timed out, panicked or was cancelled:
+/// implementations must know what to delete from the names they chose up front
+/// (`cloudtest-<run_id>`), not only from what `create` returned.
 #[async_trait]
 pub trait Provider: Send {
     fn lifecycle(&self) -> LifecycleId;
@@ -138,20 +131,22 @@ pub trait Provider: Send {
 
     async fn wait_ready(&mut self, cx: &PhaseContext) -> Result<DeploymentFacts, PhaseError>;
 
-    async fn health(
+    /// Before the probes trust the deployment's CA: proves through the cloud's own API that the
+    /// server is the one this deployment created. Runs inside the health phase under its own
+    /// short deadline (`deadlines.verify_server`); an error fails health with its message.
+    async fn verify_server(
         &mut self,
-        cx: &PhaseContext,
-        deployment: &DeploymentFacts,
-    ) -> Result<HealthFacts, PhaseError> {
-        cx.probe().health(cx, deployment).await
+        _cx: &PhaseContext,
+        _deployment: &DeploymentFacts,
+    ) -> Result<Option<ServerIdentity>, PhaseError> {
+        Ok(None)
     }
 
-    async fn enrollment(
-        &mut self,
-        cx: &PhaseContext,
-        deployment: &DeploymentFacts,
-    ) -> Result<EnrollmentFacts, PhaseError> {
-        cx.probe().enrollment(cx, deployment).await
+    /// Before teardown of a lifecycle whose `failed` phase did not pass: what explains the
+    /// failure (console output, failed operations), under its own short deadline
+    /// (`deadlines.evidence`). Never fails: what could not be read becomes an item saying so.
+    async fn collect_evidence(&mut self, _cx: &PhaseContext, _failed: Phase) -> Vec<EvidenceItem> {
+        Vec::new()
     }
 
     async fn teardown(&mut self, cx: &PhaseContext) -> Result<TeardownFacts, PhaseError>;

@@ -1,5 +1,7 @@
 //! Runs one lifecycle: the six phases in order, each under its deadline, with teardown and
-//! the leak check guaranteed once `create` was attempted.
+//! the leak check guaranteed once `create` was attempted. The runner calls the probe itself
+//! for health and enrollment; the provider's two hooks (`verify_server` before the probes,
+//! `collect_evidence` before teardown of a failure) run under their own short deadlines.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -11,113 +13,17 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::cancel::{CancelReason, Shutdown};
-use crate::config::{DeadlinesConfig, HEALTH_TIMEOUT_ENV};
+use crate::config::{Hook, PhaseDeadlines};
 use crate::events::{EventSink, RunEvent, RunEventKind};
-use crate::facts::{DeploymentFacts, RequirementFacts};
+use crate::facts::{
+    DeploymentFacts, EnrollmentFacts, EvidenceItem, HealthFacts, LeakFacts, RequirementFacts,
+    TeardownFacts,
+};
 use crate::phase::{Phase, PhaseRecord, PhaseStatus};
 use crate::probe::ServerProbe;
 use crate::provider::{PhaseContext, PhaseError, PhaseErrorKind, Provider};
 use crate::requirement::{LifecycleId, RequirementStatus};
 use crate::results::{Cost, RequirementResult};
-use crate::skip::Environment;
-
-/// One deadline per phase, with where each came from (for timeout messages).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PhaseDeadlines {
-    limits: [(Duration, String); 6],
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{origin}: {message}")]
-pub struct DeadlineError {
-    pub origin: String,
-    pub message: String,
-}
-
-impl PhaseDeadlines {
-    /// Real clouds: minutes.
-    pub fn live_defaults() -> Self {
-        Self::from_secs([20 * 60, 30 * 60, 120, 15 * 60, 30 * 60, 5 * 60], "default")
-    }
-
-    /// Emulators: seconds, stretched by `--mock-latency` so slow mock runs still fit.
-    pub fn mock_defaults(latency: Duration) -> Self {
-        let base = [5.0, 10.0, 5.0, 5.0, 10.0, 5.0];
-        let mut secs = [0u64; 6];
-        for (i, b) in base.iter().enumerate() {
-            // Each phase may wait through a few emulated delays.
-            secs[i] = (b + latency.as_secs_f64() * 6.0).ceil() as u64;
-        }
-        Self::from_secs(secs, "mock default")
-    }
-
-    fn from_secs(secs: [u64; 6], origin: &str) -> Self {
-        Self {
-            limits: secs.map(|s| (Duration::from_secs(s), origin.to_string())),
-        }
-    }
-
-    pub fn get(&self, phase: Phase) -> Duration {
-        self.limits[phase as usize].0
-    }
-
-    pub fn origin(&self, phase: Phase) -> &str {
-        &self.limits[phase as usize].1
-    }
-
-    pub fn set(&mut self, phase: Phase, limit: Duration, origin: impl Into<String>) {
-        self.limits[phase as usize] = (limit, origin.into());
-    }
-
-    /// Applies the config file, then `CLOUDTEST_HEALTH_TIMEOUT`. Flags are applied by the
-    /// caller afterwards with [`PhaseDeadlines::set`], so they win.
-    pub fn apply(
-        &mut self,
-        config: &DeadlinesConfig,
-        config_origin: &str,
-        env: &dyn Environment,
-    ) -> Result<(), DeadlineError> {
-        let pairs = [
-            (Phase::Create, config.create),
-            (Phase::WaitReady, config.wait_ready),
-            (Phase::Health, config.health),
-            (Phase::Enrollment, config.enrollment),
-            (Phase::Teardown, config.teardown),
-            (Phase::LeakCheck, config.leak_check),
-        ];
-        for (phase, value) in pairs {
-            if let Some(d) = value {
-                if d.is_zero() {
-                    return Err(DeadlineError {
-                        origin: config_origin.to_string(),
-                        message: format!("deadlines.{phase} must be longer than 0s"),
-                    });
-                }
-                self.set(phase, d, format!("deadlines.{phase} in {config_origin}"));
-            }
-        }
-        if let Some(raw) = env.var(HEALTH_TIMEOUT_ENV) {
-            let secs = parse_seconds(&raw).map_err(|message| DeadlineError {
-                origin: HEALTH_TIMEOUT_ENV.to_string(),
-                message,
-            })?;
-            self.set(Phase::Health, Duration::from_secs(secs), HEALTH_TIMEOUT_ENV);
-        }
-        Ok(())
-    }
-}
-
-/// Whole seconds greater than zero, as `CLOUDTEST_HEALTH_TIMEOUT` takes them.
-pub fn parse_seconds(raw: &str) -> Result<u64, String> {
-    let t = raw.trim();
-    match t.parse::<i64>() {
-        Ok(n) if n > 0 => Ok(n as u64),
-        Ok(n) => Err(format!("must be a positive number of seconds, got {n}")),
-        Err(_) => Err(format!(
-            "must be a whole number of seconds (e.g. 300), got `{t}`"
-        )),
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct LifecycleOptions {
@@ -134,14 +40,105 @@ pub struct LifecycleRunner {
     shutdown: Shutdown,
 }
 
-/// How driving one phase ended.
+/// What is being driven under a deadline: a phase, or a provider hook inside one.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Phase(Phase),
+    Hook(Phase, Hook),
+}
+
+impl Step {
+    fn phase(self) -> Phase {
+        match self {
+            Step::Phase(p) | Step::Hook(p, _) => p,
+        }
+    }
+}
+
+/// How driving one step ended.
 enum Driven<T> {
     Ok(T),
     Err(PhaseError),
-    TimedOut(Duration),
+    TimedOut,
     Panicked(String),
     Cancelled(CancelReason),
 }
+
+/// One lifecycle's state between steps.
+struct Lifecycle {
+    id: LifecycleId,
+    started: Instant,
+    records: Vec<PhaseRecord>,
+    facts: RequirementFacts,
+    first_problem: Option<(Phase, PhaseError)>,
+    cancelled: Option<CancelReason>,
+    create_attempted: bool,
+    deployment: Option<DeploymentFacts>,
+}
+
+impl Lifecycle {
+    fn new(id: LifecycleId) -> Self {
+        Self {
+            id,
+            started: Instant::now(),
+            records: Vec::new(),
+            facts: RequirementFacts::default(),
+            first_problem: None,
+            cancelled: None,
+            create_attempted: false,
+            deployment: None,
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.first_problem.is_some() || self.cancelled.is_some()
+    }
+
+    /// Remembers the run's first problem; a cancellation is not one (it has its own reason).
+    fn note_problem(&mut self, phase: Phase, err: &PhaseError) {
+        if self.first_problem.is_none() && self.cancelled.is_none() {
+            self.first_problem = Some((phase, err.clone()));
+        }
+    }
+
+    fn into_result(self) -> RequirementResult {
+        let (status, reason) = match (&self.first_problem, self.cancelled) {
+            (_, Some(sig)) => (
+                RequirementStatus::Error,
+                format!(
+                    "cancelled by {}; {}",
+                    sig.signal_name(),
+                    if self.create_attempted {
+                        "teardown ran"
+                    } else {
+                        "nothing was created"
+                    }
+                ),
+            ),
+            (Some((phase, e)), None) => (
+                match e.kind {
+                    PhaseErrorKind::Failed => RequirementStatus::Failed,
+                    PhaseErrorKind::Error => RequirementStatus::Error,
+                },
+                format!("{phase}: {}", e.message),
+            ),
+            (None, None) => (RequirementStatus::Passed, String::new()),
+        };
+        RequirementResult {
+            id: self.id.requirement,
+            provider: self.id.requirement.provider().to_string(),
+            region: self.id.region.clone(),
+            status,
+            reason,
+            phases: self.records,
+            facts: self.facts,
+            cost: Cost::default(),
+        }
+    }
+}
+
+/// How a phase ended, for its record.
+type Outcome = (PhaseStatus, String);
 
 impl LifecycleRunner {
     pub fn new(
@@ -197,321 +194,299 @@ impl LifecycleRunner {
 
     /// Runs one lifecycle to the end and returns its result.
     pub async fn run(&self, provider: &mut dyn Provider) -> RequirementResult {
-        let id = provider.lifecycle();
-        let started = Instant::now();
-        let mut records: Vec<PhaseRecord> = Vec::new();
-        let mut facts = RequirementFacts::default();
-        let mut first_problem: Option<(Phase, PhaseError)> = None;
-        let mut cancelled: Option<CancelReason> = None;
-        let mut create_attempted = false;
-        let mut deployment: Option<DeploymentFacts> = None;
-
+        let mut lc = Lifecycle::new(provider.lifecycle());
         for phase in [
             Phase::Create,
             Phase::WaitReady,
             Phase::Health,
             Phase::Enrollment,
         ] {
-            if let Some(reason) = cancelled.or(self.shutdown.reason()) {
-                cancelled = Some(reason);
-                records.push(self.skip(
-                    &id,
-                    started,
+            if let Some(reason) = lc.cancelled.or(self.shutdown.reason()) {
+                lc.cancelled = Some(reason);
+                self.skip(
+                    &mut lc,
                     phase,
                     format!("not run: cancelled by {}", reason.signal_name()),
-                ));
-                continue;
+                );
+            } else if let Some((failed, _)) = &lc.first_problem {
+                let detail = format!("not run: {failed} did not pass");
+                self.skip(&mut lc, phase, detail);
+            } else {
+                self.phase_step(&mut lc, provider, phase).await;
             }
-            if let Some((failed, _)) = &first_problem {
-                records.push(self.skip(
-                    &id,
-                    started,
-                    phase,
-                    format!("not run: {failed} did not pass"),
-                ));
-                continue;
-            }
-            let cx = self.context(&id, phase, started);
-            self.emit(&id, started, RunEventKind::PhaseStarted { phase });
-            let t0 = Instant::now();
-            let at = chrono::Utc::now();
-            let (status, detail) = match phase {
-                Phase::Create => {
-                    create_attempted = true;
-                    match self.drive(&cx, provider.create(&cx), true).await {
-                        Driven::Ok(c) => {
-                            facts.deployment_id = Some(c.deployment_id.clone());
-                            (PhaseStatus::Passed, format!("created {}", c.deployment_id))
-                        }
-                        other => self.problem(phase, other, &mut first_problem, &mut cancelled),
-                    }
-                }
-                Phase::WaitReady => match self.drive(&cx, provider.wait_ready(&cx), true).await {
-                    Driven::Ok(d) => {
-                        facts.velociraptor_version = Some(d.velociraptor_version.clone());
-                        facts.server_address = Some(d.server_address.clone());
-                        facts.frontend_port = Some(d.frontend_port);
-                        facts.gui_port = Some(d.gui_port);
-                        facts.ca_fingerprint = Some(d.ca_fingerprint.clone());
-                        facts.expected_clients = Some(d.expected_clients);
-                        facts.resources_created = Some(d.resources.len() as u32);
-                        facts.resources = d.resources.clone();
-                        let detail = format!(
-                            "ready: Velociraptor {} at {} ({} resources)",
-                            d.velociraptor_version,
-                            d.server_address,
-                            d.resources.len()
-                        );
-                        deployment = Some(d);
-                        (PhaseStatus::Passed, detail)
-                    }
-                    other => self.problem(phase, other, &mut first_problem, &mut cancelled),
-                },
-                Phase::Health => {
-                    let Some(d) = deployment.as_ref() else {
-                        unreachable_phase(&mut first_problem, phase);
-                        continue;
-                    };
-                    match self.drive(&cx, provider.health(&cx, d), true).await {
-                        Driven::Ok(h) => {
-                            facts.time_to_healthy_ms = Some(h.time_to_healthy_ms);
-                            facts.tls = Some(h.tls.clone());
-                            facts.gui_auth = Some(h.gui_auth.clone());
-                            let detail = format!(
-                                "healthy after {} ms; GUI answered {} without and {} with credentials; TLS {}",
-                                h.time_to_healthy_ms, h.gui_unauthenticated_status, h.gui_authenticated_status, h.tls
-                            );
-                            (PhaseStatus::Passed, detail)
-                        }
-                        other => self.problem(phase, other, &mut first_problem, &mut cancelled),
-                    }
-                }
-                Phase::Enrollment => {
-                    let Some(d) = deployment.as_ref() else {
-                        unreachable_phase(&mut first_problem, phase);
-                        continue;
-                    };
-                    match self.drive(&cx, provider.enrollment(&cx, d), true).await {
-                        Driven::Ok(e) => {
-                            facts.time_to_enroll_ms = Some(e.time_to_enroll_ms);
-                            facts.enrolled_clients = Some(e.clients.len() as u32);
-                            let mut versions: Vec<String> =
-                                e.clients.iter().map(|c| c.agent_version.clone()).collect();
-                            versions.sort();
-                            versions.dedup();
-                            facts.agent_versions = versions;
-                            let names: Vec<String> = e
-                                .clients
-                                .iter()
-                                .map(|c| format!("{} ({})", c.client_id, c.hostname))
-                                .collect();
-                            facts.clients = e.clients;
-                            let detail = format!(
-                                "{} of {} expected clients enrolled after {} ms: {}",
-                                names.len(),
-                                e.expected_clients,
-                                e.time_to_enroll_ms,
-                                names.join(", ")
-                            );
-                            (PhaseStatus::Passed, detail)
-                        }
-                        other => self.problem(phase, other, &mut first_problem, &mut cancelled),
-                    }
-                }
-                Phase::Teardown | Phase::LeakCheck => continue,
-            };
-            self.finish(&id, started, &mut records, phase, status, at, t0, detail);
         }
 
-        // Cleanup: always once create was attempted.
-        let failed = first_problem.is_some() || cancelled.is_some();
-        if !create_attempted {
-            records.push(self.skip(
-                &id,
-                started,
-                Phase::Teardown,
-                "not run: nothing was created",
-            ));
-            records.push(self.skip(
-                &id,
-                started,
-                Phase::LeakCheck,
-                "not run: nothing was created",
-            ));
-        } else if failed && self.options.keep_on_failure && cancelled.is_none() {
-            let what = format!(
-                "--keep-on-failure: {} was NOT torn down and is still costing money; delete it with `cloudtest sweep` or the cloud console",
-                facts.deployment_id.as_deref().unwrap_or("the deployment")
-            );
-            tracing::warn!(lifecycle = %id, "{what}");
-            self.emit(
-                &id,
-                started,
-                RunEventKind::KeptResources { what: what.clone() },
-            );
-            records.push(self.skip(&id, started, Phase::Teardown, what));
-            records.push(self.skip(
-                &id,
-                started,
-                Phase::LeakCheck,
-                "not run: teardown was skipped (--keep-on-failure)",
-            ));
+        if !lc.create_attempted {
+            for phase in [Phase::Teardown, Phase::LeakCheck] {
+                self.skip(&mut lc, phase, "not run: nothing was created");
+            }
+            return lc.into_result();
+        }
+        // Evidence first: teardown destroys it. Not after a signal: the user wants out.
+        if let (Some((failed, _)), None) = (&lc.first_problem, lc.cancelled) {
+            let failed = *failed;
+            self.collect_evidence(&mut lc, provider, failed).await;
+        }
+        if lc.failed() && self.options.keep_on_failure && lc.cancelled.is_none() {
+            self.keep(&mut lc);
         } else {
-            let cx = self.context(&id, Phase::Teardown, started);
-            self.emit(
-                &id,
-                started,
-                RunEventKind::PhaseStarted {
-                    phase: Phase::Teardown,
-                },
-            );
-            let t0 = Instant::now();
-            let at = chrono::Utc::now();
-            let (status, detail) = match self.drive(&cx, provider.teardown(&cx), false).await {
-                Driven::Ok(t) => {
-                    facts.teardown_complete = Some(true);
-                    facts.deletion_ms = Some(t.deletion_ms);
-                    let retry = if t.retries > 0 {
-                        format!(
-                            " after {} retr{}",
-                            t.retries,
-                            if t.retries == 1 { "y" } else { "ies" }
-                        )
-                    } else {
-                        String::new()
-                    };
-                    (
-                        PhaseStatus::Passed,
-                        format!("deleted in {} ms{retry}", t.deletion_ms),
-                    )
-                }
-                other => {
-                    facts.teardown_complete = Some(false);
-                    self.problem(Phase::Teardown, other, &mut first_problem, &mut cancelled)
-                }
-            };
-            self.finish(
-                &id,
-                started,
-                &mut records,
-                Phase::Teardown,
-                status,
-                at,
-                t0,
-                detail,
-            );
-
-            let cx = self.context(&id, Phase::LeakCheck, started);
-            self.emit(
-                &id,
-                started,
-                RunEventKind::PhaseStarted {
-                    phase: Phase::LeakCheck,
-                },
-            );
-            let t0 = Instant::now();
-            let at = chrono::Utc::now();
-            let (status, detail) = match self.drive(&cx, provider.leak_check(&cx), false).await {
-                Driven::Ok(l) => {
-                    facts.resources_remaining = Some(l.remaining.len() as u32);
-                    facts.leak_checked_types = l.checked.clone();
-                    if l.remaining.is_empty() {
-                        (
-                            PhaseStatus::Passed,
-                            format!(
-                                "nothing tagged with this run remains (checked {})",
-                                l.checked.join(", ")
-                            ),
-                        )
-                    } else {
-                        let ids: Vec<String> = l
-                            .remaining
-                            .iter()
-                            .map(|r| format!("{} {}", r.kind, r.id))
-                            .collect();
-                        let msg = format!(
-                            "{} resource(s) remain after teardown: {}",
-                            ids.len(),
-                            ids.join(", ")
-                        );
-                        facts.remaining_resources = l.remaining;
-                        if first_problem.is_none() {
-                            first_problem =
-                                Some((Phase::LeakCheck, PhaseError::failed(msg.clone())));
-                        }
-                        (PhaseStatus::Failed, msg)
-                    }
-                }
-                other => self.problem(Phase::LeakCheck, other, &mut first_problem, &mut cancelled),
-            };
-            self.finish(
-                &id,
-                started,
-                &mut records,
-                Phase::LeakCheck,
-                status,
-                at,
-                t0,
-                detail,
-            );
+            self.phase_step(&mut lc, provider, Phase::Teardown).await;
+            self.phase_step(&mut lc, provider, Phase::LeakCheck).await;
         }
+        lc.into_result()
+    }
 
-        let (status, reason) = match (&first_problem, cancelled) {
-            (_, Some(sig)) => (
-                RequirementStatus::Error,
-                format!(
-                    "cancelled by {}; {}",
-                    sig.signal_name(),
-                    if create_attempted {
-                        "teardown ran"
-                    } else {
-                        "nothing was created"
-                    }
-                ),
-            ),
-            (Some((phase, e)), None) => (
-                match e.kind {
-                    PhaseErrorKind::Failed => RequirementStatus::Failed,
-                    PhaseErrorKind::Error => RequirementStatus::Error,
-                },
-                format!("{phase}: {}", e.message),
-            ),
-            (None, None) => (RequirementStatus::Passed, String::new()),
+    /// Runs one phase under its deadline and records how it ended.
+    async fn phase_step(&self, lc: &mut Lifecycle, provider: &mut dyn Provider, phase: Phase) {
+        self.emit(&lc.id, lc.started, RunEventKind::PhaseStarted { phase });
+        let t0 = Instant::now();
+        let at = chrono::Utc::now();
+        let (status, detail) = match phase {
+            Phase::Create => self.create(lc, provider).await,
+            Phase::WaitReady => self.wait_ready(lc, provider).await,
+            Phase::Health => self.health(lc, provider).await,
+            Phase::Enrollment => self.enrollment(lc).await,
+            Phase::Teardown => self.teardown(lc, provider).await,
+            Phase::LeakCheck => self.leak_check(lc, provider).await,
         };
-        RequirementResult {
-            id: id.requirement,
-            provider: id.requirement.provider().to_string(),
-            region: id.region.clone(),
+        let record = PhaseRecord {
+            name: phase,
             status,
-            reason,
-            phases: records,
-            facts,
-            cost: Cost::default(),
+            started_at: Some(at),
+            duration_ms: t0.elapsed().as_millis() as u64,
+            detail,
+        };
+        self.emit(
+            &lc.id,
+            lc.started,
+            RunEventKind::PhaseFinished {
+                record: record.clone(),
+            },
+        );
+        lc.records.push(record);
+    }
+
+    async fn create(&self, lc: &mut Lifecycle, provider: &mut dyn Provider) -> Outcome {
+        lc.create_attempted = true;
+        let cx = self.context(lc, Phase::Create);
+        match self
+            .drive(&cx, Step::Phase(Phase::Create), provider.create(&cx), true)
+            .await
+        {
+            Driven::Ok(c) => {
+                lc.facts.deployment_id = Some(c.deployment_id.clone());
+                (PhaseStatus::Passed, format!("created {}", c.deployment_id))
+            }
+            other => self.problem(lc, Step::Phase(Phase::Create), other),
         }
     }
 
-    fn context(&self, id: &LifecycleId, phase: Phase, started: Instant) -> PhaseContext {
+    async fn wait_ready(&self, lc: &mut Lifecycle, provider: &mut dyn Provider) -> Outcome {
+        let cx = self.context(lc, Phase::WaitReady);
+        let step = Step::Phase(Phase::WaitReady);
+        match self.drive(&cx, step, provider.wait_ready(&cx), true).await {
+            Driven::Ok(d) => {
+                let f = &mut lc.facts;
+                f.velociraptor_version = Some(d.velociraptor_version.clone());
+                f.server_address = Some(d.server_address.clone());
+                f.frontend_port = Some(d.frontend_port);
+                f.gui_port = Some(d.gui_port);
+                f.ca_fingerprint = Some(d.ca_fingerprint.clone());
+                f.expected_clients = Some(d.expected_clients);
+                f.resources_created = Some(d.resources.len() as u32);
+                f.resources = d.resources.clone();
+                let detail = format!(
+                    "ready: Velociraptor {} at {} ({} resources)",
+                    d.velociraptor_version,
+                    d.server_address,
+                    d.resources.len()
+                );
+                lc.deployment = Some(d);
+                (PhaseStatus::Passed, detail)
+            }
+            other => self.problem(lc, step, other),
+        }
+    }
+
+    /// The provider vouches for the server through the cloud, then the probe checks it.
+    async fn health(&self, lc: &mut Lifecycle, provider: &mut dyn Provider) -> Outcome {
+        let Some(d) = lc.deployment.clone() else {
+            return no_deployment(lc, Phase::Health);
+        };
+        let hook = Step::Hook(Phase::Health, Hook::VerifyServer);
+        let cx = self.hook_context(lc, Phase::Health, Hook::VerifyServer);
+        match self
+            .drive(&cx, hook, provider.verify_server(&cx, &d), true)
+            .await
+        {
+            Driven::Ok(identity) => lc.facts.server_identity = identity,
+            other => return self.problem(lc, hook, other),
+        }
+        let step = Step::Phase(Phase::Health);
+        let cx = self.context(lc, Phase::Health);
+        match self
+            .drive(&cx, step, self.probe.health(&cx, &d), true)
+            .await
+        {
+            Driven::Ok(h) => {
+                let detail = health_detail(&h);
+                lc.facts.time_to_healthy_ms = Some(h.time_to_healthy_ms);
+                lc.facts.tls = Some(h.tls);
+                lc.facts.gui_auth = Some(h.gui_auth);
+                (PhaseStatus::Passed, detail)
+            }
+            other => self.problem(lc, step, other),
+        }
+    }
+
+    async fn enrollment(&self, lc: &mut Lifecycle) -> Outcome {
+        let Some(d) = lc.deployment.clone() else {
+            return no_deployment(lc, Phase::Enrollment);
+        };
+        let step = Step::Phase(Phase::Enrollment);
+        let cx = self.context(lc, Phase::Enrollment);
+        match self
+            .drive(&cx, step, self.probe.enrollment(&cx, &d), true)
+            .await
+        {
+            Driven::Ok(e) => {
+                let detail = enrollment_detail(&e);
+                let mut versions: Vec<String> =
+                    e.clients.iter().map(|c| c.agent_version.clone()).collect();
+                versions.sort();
+                versions.dedup();
+                lc.facts.time_to_enroll_ms = Some(e.time_to_enroll_ms);
+                lc.facts.enrolled_clients = Some(e.clients.len() as u32);
+                lc.facts.agent_versions = versions;
+                lc.facts.clients = e.clients;
+                (PhaseStatus::Passed, detail)
+            }
+            other => self.problem(lc, step, other),
+        }
+    }
+
+    /// Gathers what explains the failure before teardown destroys it. Bounded by its own
+    /// deadline; whatever happens, teardown follows.
+    async fn collect_evidence(
+        &self,
+        lc: &mut Lifecycle,
+        provider: &mut dyn Provider,
+        failed: Phase,
+    ) {
+        let cx = self.hook_context(lc, Phase::Teardown, Hook::Evidence);
+        let step = Step::Hook(Phase::Teardown, Hook::Evidence);
+        let collected = async { Ok(provider.collect_evidence(&cx, failed).await) };
+        let mut items = match self.drive(&cx, step, collected, true).await {
+            Driven::Ok(items) => items,
+            Driven::Err(e) => vec![incomplete(e.message)],
+            Driven::TimedOut => vec![incomplete(self.timeout_message(step))],
+            Driven::Panicked(msg) => vec![incomplete(format!("provider panicked: {msg}"))],
+            Driven::Cancelled(reason) => {
+                lc.cancelled = Some(reason);
+                vec![incomplete(format!("cancelled by {}", reason.signal_name()))]
+            }
+        };
+        items.retain(|i| !i.name.is_empty());
+        if !items.is_empty() {
+            cx.progress(format!(
+                "collected {} piece(s) of failure evidence before teardown",
+                items.len()
+            ));
+        }
+        lc.facts.evidence = items;
+    }
+
+    /// `--keep-on-failure` after a failure: teardown and leak check are skipped, loudly.
+    fn keep(&self, lc: &mut Lifecycle) {
+        let what = format!(
+            "--keep-on-failure: {} was NOT torn down and is still costing money; delete it with `cloudtest sweep` or the cloud console",
+            lc.facts.deployment_id.as_deref().unwrap_or("the deployment")
+        );
+        tracing::warn!(lifecycle = %lc.id, "{what}");
+        self.emit(
+            &lc.id,
+            lc.started,
+            RunEventKind::KeptResources { what: what.clone() },
+        );
+        self.skip(lc, Phase::Teardown, what);
+        self.skip(
+            lc,
+            Phase::LeakCheck,
+            "not run: teardown was skipped (--keep-on-failure)",
+        );
+    }
+
+    async fn teardown(&self, lc: &mut Lifecycle, provider: &mut dyn Provider) -> Outcome {
+        let step = Step::Phase(Phase::Teardown);
+        let cx = self.context(lc, Phase::Teardown);
+        match self.drive(&cx, step, provider.teardown(&cx), false).await {
+            Driven::Ok(t) => {
+                lc.facts.teardown_complete = Some(true);
+                lc.facts.deletion_ms = Some(t.deletion_ms);
+                (PhaseStatus::Passed, teardown_detail(&t))
+            }
+            other => {
+                lc.facts.teardown_complete = Some(false);
+                self.problem(lc, step, other)
+            }
+        }
+    }
+
+    async fn leak_check(&self, lc: &mut Lifecycle, provider: &mut dyn Provider) -> Outcome {
+        let step = Step::Phase(Phase::LeakCheck);
+        let cx = self.context(lc, Phase::LeakCheck);
+        match self.drive(&cx, step, provider.leak_check(&cx), false).await {
+            Driven::Ok(l) => {
+                lc.facts.resources_remaining = Some(l.remaining.len() as u32);
+                lc.facts.leak_checked_types = l.checked.clone();
+                leak_outcome(lc, l)
+            }
+            other => self.problem(lc, step, other),
+        }
+    }
+
+    fn context(&self, lc: &Lifecycle, phase: Phase) -> PhaseContext {
+        let budget = self.options.deadlines.get(phase);
         PhaseContext::new(
-            id.clone(),
+            lc.id.clone(),
             phase,
-            self.options.deadlines.get(phase),
-            started,
+            budget,
+            lc.started,
             self.events.clone(),
-            self.probe.clone(),
         )
+    }
+
+    fn hook_context(&self, lc: &Lifecycle, phase: Phase, hook: Hook) -> PhaseContext {
+        let budget = self.options.deadlines.hook(hook);
+        PhaseContext::new(
+            lc.id.clone(),
+            phase,
+            budget,
+            lc.started,
+            self.events.clone(),
+        )
+    }
+
+    fn limit(&self, step: Step) -> (Duration, &str) {
+        let d = &self.options.deadlines;
+        match step {
+            Step::Phase(p) => (d.get(p), d.origin(p)),
+            Step::Hook(_, h) => (d.hook(h), d.hook_origin(h)),
+        }
     }
 
     async fn drive<T>(
         &self,
         cx: &PhaseContext,
+        step: Step,
         fut: impl Future<Output = Result<T, PhaseError>>,
         cancellable: bool,
     ) -> Driven<T> {
         let guarded = AssertUnwindSafe(fut).catch_unwind();
         // Providers and probes stop at `cx.deadline()` with their own, better message ("last
         // seen HTTP 503"); the engine's hard stop comes a little later so it never wins that
-        // race and only catches a phase that ignores its deadline.
-        let limit = self.options.deadlines.get(cx.phase());
+        // race and only catches a step that ignores its deadline.
+        let (limit, _) = self.limit(step);
         let grace = (limit / 50).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let timed = tokio::time::timeout_at(cx.deadline() + grace, guarded);
         let outcome = if cancellable {
@@ -526,87 +501,57 @@ impl LifecycleRunner {
             timed.await
         };
         match outcome {
-            Err(_elapsed) => Driven::TimedOut(self.options.deadlines.get(cx.phase())),
+            Err(_elapsed) => Driven::TimedOut,
             Ok(Err(payload)) => Driven::Panicked(panic_message(payload.as_ref())),
             Ok(Ok(Ok(v))) => Driven::Ok(v),
             Ok(Ok(Err(e))) => Driven::Err(e),
         }
     }
 
+    fn timeout_message(&self, step: Step) -> String {
+        let (limit, origin) = self.limit(step);
+        let what = match step {
+            Step::Phase(p) => p.to_string(),
+            Step::Hook(_, h) => h.to_string(),
+        };
+        format!(
+            "{what} did not finish within {} (limit from {origin}); raise it there if the cloud is slow",
+            humantime::format_duration(limit)
+        )
+    }
+
     /// Turns a bad ending into the phase's record, remembering the run's first problem.
-    fn problem<T>(
-        &self,
-        phase: Phase,
-        driven: Driven<T>,
-        first: &mut Option<(Phase, PhaseError)>,
-        cancelled: &mut Option<CancelReason>,
-    ) -> (PhaseStatus, String) {
+    fn problem<T>(&self, lc: &mut Lifecycle, step: Step, driven: Driven<T>) -> Outcome {
+        let phase = step.phase();
         let err = match driven {
             Driven::Ok(_) => return (PhaseStatus::Passed, String::new()),
             Driven::Err(e) => e,
-            Driven::TimedOut(limit) => PhaseError::failed(format!(
-                "{phase} did not finish within {} (limit from {}); raise it there if the cloud is slow",
-                humantime::format_duration(limit),
-                self.options.deadlines.origin(phase)
-            )),
-            Driven::Panicked(msg) => PhaseError::error(format!("provider panicked during {phase}: {msg}")),
+            Driven::TimedOut => PhaseError::failed(self.timeout_message(step)),
+            Driven::Panicked(msg) => {
+                PhaseError::error(format!("provider panicked during {phase}: {msg}"))
+            }
             Driven::Cancelled(reason) => {
-                *cancelled = Some(reason);
-                PhaseError::error(format!("cancelled by {} during {phase}", reason.signal_name()))
+                lc.cancelled = Some(reason);
+                PhaseError::error(format!(
+                    "cancelled by {} during {phase}",
+                    reason.signal_name()
+                ))
             }
         };
-        let detail = err.message.clone();
-        if first.is_none() && cancelled.is_none() {
-            *first = Some((phase, err));
-        }
-        (PhaseStatus::Failed, detail)
+        lc.note_problem(phase, &err);
+        (PhaseStatus::Failed, err.message)
     }
 
-    fn skip(
-        &self,
-        id: &LifecycleId,
-        started: Instant,
-        phase: Phase,
-        detail: impl Into<String>,
-    ) -> PhaseRecord {
+    fn skip(&self, lc: &mut Lifecycle, phase: Phase, detail: impl Into<String>) {
         let record = PhaseRecord::skipped(phase, detail);
         self.emit(
-            id,
-            started,
+            &lc.id,
+            lc.started,
             RunEventKind::PhaseFinished {
                 record: record.clone(),
             },
         );
-        record
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        id: &LifecycleId,
-        started: Instant,
-        records: &mut Vec<PhaseRecord>,
-        phase: Phase,
-        status: PhaseStatus,
-        at: chrono::DateTime<chrono::Utc>,
-        t0: Instant,
-        detail: String,
-    ) {
-        let record = PhaseRecord {
-            name: phase,
-            status,
-            started_at: Some(at),
-            duration_ms: t0.elapsed().as_millis() as u64,
-            detail,
-        };
-        self.emit(
-            id,
-            started,
-            RunEventKind::PhaseFinished {
-                record: record.clone(),
-            },
-        );
-        records.push(record);
+        lc.records.push(record);
     }
 
     fn emit(&self, id: &LifecycleId, started: Instant, kind: RunEventKind) {
@@ -619,15 +564,76 @@ impl LifecycleRunner {
     }
 }
 
+fn health_detail(h: &HealthFacts) -> String {
+    format!(
+        "healthy after {} ms; GUI answered {} without and {} with credentials; TLS {}",
+        h.time_to_healthy_ms, h.gui_unauthenticated_status, h.gui_authenticated_status, h.tls
+    )
+}
+
+fn enrollment_detail(e: &EnrollmentFacts) -> String {
+    let names: Vec<String> = e
+        .clients
+        .iter()
+        .map(|c| format!("{} ({})", c.client_id, c.hostname))
+        .collect();
+    format!(
+        "{} of {} expected clients enrolled after {} ms: {}",
+        names.len(),
+        e.expected_clients,
+        e.time_to_enroll_ms,
+        names.join(", ")
+    )
+}
+
+fn teardown_detail(t: &TeardownFacts) -> String {
+    let retry = match t.retries {
+        0 => String::new(),
+        1 => " after 1 retry".to_string(),
+        n => format!(" after {n} retries"),
+    };
+    format!("deleted in {} ms{retry}", t.deletion_ms)
+}
+
+fn leak_outcome(lc: &mut Lifecycle, l: LeakFacts) -> Outcome {
+    if l.remaining.is_empty() {
+        return (
+            PhaseStatus::Passed,
+            format!(
+                "nothing tagged with this run remains (checked {})",
+                l.checked.join(", ")
+            ),
+        );
+    }
+    let ids: Vec<String> = l
+        .remaining
+        .iter()
+        .map(|r| format!("{} {}", r.kind, r.id))
+        .collect();
+    let msg = format!(
+        "{} resource(s) remain after teardown: {}",
+        ids.len(),
+        ids.join(", ")
+    );
+    lc.facts.remaining_resources = l.remaining;
+    lc.note_problem(Phase::LeakCheck, &PhaseError::failed(msg.clone()));
+    (PhaseStatus::Failed, msg)
+}
+
+/// An evidence item saying why collection stopped short.
+fn incomplete(why: String) -> EvidenceItem {
+    EvidenceItem {
+        name: "evidence-incomplete.txt".into(),
+        text: format!("evidence collection stopped early: {why}\n"),
+    }
+}
+
 /// Health/enrollment without a deployment cannot happen (wait_ready passed); recorded as a
 /// tool error rather than a panic if it ever does.
-fn unreachable_phase(first: &mut Option<(Phase, PhaseError)>, phase: Phase) {
-    if first.is_none() {
-        *first = Some((
-            phase,
-            PhaseError::error("internal: no deployment facts after wait_ready"),
-        ));
-    }
+fn no_deployment(lc: &mut Lifecycle, phase: Phase) -> Outcome {
+    let err = PhaseError::error("internal: no deployment facts after wait_ready");
+    lc.note_problem(phase, &err);
+    (PhaseStatus::Failed, err.message)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

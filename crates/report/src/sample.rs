@@ -218,7 +218,7 @@ fn lifecycle(
         teardown_complete: Some(true),
         deletion_ms: Some(durations[4]),
         leak_checked_types: vec!["instances".into(), "volumes".into(), "public IPs".into()],
-        extra: Default::default(),
+        ..Default::default()
     };
     RequirementResult {
         id,

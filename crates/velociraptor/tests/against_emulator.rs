@@ -103,7 +103,6 @@ impl Harness {
             budget,
             Instant::now(),
             Arc::new(NullSink),
-            self.probe.clone(),
         )
     }
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use cloudtest_core::config::parse_seconds;
 use cloudtest_core::config::HEALTH_TIMEOUT_ENV;
-use cloudtest_core::runner::parse_seconds;
 use cloudtest_core::{ExitCode, Secret};
 use cloudtest_velociraptor::{probe_existing, ExistingServer, ProbeDeadlines, ProbeSettings};
 

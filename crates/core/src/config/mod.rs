@@ -12,7 +12,9 @@ use serde::Deserialize;
 use thiserror::Error;
 
 pub use budget::{BudgetConfig, PriceOverride, DEFAULT_MONTHLY_BUDGET_USD};
-pub use deadlines::{DeadlinesConfig, HEALTH_TIMEOUT_ENV};
+pub use deadlines::{
+    parse_seconds, DeadlineError, DeadlinesConfig, Hook, PhaseDeadlines, HEALTH_TIMEOUT_ENV,
+};
 pub use provider::{AwsConfig, AzureConfig, RunConfig};
 pub use velociraptor::{VelociraptorConfig, DEFAULT_ADMIN_USER, DEFAULT_VERSION};
 

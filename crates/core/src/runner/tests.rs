@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use super::*;
 use crate::events::NullSink;
 use crate::facts::{
-    CreateFacts, EnrolledClient, EnrollmentFacts, HealthFacts, LeakFacts, ResourceRef,
-    TeardownFacts,
+    CreateFacts, EnrolledClient, EnrollmentFacts, EvidenceItem, HealthFacts, LeakFacts,
+    ResourceRef, ServerIdentity, TeardownFacts,
 };
 use crate::outputs::OutputContext;
 use crate::requirement::RequirementId;
@@ -24,37 +24,66 @@ enum Act {
     Panic,
 }
 
-struct Scripted {
+/// What each phase does and which were called, shared by the provider and the probe.
+#[derive(Clone)]
+struct Script {
     acts: [Act; 6],
     calls: Arc<Mutex<Vec<Phase>>>,
+}
+
+impl Script {
+    async fn act(&self, phase: Phase) -> Result<(), PhaseError> {
+        self.calls.lock().expect("lock").push(phase);
+        scripted(self.acts[phase as usize], phase.as_str()).await
+    }
+}
+
+async fn scripted(act: Act, what: &str) -> Result<(), PhaseError> {
+    match act {
+        Act::Pass => Ok(()),
+        Act::Fail => Err(PhaseError::failed(format!("{what} broke"))),
+        Act::Hang => {
+            tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+            Ok(())
+        }
+        Act::Panic => panic!("scripted panic in {what}"),
+    }
+}
+
+struct Scripted {
+    script: Script,
     leak: bool,
+    /// What `verify_server` and `collect_evidence` do; `None` keeps the trait's defaults.
+    verify: Option<Act>,
+    evidence: Option<Act>,
+    hooks_called: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl Scripted {
     fn new(calls: Arc<Mutex<Vec<Phase>>>) -> Self {
         Self {
-            acts: [Act::Pass; 6],
-            calls,
+            script: Script {
+                acts: [Act::Pass; 6],
+                calls,
+            },
             leak: false,
+            verify: None,
+            evidence: None,
+            hooks_called: Arc::new(Mutex::new(vec![])),
         }
     }
 
     fn with(mut self, phase: Phase, act: Act) -> Self {
-        self.acts[phase as usize] = act;
+        self.script.acts[phase as usize] = act;
         self
     }
 
     async fn act(&self, phase: Phase) -> Result<(), PhaseError> {
-        self.calls.lock().expect("lock").push(phase);
-        match self.acts[phase as usize] {
-            Act::Pass => Ok(()),
-            Act::Fail => Err(PhaseError::failed(format!("{phase} broke"))),
-            Act::Hang => {
-                tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
-                Ok(())
-            }
-            Act::Panic => panic!("scripted panic in {phase}"),
-        }
+        self.script.act(phase).await
+    }
+
+    fn probe(&self) -> Arc<dyn ServerProbe> {
+        Arc::new(ScriptedProbe(self.script.clone()))
     }
 }
 
@@ -102,38 +131,39 @@ impl Provider for Scripted {
         self.act(Phase::WaitReady).await?;
         Ok(deployment())
     }
-    async fn health(
+    async fn verify_server(
         &mut self,
         _cx: &PhaseContext,
         _d: &DeploymentFacts,
-    ) -> Result<HealthFacts, PhaseError> {
-        self.act(Phase::Health).await?;
-        Ok(HealthFacts {
-            time_to_healthy_ms: 5,
-            gui_unauthenticated_status: 401,
-            gui_authenticated_status: 200,
-            gui_auth: "basic".into(),
-            tls: "pinned-self-signed-ca".into(),
-            ca_fingerprint: "aa".into(),
-        })
+    ) -> Result<Option<ServerIdentity>, PhaseError> {
+        let Some(act) = self.verify else {
+            return Ok(None);
+        };
+        self.hooks_called
+            .lock()
+            .expect("lock")
+            .push("verify_server");
+        scripted(act, "verify_server").await?;
+        Ok(Some(ServerIdentity::Verified("console matches".into())))
     }
-    async fn enrollment(
-        &mut self,
-        _cx: &PhaseContext,
-        _d: &DeploymentFacts,
-    ) -> Result<EnrollmentFacts, PhaseError> {
-        self.act(Phase::Enrollment).await?;
-        Ok(EnrollmentFacts {
-            time_to_enroll_ms: 7,
-            expected_clients: 1,
-            clients: vec![EnrolledClient {
-                client_id: "C.0123456789abcdef".into(),
-                hostname: "client-1".into(),
-                agent_version: "0.77.2".into(),
-                first_seen_at_us: 1,
-                last_seen_at_us: 2,
+    async fn collect_evidence(&mut self, _cx: &PhaseContext, failed: Phase) -> Vec<EvidenceItem> {
+        let Some(act) = self.evidence else {
+            return Vec::new();
+        };
+        self.hooks_called
+            .lock()
+            .expect("lock")
+            .push("collect_evidence");
+        match scripted(act, "collect_evidence").await {
+            Ok(()) => vec![EvidenceItem {
+                name: "console.txt".into(),
+                text: format!("boot log after {failed} failed"),
             }],
-        })
+            Err(e) => vec![EvidenceItem {
+                name: "console.txt".into(),
+                text: e.message,
+            }],
+        }
     }
     async fn teardown(&mut self, _cx: &PhaseContext) -> Result<TeardownFacts, PhaseError> {
         self.act(Phase::Teardown).await?;
@@ -163,35 +193,54 @@ impl Provider for Scripted {
     }
 }
 
-/// Never called: the scripted provider overrides health and enrollment.
-struct NoProbe;
+/// The probe side of the script: health and enrollment are the runner's calls.
+struct ScriptedProbe(Script);
 
 #[async_trait]
-impl ServerProbe for NoProbe {
+impl ServerProbe for ScriptedProbe {
     async fn health(
         &self,
-        _: &PhaseContext,
-        _: &DeploymentFacts,
+        _cx: &PhaseContext,
+        _d: &DeploymentFacts,
     ) -> Result<HealthFacts, PhaseError> {
-        Err(PhaseError::error("not used"))
+        self.0.act(Phase::Health).await?;
+        Ok(HealthFacts {
+            time_to_healthy_ms: 5,
+            gui_unauthenticated_status: 401,
+            gui_authenticated_status: 200,
+            gui_auth: "basic".into(),
+            tls: "pinned-self-signed-ca".into(),
+            ca_fingerprint: "aa".into(),
+        })
     }
     async fn enrollment(
         &self,
-        _: &PhaseContext,
-        _: &DeploymentFacts,
+        _cx: &PhaseContext,
+        _d: &DeploymentFacts,
     ) -> Result<EnrollmentFacts, PhaseError> {
-        Err(PhaseError::error("not used"))
+        self.0.act(Phase::Enrollment).await?;
+        Ok(EnrollmentFacts {
+            time_to_enroll_ms: 7,
+            expected_clients: 1,
+            clients: vec![EnrolledClient {
+                client_id: "C.0123456789abcdef".into(),
+                hostname: "client-1".into(),
+                agent_version: "0.77.2".into(),
+                first_seen_at_us: 1,
+                last_seen_at_us: 2,
+            }],
+        })
     }
 }
 
-fn runner(keep: bool, shutdown: Shutdown) -> LifecycleRunner {
+fn runner(p: &Scripted, keep: bool, shutdown: Shutdown) -> LifecycleRunner {
     LifecycleRunner::new(
         LifecycleOptions {
             deadlines: PhaseDeadlines::live_defaults(),
             keep_on_failure: keep,
         },
         Arc::new(NullSink),
-        Arc::new(NoProbe),
+        p.probe(),
         shutdown,
     )
 }
@@ -200,7 +249,7 @@ fn runner(keep: bool, shutdown: Shutdown) -> LifecycleRunner {
 async fn happy_path_passes_every_phase_and_fills_facts() {
     let calls = Arc::new(Mutex::new(vec![]));
     let mut p = Scripted::new(calls.clone());
-    let r = runner(false, Shutdown::new()).run(&mut p).await;
+    let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
     assert_eq!(r.status, RequirementStatus::Passed, "{}", r.reason);
     assert!(r.phases.iter().all(|p| p.status == PhaseStatus::Passed));
     assert_eq!(r.phases.len(), 6);
@@ -221,7 +270,7 @@ async fn teardown_and_leak_check_run_after_each_failing_phase() {
         for act in [Act::Fail, Act::Hang, Act::Panic] {
             let calls = Arc::new(Mutex::new(vec![]));
             let mut p = Scripted::new(calls.clone()).with(failing, act);
-            let r = runner(false, Shutdown::new()).run(&mut p).await;
+            let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
             let seen = calls.lock().expect("lock").clone();
             assert!(
                 seen.ends_with(&[Phase::Teardown, Phase::LeakCheck]),
@@ -256,7 +305,7 @@ async fn teardown_and_leak_check_run_after_each_failing_phase() {
 #[tokio::test(start_paused = true)]
 async fn timeout_message_names_the_limit_and_where_it_came_from() {
     let mut p = Scripted::new(Arc::new(Mutex::new(vec![]))).with(Phase::Health, Act::Hang);
-    let r = runner(false, Shutdown::new()).run(&mut p).await;
+    let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
     let rec = r
         .phases
         .iter()
@@ -276,7 +325,7 @@ async fn cancellation_mid_phase_still_tears_down() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         trigger.cancel(crate::cancel::CancelReason::Terminate);
     });
-    let r = runner(false, shutdown).run(&mut p).await;
+    let r = runner(&p, false, shutdown).run(&mut p).await;
     let seen = calls.lock().expect("lock").clone();
     assert_eq!(
         seen,
@@ -302,7 +351,7 @@ async fn cancelled_before_start_creates_nothing() {
     let mut p = Scripted::new(calls.clone());
     let shutdown = Shutdown::new();
     shutdown.cancel(crate::cancel::CancelReason::Interrupt);
-    let r = runner(false, shutdown).run(&mut p).await;
+    let r = runner(&p, false, shutdown).run(&mut p).await;
     assert!(calls.lock().expect("lock").is_empty());
     assert_eq!(r.status, RequirementStatus::Error);
 }
@@ -311,7 +360,7 @@ async fn cancelled_before_start_creates_nothing() {
 async fn keep_on_failure_skips_teardown_loudly_only_after_a_failure() {
     let calls = Arc::new(Mutex::new(vec![]));
     let mut p = Scripted::new(calls.clone()).with(Phase::Health, Act::Fail);
-    let r = runner(true, Shutdown::new()).run(&mut p).await;
+    let r = runner(&p, true, Shutdown::new()).run(&mut p).await;
     assert!(!calls.lock().expect("lock").contains(&Phase::Teardown));
     let teardown = r
         .phases
@@ -328,7 +377,7 @@ async fn keep_on_failure_skips_teardown_loudly_only_after_a_failure() {
     // On success, --keep-on-failure changes nothing.
     let calls = Arc::new(Mutex::new(vec![]));
     let mut p = Scripted::new(calls.clone());
-    let r = runner(true, Shutdown::new()).run(&mut p).await;
+    let r = runner(&p, true, Shutdown::new()).run(&mut p).await;
     assert_eq!(r.status, RequirementStatus::Passed);
     assert!(calls.lock().expect("lock").contains(&Phase::Teardown));
 }
@@ -337,7 +386,7 @@ async fn keep_on_failure_skips_teardown_loudly_only_after_a_failure() {
 async fn a_leak_fails_the_requirement_with_the_ids() {
     let mut p = Scripted::new(Arc::new(Mutex::new(vec![])));
     p.leak = true;
-    let r = runner(false, Shutdown::new()).run(&mut p).await;
+    let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
     assert_eq!(r.status, RequirementStatus::Failed);
     assert_eq!(r.resources_remaining(), 1);
     assert!(r.reason.contains("vol-9"), "{}", r.reason);
@@ -347,7 +396,7 @@ async fn a_leak_fails_the_requirement_with_the_ids() {
 async fn teardown_failure_fails_the_requirement_but_leak_check_still_runs() {
     let calls = Arc::new(Mutex::new(vec![]));
     let mut p = Scripted::new(calls.clone()).with(Phase::Teardown, Act::Fail);
-    let r = runner(false, Shutdown::new()).run(&mut p).await;
+    let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
     assert_eq!(r.status, RequirementStatus::Failed);
     assert!(calls.lock().expect("lock").contains(&Phase::LeakCheck));
     assert_eq!(r.facts.teardown_complete, Some(false));
@@ -357,7 +406,7 @@ async fn teardown_failure_fails_the_requirement_but_leak_check_still_runs() {
 async fn run_all_runs_lifecycles_independently_and_in_order() {
     let ok = Scripted::new(Arc::new(Mutex::new(vec![])));
     let bad = Scripted::new(Arc::new(Mutex::new(vec![]))).with(Phase::Create, Act::Panic);
-    let results = runner(false, Shutdown::new())
+    let results = runner(&ok, false, Shutdown::new())
         .run_all(vec![Box::new(bad), Box::new(ok)], 1)
         .await;
     assert_eq!(results.len(), 2);
@@ -365,33 +414,127 @@ async fn run_all_runs_lifecycles_independently_and_in_order() {
     assert_eq!(results[1].status, RequirementStatus::Passed);
 }
 
-#[test]
-fn deadlines_apply_file_then_env() {
-    use crate::skip::MapEnvironment;
-    let mut d = PhaseDeadlines::live_defaults();
-    let cfg = crate::config::DeadlinesConfig {
-        health: Some(Duration::from_secs(90)),
-        ..Default::default()
-    };
-    d.apply(&cfg, "cloudtest.toml", &MapEnvironment::default())
-        .expect("ok");
-    assert_eq!(d.get(Phase::Health), Duration::from_secs(90));
-    d.apply(
-        &cfg,
-        "cloudtest.toml",
-        &MapEnvironment::default().with(HEALTH_TIMEOUT_ENV, "300"),
-    )
-    .expect("ok");
-    assert_eq!(d.get(Phase::Health), Duration::from_secs(300));
-    assert_eq!(d.origin(Phase::Health), HEALTH_TIMEOUT_ENV);
-    for bad in ["-5", "abc", "0", "1.5"] {
-        let err = d
-            .apply(
-                &cfg,
-                "cloudtest.toml",
-                &MapEnvironment::default().with(HEALTH_TIMEOUT_ENV, bad),
-            )
-            .unwrap_err();
-        assert_eq!(err.origin, HEALTH_TIMEOUT_ENV, "{bad}");
+#[tokio::test(start_paused = true)]
+async fn verify_server_runs_before_the_probe_and_its_failure_fails_health() {
+    let calls = Arc::new(Mutex::new(vec![]));
+    let mut p = Scripted::new(calls.clone());
+    p.verify = Some(Act::Fail);
+    let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
+    assert_eq!(r.status, RequirementStatus::Failed);
+    assert!(
+        r.reason.starts_with("health: verify_server broke"),
+        "{}",
+        r.reason
+    );
+    // The probe never ran: calls holds only the provider's phases.
+    let seen = calls.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        vec![
+            Phase::Create,
+            Phase::WaitReady,
+            Phase::Teardown,
+            Phase::LeakCheck
+        ]
+    );
+    assert_eq!(r.facts.server_identity, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn verify_server_outcome_is_recorded_and_its_timeout_names_its_own_limit() {
+    let mut p = Scripted::new(Arc::new(Mutex::new(vec![])));
+    p.verify = Some(Act::Pass);
+    let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
+    assert_eq!(r.status, RequirementStatus::Passed, "{}", r.reason);
+    assert_eq!(
+        r.facts.server_identity,
+        Some(ServerIdentity::Verified("console matches".into()))
+    );
+
+    let mut p = Scripted::new(Arc::new(Mutex::new(vec![])));
+    p.verify = Some(Act::Hang);
+    let started = Instant::now();
+    let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
+    let health = r
+        .phases
+        .iter()
+        .find(|x| x.name == Phase::Health)
+        .expect("health");
+    assert!(
+        health
+            .detail
+            .starts_with("verify_server did not finish within 3m"),
+        "{}",
+        health.detail
+    );
+    // Its own 3-minute limit, not the hour-long sum of the others: the run ends soon after.
+    assert!(
+        started.elapsed() < Duration::from_secs(4 * 60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn evidence_is_collected_after_a_failure_and_before_teardown() {
+    let calls = Arc::new(Mutex::new(vec![]));
+    let mut p = Scripted::new(calls.clone()).with(Phase::Enrollment, Act::Fail);
+    p.evidence = Some(Act::Pass);
+    let hooks = p.hooks_called.clone();
+    let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
+    assert_eq!(*hooks.lock().expect("lock"), vec!["collect_evidence"]);
+    assert_eq!(r.facts.evidence.len(), 1);
+    assert_eq!(r.facts.evidence[0].text, "boot log after enrollment failed");
+    assert!(calls
+        .lock()
+        .expect("lock")
+        .ends_with(&[Phase::Teardown, Phase::LeakCheck]));
+    // Never serialized: evidence goes to files, results.json only names the directory.
+    let json = serde_json::to_string(&r).expect("json");
+    assert!(!json.contains("boot log"), "{json}");
+
+    // Nothing to explain after a pass.
+    let mut p = Scripted::new(Arc::new(Mutex::new(vec![])));
+    p.evidence = Some(Act::Pass);
+    let hooks = p.hooks_called.clone();
+    let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
+    assert!(hooks.lock().expect("lock").is_empty());
+    assert!(r.facts.evidence.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn evidence_that_hangs_or_panics_never_blocks_teardown() {
+    for act in [Act::Hang, Act::Panic] {
+        let calls = Arc::new(Mutex::new(vec![]));
+        let mut p = Scripted::new(calls.clone()).with(Phase::WaitReady, Act::Fail);
+        p.evidence = Some(act);
+        let started = Instant::now();
+        let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
+        assert!(
+            calls
+                .lock()
+                .expect("lock")
+                .ends_with(&[Phase::Teardown, Phase::LeakCheck]),
+            "{act:?}"
+        );
+        let teardown = r
+            .phases
+            .iter()
+            .find(|x| x.name == Phase::Teardown)
+            .expect("teardown");
+        assert_eq!(teardown.status, PhaseStatus::Passed, "{act:?}");
+        assert_eq!(r.facts.evidence.len(), 1, "{act:?}");
+        assert_eq!(r.facts.evidence[0].name, "evidence-incomplete.txt");
+        // The reason stays the failed phase, not the evidence's trouble.
+        assert!(r.reason.starts_with("wait_ready"), "{act:?}: {}", r.reason);
+        assert!(started.elapsed() < Duration::from_secs(3 * 60), "{act:?}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_on_failure_still_collects_evidence() {
+    let mut p = Scripted::new(Arc::new(Mutex::new(vec![]))).with(Phase::Health, Act::Fail);
+    p.evidence = Some(Act::Pass);
+    let r = runner(&p, true, Shutdown::new()).run(&mut p).await;
+    assert_eq!(r.facts.evidence.len(), 1);
 }
