@@ -872,3 +872,45 @@ fn fixed_admin_password_keeps_the_clouds_apart() {
         run.transcript()
     );
 }
+
+/// Outside a checkout the binary uses the templates compiled into it, and says so.
+#[test]
+fn runs_from_any_directory_with_the_embedded_templates() {
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let out = elsewhere.path().join("out");
+    let plan = cloudtest_e2e::command(&["plan"])
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("plan");
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{text}");
+    assert!(
+        text.contains("templates-cfn/velociraptor.yaml (embedded in the binary)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("templates-arm/velociraptor.json (embedded in the binary)"),
+        "{text}"
+    );
+    let run = cloudtest_e2e::command(&["run", "--no-gap-doc", "--out"])
+        .arg(&out)
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("run");
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(out.join("results.json").is_file());
+
+    // From the checkout, the working-directory copy is used.
+    let here = cloudtest_e2e::command(&["plan"]).output().expect("plan");
+    let text = String::from_utf8_lossy(&here.stdout);
+    assert!(
+        text.contains("templates-cfn/velociraptor.yaml (working directory)"),
+        "{text}"
+    );
+}

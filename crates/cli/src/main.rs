@@ -6,10 +6,12 @@ mod args;
 mod commands;
 mod display;
 mod error;
+mod evidence;
 mod plan;
 mod redact;
 
 mod signals;
+mod templates;
 mod wiring;
 
 use clap::Parser;

@@ -16,10 +16,9 @@ use cloudtest_core::{Phase, RunMode, Secret};
 
 use crate::args::{ModeArg, ProviderArg, RunArgs};
 use crate::error::usage;
+use crate::templates::{self, Shipped, TemplateOrigin};
 use cloudtest_core::regions;
 
-pub const DEFAULT_AWS_TEMPLATE: &str = "templates-cfn/velociraptor.yaml";
-pub const DEFAULT_AZURE_TEMPLATE: &str = "templates-arm/velociraptor.json";
 pub const DEFAULT_GAP_DOC: &str = "docs/GAP_ANALYSIS.md";
 pub const ADMIN_PASSWORD_ENV: &str = "CLOUDTEST_ADMIN_PASSWORD";
 
@@ -36,6 +35,8 @@ pub struct MockPlan {
 pub struct AwsPlan {
     pub regions: Vec<String>,
     pub template_path: PathBuf,
+    /// Where the template came from (flag, config, working directory, embedded).
+    pub template_origin: TemplateOrigin,
     pub template_body: String,
     pub endpoint: Option<String>,
     pub parameters: BTreeMap<String, String>,
@@ -46,6 +47,7 @@ pub struct AwsPlan {
 pub struct AzurePlan {
     pub locations: Vec<String>,
     pub template_path: PathBuf,
+    pub template_origin: TemplateOrigin,
     pub template: serde_json::Value,
     pub endpoint: Option<String>,
     pub subscription_id: Option<String>,
@@ -172,37 +174,31 @@ impl RunPlan {
                 "--template is ambiguous unless exactly one --provider is given; use --aws-template or --azure-template",
             ));
         }
-        let template_for = |p: ProviderArg,
-                            specific: &Option<PathBuf>,
-                            configured: &Option<PathBuf>,
-                            default: &str|
-         -> PathBuf {
-            specific
-                .clone()
-                .or_else(|| {
-                    if named.contains(&p) {
-                        args.template.clone()
-                    } else {
-                        None
-                    }
-                })
-                .or_else(|| configured.clone())
-                .unwrap_or_else(|| PathBuf::from(default))
+        // A flag names a template for one provider; --template only when exactly one is named.
+        let flag_for = |p: ProviderArg, specific: &Option<PathBuf>| {
+            specific.clone().or_else(|| {
+                if named.contains(&p) {
+                    args.template.clone()
+                } else {
+                    None
+                }
+            })
         };
+        let cwd = std::env::current_dir().unwrap_or_default();
 
         let aws = if want(ProviderArg::Aws) {
-            let template_path = template_for(
-                ProviderArg::Aws,
-                &args.aws_template,
-                &config.aws.template,
-                DEFAULT_AWS_TEMPLATE,
-            );
-            let template_body = read_template(&template_path)?;
-            check_cfn_template(&template_path, &template_body)?;
+            let t = templates::resolve(
+                Shipped::Aws,
+                flag_for(ProviderArg::Aws, &args.aws_template),
+                config.aws.template.clone(),
+                &cwd,
+            )?;
+            check_cfn_template(&t.path, &t.body)?;
             Some(AwsPlan {
                 regions: aws_regions,
-                template_path,
-                template_body,
+                template_path: t.path,
+                template_origin: t.origin,
+                template_body: t.body,
                 endpoint: args
                     .aws_endpoint
                     .clone()
@@ -214,17 +210,17 @@ impl RunPlan {
             None
         };
         let azure = if want(ProviderArg::Azure) {
-            let template_path = template_for(
-                ProviderArg::Azure,
-                &args.azure_template,
-                &config.azure.template,
-                DEFAULT_AZURE_TEMPLATE,
-            );
-            let body = read_template(&template_path)?;
-            let template = check_arm_template(&template_path, &body)?;
+            let t = templates::resolve(
+                Shipped::Azure,
+                flag_for(ProviderArg::Azure, &args.azure_template),
+                config.azure.template.clone(),
+                &cwd,
+            )?;
+            let template = check_arm_template(&t.path, &t.body)?;
             Some(AzurePlan {
                 locations: azure_locations,
-                template_path,
+                template_path: t.path,
+                template_origin: t.origin,
                 template,
                 endpoint: args
                     .azure_endpoint
@@ -466,15 +462,6 @@ fn pick_regions(
         }
     }
     Ok(out)
-}
-
-fn read_template(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| {
-        usage(format!(
-            "template {}: {e} (run from the repository root, or pass --template / --aws-template / --azure-template)",
-            path.display()
-        ))
-    })
 }
 
 /// A CloudFormation template must parse as YAML or JSON and publish the outputs the

@@ -244,14 +244,20 @@ pub async fn start_mock(m: &MockPlan) -> std::io::Result<MockCloud> {
 }
 
 /// Polling in mock mode tracks the emulators' speed; live mode polls like a person would.
+/// The mock cap is a tenth of the emulated latency: a wait ends at most ~10% late, and a run
+/// of many lifecycles is not spent answering polls.
 fn poll_backoff(plan: &RunPlan) -> Backoff {
     match &plan.mock {
         None => Backoff::CLOUD,
-        Some(m) => Backoff::new(
-            Duration::from_millis(10),
-            Duration::from_millis(50).max(m.latency / 50),
-        ),
+        Some(m) => mock_backoff(m.latency),
     }
+}
+
+fn mock_backoff(latency: Duration) -> Backoff {
+    Backoff::new(
+        Duration::from_millis(10),
+        Duration::from_millis(50).max(latency / 10),
+    )
 }
 
 /// One lifecycle's run id: the run's own, plus the region when a provider runs in several
@@ -432,10 +438,7 @@ fn mock_server_outputs(m: &MockCloud) -> BTreeMap<String, String> {
 pub fn build_probe(plan: &RunPlan, mock: Option<&MockCloud>) -> Arc<dyn ServerProbe> {
     let settings = match (&plan.mock, mock) {
         (Some(m), Some(_)) => ProbeSettings {
-            poll: Backoff::new(
-                Duration::from_millis(10),
-                Duration::from_millis(50).max(m.latency / 50),
-            ),
+            poll: mock_backoff(m.latency),
             request_timeout: Duration::from_secs(1),
             ..ProbeSettings::default()
         },

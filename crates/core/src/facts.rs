@@ -184,6 +184,9 @@ pub struct RequirementFacts {
     /// Where the evidence files were written, relative to the output directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_dir: Option<String>,
+    /// Each evidence file, relative to the output directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence_files: Vec<String>,
     /// Facts a provider or reporter adds beyond the common set (CLOUD-03 rows, for one).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,

@@ -88,11 +88,12 @@ async fn search(c: &reqwest::Client, vr: &VelociraptorEmulator) -> Value {
         .expect("json")
 }
 
+/// Waits until `n` clients are listed and interrogated (their `os_info` filled in).
 async fn wait_clients(c: &reqwest::Client, vr: &VelociraptorEmulator, n: usize) -> Vec<Value> {
     for _ in 0..100 {
         let body = search(c, vr).await;
         let items = body["items"].as_array().cloned().unwrap_or_default();
-        if items.len() >= n {
+        if items.len() >= n && items.iter().all(|i| i.get("os_info").is_some()) {
             return items;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -338,4 +339,159 @@ async fn a_client_trusting_another_ca_is_refused() {
     assert!(err.is_connect(), "{err:?}");
     vr.stop().await;
     other.stop().await;
+}
+
+// ---------- the listener as a TLS client sees it (Velociraptor 0.77.2's api/builder.go) ----------
+
+mod tls_shape {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, NamedGroup, RootCertStore};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    use tokio_rustls::TlsConnector;
+
+    fn ca_der(vr: &VelociraptorEmulator) -> CertificateDer<'static> {
+        let pem = vr.ca_pem();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        use base64::Engine;
+        CertificateDer::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .expect("CA base64"),
+        )
+    }
+
+    fn roots(vr: &VelociraptorEmulator) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(ca_der(vr)).expect("CA");
+        roots
+    }
+
+    /// A rustls client with the given versions and key-exchange groups, trusting only the CA.
+    fn config(
+        vr: &VelociraptorEmulator,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        groups: Option<&[NamedGroup]>,
+    ) -> Arc<ClientConfig> {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if let Some(keep) = groups {
+            provider.kx_groups.retain(|g| keep.contains(&g.name()));
+        }
+        Arc::new(
+            ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(versions)
+                .expect("versions")
+                .with_root_certificates(roots(vr))
+                .with_no_client_auth(),
+        )
+    }
+
+    /// Handshakes with the frontend; the negotiated group, or the error.
+    async fn handshake(
+        vr: &VelociraptorEmulator,
+        cfg: Arc<ClientConfig>,
+        name: &'static str,
+    ) -> Result<(NamedGroup, Vec<CertificateDer<'static>>), String> {
+        let tcp = TcpStream::connect(("127.0.0.1", vr.frontend_port()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let server = ServerName::try_from(name).map_err(|e| e.to_string())?;
+        let mut tls = TlsConnector::from(cfg)
+            .connect(server, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (_, conn): (_, &ClientConnection) = tls.get_ref();
+        let group = conn
+            .negotiated_key_exchange_group()
+            .map(|g| g.name())
+            .ok_or("no group")?;
+        let chain = conn
+            .peer_certificates()
+            .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+            .unwrap_or_default();
+        let _ = tls.shutdown().await;
+        Ok((group, chain))
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    // DER encodings: the commonName attribute's OID (2.5.4.3), rsaEncryption's OID, and the
+    // header of a 2048-bit modulus (257 bytes with its leading zero).
+    const OID_COMMON_NAME: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x03];
+    const OID_RSA_ENCRYPTION: &[u8] = &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    ];
+    const RSA_2048_MODULUS: &[u8] = &[0x02, 0x82, 0x01, 0x01, 0x00];
+
+    #[tokio::test]
+    async fn tls13_only_nist_curves_and_a_retry_for_x25519() {
+        let vr = start(Scenario::Healthy, vec![]).await;
+        // Default client: X25519 first; the server has no X25519, so it asks again (HRR)
+        // and the handshake ends on a NIST curve.
+        let (group, _) = handshake(
+            &vr,
+            config(&vr, &[&rustls::version::TLS13], None),
+            PINNED_SERVER_NAME,
+        )
+        .await
+        .expect("TLS 1.3 handshake");
+        assert!(
+            matches!(group, NamedGroup::secp384r1 | NamedGroup::secp256r1),
+            "{group:?}"
+        );
+        // X25519 alone: no common group.
+        let x25519 = handshake(
+            &vr,
+            config(&vr, &[&rustls::version::TLS13], Some(&[NamedGroup::X25519])),
+            PINNED_SERVER_NAME,
+        )
+        .await;
+        assert!(x25519.is_err(), "{x25519:?}");
+        // TLS 1.2 alone: refused.
+        let tls12 = handshake(
+            &vr,
+            config(&vr, &[&rustls::version::TLS12], None),
+            PINNED_SERVER_NAME,
+        )
+        .await;
+        assert!(tls12.is_err(), "{tls12:?}");
+        vr.stop().await;
+    }
+
+    #[tokio::test]
+    async fn certificates_look_like_velociraptors() {
+        let vr = start(Scenario::Healthy, vec![]).await;
+        let cfg = config(&vr, &[&rustls::version::TLS13], None);
+        let (_, chain) = handshake(&vr, cfg.clone(), PINNED_SERVER_NAME)
+            .await
+            .expect("handshake");
+        let server = chain.first().expect("server certificate");
+        assert!(contains(server, OID_RSA_ENCRYPTION), "RSA key");
+        assert!(contains(server, RSA_2048_MODULUS), "2048-bit modulus");
+        // The only name is the pinned one: `localhost` does not verify.
+        let by_localhost = handshake(&vr, cfg, "localhost").await;
+        let err = by_localhost.expect_err("localhost is not a name of the certificate");
+        assert!(err.to_lowercase().contains("name"), "{err}");
+        // The CA's subject (and issuer) carry no common name: only O=Velociraptor CA.
+        let ca = ca_der(&vr);
+        assert!(!contains(&ca, OID_COMMON_NAME), "CA has a CN");
+        assert!(contains(&ca, b"Velociraptor CA"));
+        assert!(contains(&ca, RSA_2048_MODULUS), "RSA-2048 CA key");
+        vr.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn search_clients_echoes_the_search_term_even_with_no_items() {
+    let vr = start(Scenario::Healthy, vec![]).await;
+    let c = client(&vr);
+    vr.deploy(deployment("stack-1", 1));
+    let body = search(&c, &vr).await;
+    assert_eq!(body["search_term"]["query"], "all");
+    assert_eq!(body["search_term"]["limit"], "10");
+    assert!(body.get("items").is_none(), "{body}");
+    vr.stop().await;
 }

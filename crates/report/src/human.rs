@@ -1,7 +1,7 @@
 //! How durations, dollars and statuses look to people, shared by every writer so the
 //! Markdown, HTML and gap-document outputs say the same thing the same way.
 
-use cloudtest_core::{PhaseStatus, RequirementStatus};
+use cloudtest_core::{PhaseStatus, RequirementStatus, ServerIdentity};
 
 /// `4m 12s`, `850 ms`, `1h 02m`.
 pub fn duration_ms(ms: u64) -> String {
@@ -49,6 +49,14 @@ pub fn phase_status(status: PhaseStatus) -> &'static str {
 
 /// Text safe inside a Markdown table cell: one line, no column breaks, and no HTML comment
 /// openers (a reason quoting a gap-document marker must not create a second marker).
+/// "verified: ..." or "not verifiable: ...", as the reports print it.
+pub fn server_identity(identity: &ServerIdentity) -> String {
+    match identity {
+        ServerIdentity::Verified(d) => format!("verified: {d}"),
+        ServerIdentity::NotVerifiable(d) => format!("not verifiable: {d}"),
+    }
+}
+
 pub fn md_cell(text: &str) -> String {
     let one_line: String = text
         .chars()

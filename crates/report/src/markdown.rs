@@ -63,6 +63,18 @@ pub fn render(run: &RunResults, settings: &ReportSettings) -> String {
                 ));
             }
         }
+        if let Some(identity) = &r.facts.server_identity {
+            out.push_str(&format!(
+                "\nServer identity: {}\n",
+                human::md_cell(&human::server_identity(identity))
+            ));
+        }
+        if !r.facts.evidence_files.is_empty() {
+            out.push_str("\n**Failure evidence** (collected before teardown):\n\n");
+            for f in &r.facts.evidence_files {
+                out.push_str(&format!("- [{0}]({0})\n", human::md_cell(f)));
+            }
+        }
     }
     out.push_str("\n## Costs\n\n");
     out.push_str(&spend_table(run, settings));

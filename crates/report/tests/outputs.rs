@@ -290,3 +290,41 @@ fn gap_region_compares_against_the_documents_estimates() {
     let doc = cloudtest_report::gap_doc::splice("# Doc\n", &text).expect("splice");
     assert!(cloudtest_report::gap_doc::splice(&doc, &text).is_ok());
 }
+
+#[test]
+fn evidence_and_server_identity_are_linked_from_both_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut run = full_run();
+    let aws = &mut run.requirements[0];
+    aws.facts.evidence_dir = Some("evidence/CLOUD-01-us-east-1".into());
+    aws.facts.evidence_files = vec![
+        "evidence/CLOUD-01-us-east-1/console-server.txt".into(),
+        "evidence/CLOUD-01-us-east-1/stack-events.txt".into(),
+    ];
+    aws.facts.server_identity = Some(cloudtest_core::ServerIdentity::NotVerifiable(
+        "moto's console output is canned".into(),
+    ));
+    let files = cloudtest_report::write_all(dir.path(), &run, &settings()).expect("written");
+    let md = std::fs::read_to_string(&files.report_md).expect("md");
+    assert!(
+        md.contains("- [evidence/CLOUD-01-us-east-1/stack-events.txt](evidence/CLOUD-01-us-east-1/stack-events.txt)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Server identity: not verifiable: moto's console output is canned"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(&files.report_html).expect("html");
+    assert!(
+        html.contains("<a href=\"evidence/CLOUD-01-us-east-1/console-server.txt\">"),
+        "{html}"
+    );
+    let back: cloudtest_core::RunResults =
+        serde_json::from_str(&std::fs::read_to_string(&files.results_json).expect("read"))
+            .expect("contract");
+    assert_eq!(back.requirements[0].facts.evidence_files.len(), 2);
+    assert_eq!(
+        back.requirements[0].facts.server_identity,
+        run.requirements[0].facts.server_identity
+    );
+}

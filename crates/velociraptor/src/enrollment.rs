@@ -199,11 +199,12 @@ fn normalise_version(v: &str) -> &str {
 }
 
 fn enrolled(c: ApiClient) -> EnrolledClient {
+    let first_seen_at_us = c.first_seen_at_us();
     EnrolledClient {
         client_id: c.client_id,
         hostname: c.os_info.hostname,
         agent_version: c.agent_information.version,
-        first_seen_at_us: c.first_seen_at,
+        first_seen_at_us,
         last_seen_at_us: c.last_seen_at,
     }
 }

@@ -29,7 +29,8 @@ pub struct ApiClient {
     pub agent_information: AgentInformation,
     #[serde(default, alias = "osInfo")]
     pub os_info: Uname,
-    /// Microseconds since the epoch.
+    /// Seconds since the epoch on Velociraptor 0.77 (set at enrollment); read it through
+    /// [`ApiClient::first_seen_at_us`].
     #[serde(default, alias = "firstSeenAt", deserialize_with = "uint64")]
     pub first_seen_at: u64,
     /// Microseconds since the epoch of the client's last check-in.
@@ -62,10 +63,26 @@ impl ApiClient {
         self.last_seen_at > 0 && now_us.saturating_sub(self.last_seen_at) <= window_us
     }
 
-    /// True once the server's interrogation filled in the host name: proof of a collection
-    /// round-trip, not only a handshake.
+    /// True once the server's interrogation filled in the host name and the agent's version:
+    /// proof of a collection round-trip, not only a handshake. An enrolled client that is not
+    /// yet interrogated already has `last_interrogate_flow_id` but empty `os_info` and
+    /// `agent_information`, so the flow id proves nothing.
     pub fn interrogated(&self) -> bool {
         !self.os_info.hostname.trim().is_empty()
+            && !self.agent_information.version.trim().is_empty()
+    }
+
+    /// `first_seen_at` in microseconds. Velociraptor 0.77 writes seconds here (while
+    /// `last_seen_at` is microseconds); a value too large to be seconds is taken as
+    /// microseconds already, so a server that changes the unit cannot make it absurd.
+    pub fn first_seen_at_us(&self) -> u64 {
+        // 10^11 seconds is the year 5138; 10^11 microseconds is 1970-01-02.
+        const LARGEST_SECONDS: u64 = 100_000_000_000;
+        if self.first_seen_at < LARGEST_SECONDS {
+            self.first_seen_at.saturating_mul(1_000_000)
+        } else {
+            self.first_seen_at
+        }
     }
 }
 
@@ -133,6 +150,44 @@ mod tests {
         assert_eq!(c.os_info.hostname, "web-1");
         assert_eq!(c.first_seen_at, 1_700_000_000_000_000);
         assert_eq!(c.last_seen_at, 1_700_000_000_500_000);
+    }
+
+    /// The shape Velociraptor 0.77.2 sends (`services/indexing/clients.go`): seconds in
+    /// `first_seen_at`, microseconds in `last_seen_at`, int64 maps as strings, `search_term`
+    /// even beside items; and a client that enrolled but is not yet interrogated.
+    #[test]
+    fn reads_a_velociraptor_0_77_answer_with_a_pending_client() {
+        let body = r#"{"search_term":{"query":"all","limit":"100"},"items":[
+            {"client_id":"C.1111111111111111","agent_information":{"version":"0.77.2","name":"velociraptor"},
+             "os_info":{"system":"linux","hostname":"ct-client-1","release":"ubuntu","machine":"x86_64",
+                        "fqdn":"ct-client-1","mac_addresses":["02:00:00:00:00:01"]},
+             "first_seen_at":"1764700000","last_seen_at":"1764700123456789","last_ip":"10.0.0.5:41234",
+             "labels":[],"in_flight_flows":{"F.C1":"1764700001"},"last_interrogate_flow_id":"F.C1"},
+            {"client_id":"C.2222222222222222","first_seen_at":"1764700100",
+             "last_seen_at":"1764700120000000","last_interrogate_flow_id":"F.C2"}]}"#;
+        let r: SearchClientsResponse = serde_json::from_str(body).expect("parses");
+        assert_eq!(r.items.len(), 2);
+        let done = &r.items[0];
+        assert!(done.interrogated());
+        assert_eq!(done.first_seen_at_us(), 1_764_700_000_000_000);
+        let pending = &r.items[1];
+        assert!(
+            !pending.interrogated(),
+            "flow id alone is not interrogation"
+        );
+        // A host name without a version is not done either.
+        let mut half = pending.clone();
+        half.os_info.hostname = "h".into();
+        assert!(!half.interrogated());
+    }
+
+    #[test]
+    fn first_seen_already_in_microseconds_is_kept() {
+        let c = ApiClient {
+            first_seen_at: 1_764_700_000_000_000,
+            ..ApiClient::default()
+        };
+        assert_eq!(c.first_seen_at_us(), 1_764_700_000_000_000);
     }
 
     #[test]

@@ -94,6 +94,8 @@ impl PinnedEndpoint {
             .tls_built_in_root_certs(false)
             .add_root_certificate(ca)
             .https_only(true)
+            // A redirect is an answer to judge (the GUI's auth check), not a place to go.
+            .redirect(reqwest::redirect::Policy::none())
             // The pinned name resolves only here; a proxy could not reach it.
             .no_proxy()
             .resolve(spec.pinned_name, addr)

@@ -186,8 +186,44 @@ async fn healthy_server_passes_health_and_enrollment() {
         );
         assert!(c.hostname.starts_with("cloudtest-client-"), "{c:?}");
         assert_eq!(c.agent_version, VERSION);
-        assert!(c.first_seen_at_us > 0 && c.last_seen_at_us >= c.first_seen_at_us);
+        // The server sends seconds; results.json's field says microseconds, and is.
+        assert!(c.first_seen_at_us > 1_600_000_000_000_000, "{c:?}");
+        assert!(c.last_seen_at_us >= c.first_seen_at_us, "{c:?}");
     }
+    h.vr.stop().await;
+}
+
+/// The probe's client must not follow redirects, so a GUI that answers 3xx is seen as one
+/// (the health check's "auth not enforced" branch) rather than as wherever it leads.
+#[tokio::test]
+async fn the_probe_client_does_not_follow_redirects() {
+    use cloudtest_velociraptor::tls::{EndpointSpec, PinnedEndpoint};
+    let h = deployed(Scenario::Healthy, vec![], 1).await;
+    let ca = h.vr.ca_pem();
+    let gui_url = format!("https://127.0.0.1:{}/", h.vr.gui_port());
+    let endpoint = PinnedEndpoint::new(EndpointSpec {
+        what: "GUI",
+        url: &gui_url,
+        connect_host: None,
+        pinned_name: PINNED_SERVER_NAME,
+        ca_pem: &ca,
+        request_timeout: Duration::from_secs(2),
+    })
+    .await
+    .expect("endpoint");
+    // The GUI's catch-all answers 307 to /app/index.html, which would answer 401.
+    let answer = match endpoint.send(endpoint.get("no-such-page")).await {
+        Ok(r) => r,
+        Err(_) => panic!("request failed"),
+    };
+    assert_eq!(answer.status().as_u16(), 307);
+    assert_eq!(
+        answer
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
+        Some("/app/index.html")
+    );
     h.vr.stop().await;
 }
 

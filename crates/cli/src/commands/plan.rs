@@ -35,7 +35,11 @@ pub async fn plan(args: RunArgs) -> Result<ExitCode> {
                 "CLOUD-01",
                 "aws",
                 r.clone(),
-                aws.template_path.display().to_string(),
+                format!(
+                    "{} ({})",
+                    aws.template_path.display(),
+                    aws.template_origin.as_str()
+                ),
                 est,
             ));
         }
@@ -53,13 +57,17 @@ pub async fn plan(args: RunArgs) -> Result<ExitCode> {
                 "CLOUD-02",
                 "azure",
                 r.clone(),
-                az.template_path.display().to_string(),
+                format!(
+                    "{} ({})",
+                    az.template_path.display(),
+                    az.template_origin.as_str()
+                ),
                 est,
             ));
         }
     }
     println!(
-        "{:<9} {:<6} {:<16} {:<36} {:>9}  VERDICT",
+        "{:<9} {:<6} {:<16} {:<56} {:>9}  VERDICT",
         "REQ", "CLOUD", "REGION", "TEMPLATE", "EST. COST"
     );
     for (id, provider, region, template, est) in &lines {
@@ -86,7 +94,7 @@ pub async fn plan(args: RunArgs) -> Result<ExitCode> {
             *est
         };
         println!(
-            "{id:<9} {provider:<6} {region:<16} {template:<36} {:>9}  {verdict}",
+            "{id:<9} {provider:<6} {region:<16} {template:<56} {:>9}  {verdict}",
             format!("${est:.2}")
         );
     }

@@ -102,6 +102,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         write_mock_calls(m, &plan.out)
             .with_context(|| format!("writing {}/mock-calls.json", plan.out.display()))?;
     }
+    crate::evidence::write(&plan.out, &mut results)?;
     wiring::write_outputs(&plan, &results)?;
     if let Some(m) = mock {
         m.stop().await;
@@ -155,6 +156,17 @@ pub fn print_summary(results: &RunResults) {
             "interrupted by {}: teardown and leak checks ran before exit",
             sig.signal_name()
         );
+    }
+    for r in &results.requirements {
+        if let Some(dir) = &r.facts.evidence_dir {
+            println!(
+                "evidence for {} {}: {}/ in the output directory ({} file(s))",
+                r.id.as_str(),
+                r.region,
+                dir,
+                r.facts.evidence_files.len()
+            );
+        }
     }
     let leaked: Vec<String> = results
         .requirements

@@ -1,8 +1,15 @@
-//! The per-run CA and the server certificate it signs, shaped like the ones
-//! `velociraptor config generate` makes: a self-signed CA and a frontend certificate whose
-//! DNS name is the pinned server name `VelociraptorServer`, not a real host name.
+//! The per-run CA and the server certificate it signs, shaped like the ones Velociraptor
+//! 0.77.2 makes (`crypto/ca.go`): RSA-2048 keys, a CA whose subject is only
+//! `O=Velociraptor CA`, and a server certificate whose common name and only DNS name is the
+//! pinned server name `VelociraptorServer` (no `localhost`: a client must pin the name).
+//! Its listeners speak TLS 1.3 only, with the NIST curves only (`api/builder.go`).
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use std::sync::{Arc, OnceLock};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    PKCS_RSA_SHA256,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// The name Velociraptor pins its server certificate to (`Client.pinned_server_name`).
@@ -19,13 +26,15 @@ pub struct ServerCertificates {
 }
 
 impl ServerCertificates {
-    /// A fresh CA and a server certificate for `VelociraptorServer` and `localhost`.
+    /// A fresh CA (its own key: a CA with another run's key would verify this server) and a
+    /// server certificate for `VelociraptorServer` only. The server's key is made once per
+    /// process, since RSA generation costs about half a second in a debug build.
     pub fn generate() -> Result<Self, rcgen::Error> {
-        let ca_key = KeyPair::generate()?;
+        let ca_key = KeyPair::generate_for(&PKCS_RSA_SHA256)?;
+        let server_key = process_server_key()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "cloudtest emulated Velociraptor CA");
+        // rcgen starts every subject with a CN of its own; Velociraptor's CA has none.
+        ca_params.distinguished_name = DistinguishedName::new();
         ca_params
             .distinguished_name
             .push(DnType::OrganizationName, "Velociraptor CA");
@@ -33,11 +42,8 @@ impl ServerCertificates {
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_cert = ca_params.self_signed(&ca_key)?;
 
-        let server_key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![
-            PINNED_SERVER_NAME.to_string(),
-            "localhost".to_string(),
-        ])?;
+        let mut params = CertificateParams::new(vec![PINNED_SERVER_NAME.to_string()])?;
+        params.distinguished_name = DistinguishedName::new();
         params
             .distinguished_name
             .push(DnType::CommonName, PINNED_SERVER_NAME);
@@ -53,4 +59,42 @@ impl ServerCertificates {
             server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
         })
     }
+}
+
+/// This process's RSA-2048 server key.
+fn process_server_key() -> Result<KeyPair, rcgen::Error> {
+    static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+    let der = match KEY.get() {
+        Some(der) => der,
+        None => {
+            let made = KeyPair::generate_for(&PKCS_RSA_SHA256)?;
+            // Two racing first calls both generate; either key is as good.
+            KEY.get_or_init(|| made.serialize_der())
+        }
+    };
+    KeyPair::from_pkcs8_der_and_sign_algo(
+        &PrivatePkcs8KeyDer::from(der.as_slice()),
+        &PKCS_RSA_SHA256,
+    )
+}
+
+/// The listeners' TLS: 1.3 only; key exchange on P-384 and P-256 only (the real server also
+/// offers P-521, which rustls lacks; it offers no X25519, so a rustls client's first key
+/// share is refused with a HelloRetryRequest, as by the real server).
+pub fn velociraptor_tls_config(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups.retain(|g| {
+        matches!(
+            g.name(),
+            rustls::NamedGroup::secp384r1 | rustls::NamedGroup::secp256r1
+        )
+    });
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)?;
+    Ok(Arc::new(config))
 }

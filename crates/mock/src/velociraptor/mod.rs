@@ -17,14 +17,14 @@ use tokio::time::Instant;
 
 use crate::faults::{FaultKind, FaultSpec};
 use crate::hooks::{EmulatedServers, ServerDeployment};
-use crate::http::{serve, tls_server_config, ServerHandle};
+use crate::http::{serve, ServerHandle};
 use crate::scenario::{EmulatorContext, Scenario};
 use crate::state::EmulatorState;
 
 pub use certs::PINNED_SERVER_NAME;
 pub use registry::{ClientStyle, TimestampEncoding, MISMATCHED_AGENT_VERSION};
 
-use certs::ServerCertificates;
+use certs::{velociraptor_tls_config, ServerCertificates};
 use registry::Registry;
 use routes::Shared;
 
@@ -43,7 +43,7 @@ impl VelociraptorEmulator {
     pub async fn start(ctx: EmulatorContext) -> std::io::Result<Arc<VelociraptorEmulator>> {
         let certs = ServerCertificates::generate()
             .map_err(|e| std::io::Error::other(format!("generating the emulator's CA: {e}")))?;
-        let tls = tls_server_config(vec![certs.server_der.clone()], certs.server_key.clone_key())
+        let tls = velociraptor_tls_config(certs.server_der.clone(), certs.server_key.clone_key())
             .map_err(|e| std::io::Error::other(format!("emulator TLS config: {e}")))?;
         if ctx.scenario == Scenario::Throttled {
             ctx.faults.add(FaultSpec {

@@ -65,6 +65,11 @@ struct EmulatedClient {
     hostname: String,
     agent_version: String,
     first_seen_at_us: u64,
+    /// The interrogation flow the server starts at enrollment.
+    interrogate_flow_id: String,
+    /// Interrogation finishes a latency after enrollment; until then the client is listed
+    /// with empty `os_info` and `agent_information`, as Velociraptor lists it.
+    interrogated: Milestone,
 }
 
 #[derive(Debug)]
@@ -154,20 +159,27 @@ impl Registry {
             for _ in 0..d.spec.expected_clients {
                 let n = self.next_client;
                 self.next_client += 1;
+                let client_id = new_client_id();
                 d.clients.push(EmulatedClient {
-                    client_id: new_client_id(),
+                    interrogate_flow_id: format!("F.{}", &client_id[2..10].to_uppercase()),
+                    client_id,
                     hostname: format!("cloudtest-client-{n}"),
                     agent_version: agent_version(scenario, &d.spec.version),
                     first_seen_at_us: wall_now_us,
+                    interrogated: Milestone::new(now + self.latency),
                 });
             }
         }
         let stale_us = u64::try_from(self.style.stale_by.as_micros()).unwrap_or(u64::MAX);
         let last_seen = wall_now_us.saturating_sub(stale_us);
+        let style = self.style;
         self.deployments
-            .iter()
-            .flat_map(|d| d.clients.iter())
-            .map(|c| client_json(c, last_seen, self.style))
+            .iter_mut()
+            .flat_map(|d| d.clients.iter_mut())
+            .map(|c| {
+                let interrogated = c.interrogated.reached(now) && !style.uninterrogated;
+                client_json(c, last_seen, interrogated, style)
+            })
             .collect()
     }
 
@@ -238,33 +250,46 @@ fn agent_version(scenario: Scenario, deployed: &str) -> String {
     }
 }
 
-fn client_json(c: &EmulatedClient, last_seen_us: u64, style: ClientStyle) -> Value {
+/// One `ApiClient` as Velociraptor 0.77.2 writes it (protojson, proto names, empty fields
+/// left out): `first_seen_at` in seconds, `last_seen_at` in microseconds, `mac_addresses`
+/// inside `os_info`, int64 map values as strings. Before interrogation finishes the client
+/// has its flow id and `in_flight_flows` but no `os_info` or `agent_information`.
+fn client_json(
+    c: &EmulatedClient,
+    last_seen_us: u64,
+    interrogated: bool,
+    style: ClientStyle,
+) -> Value {
     let first_seen_us = c.first_seen_at_us.min(last_seen_us);
-    let stamp = |us: u64| match style.timestamps {
-        TimestampEncoding::String => Value::String(us.to_string()),
-        TimestampEncoding::Number => json!(us),
+    let stamp = |n: u64| match style.timestamps {
+        TimestampEncoding::String => Value::String(n.to_string()),
+        TimestampEncoding::Number => json!(n),
     };
-    let hostname = if style.uninterrogated {
-        ""
-    } else {
-        c.hostname.as_str()
-    };
-    json!({
+    let first_seen_s = first_seen_us / 1_000_000;
+    let mut item = json!({
         "client_id": c.client_id,
-        "agent_information": {
+        "first_seen_at": stamp(first_seen_s),
+        "last_seen_at": stamp(last_seen_us),
+        "last_ip": "127.0.0.1:49152",
+        "last_interrogate_flow_id": c.interrogate_flow_id,
+    });
+    if interrogated {
+        item["agent_information"] = json!({
             "version": c.agent_version,
             "name": "velociraptor",
-        },
-        "os_info": {
+        });
+        item["os_info"] = json!({
             "system": "linux",
-            "hostname": hostname,
-            "fqdn": hostname,
+            "hostname": c.hostname,
+            "release": "ubuntu24.04",
             "machine": "x86_64",
-        },
-        "first_seen_at": stamp(first_seen_us),
-        "last_seen_at": stamp(last_seen_us),
-        "last_ip": "127.0.0.1",
-    })
+            "fqdn": c.hostname,
+            "mac_addresses": ["02:00:00:00:00:01"],
+        });
+    } else {
+        item["in_flight_flows"] = json!({ c.interrogate_flow_id.clone(): stamp(first_seen_s) });
+    }
+    item
 }
 
 #[cfg(test)]
@@ -318,23 +343,41 @@ mod tests {
     }
 
     #[test]
-    fn clients_enroll_with_ids_hostnames_and_versions() {
+    fn clients_enroll_pending_then_interrogated_as_velociraptor_lists_them() {
         let t0 = Instant::now();
+        let w0 = 1_764_700_000_000_000u64;
         let mut r = Registry::new(Scenario::Healthy, LATENCY);
         r.deploy(spec("d1", 2), t0);
-        assert!(r.clients(t0, 5).is_empty());
-        let clients = r.clients(t0 + LATENCY, 10);
-        assert_eq!(clients.len(), 2);
+        assert!(r.clients(t0, w0).is_empty());
+        // Enrolled, interrogation still running: a flow id, no os_info or agent_information.
+        let pending = r.clients(t0 + LATENCY, w0);
+        assert_eq!(pending.len(), 2);
+        assert!(pending[0].get("os_info").is_none(), "{}", pending[0]);
+        assert!(pending[0].get("agent_information").is_none());
+        let flow = pending[0]["last_interrogate_flow_id"]
+            .as_str()
+            .expect("flow id");
+        assert!(flow.starts_with("F."), "{flow}");
+        assert!(pending[0]["in_flight_flows"][flow].is_string());
+
+        let clients = r.clients(t0 + LATENCY * 2, w0 + 10);
         let id = clients[0]["client_id"].as_str().expect("id");
         assert!(id.starts_with("C.") && id.len() == 18, "{id}");
         assert_eq!(clients[0]["os_info"]["hostname"], "cloudtest-client-1");
         assert_eq!(clients[1]["os_info"]["hostname"], "cloudtest-client-2");
+        assert_eq!(
+            clients[0]["os_info"]["mac_addresses"][0],
+            "02:00:00:00:00:01"
+        );
         assert_eq!(clients[0]["agent_information"]["version"], "0.77.2");
-        assert_eq!(clients[0]["last_seen_at"], "10");
+        assert!(clients[0].get("in_flight_flows").is_none());
+        assert_eq!(clients[0]["last_seen_at"], (w0 + 10).to_string());
+        // first_seen_at is seconds, last_seen_at microseconds (Velociraptor 0.77.2).
+        assert_eq!(clients[0]["first_seen_at"], "1764700000");
         // A later query refreshes last_seen_at, keeps first_seen_at.
-        let again = r.clients(t0 + LATENCY, 20);
-        assert_eq!(again[0]["last_seen_at"], "20");
-        assert_eq!(again[0]["first_seen_at"], "10");
+        let again = r.clients(t0 + LATENCY * 2, w0 + 20_000_000);
+        assert_eq!(again[0]["last_seen_at"], (w0 + 20_000_000).to_string());
+        assert_eq!(again[0]["first_seen_at"], "1764700000");
         assert_eq!(again[0]["client_id"], clients[0]["client_id"]);
     }
 
@@ -348,7 +391,8 @@ mod tests {
         }
         let mut mismatch = Registry::new(Scenario::VersionMismatch, Duration::ZERO);
         mismatch.deploy(spec("d1", 1), t0);
-        let _ = mismatch.clients(t0, 1);
+        let _ = mismatch.clients(t0, 1); // enrollment pending
+        let _ = mismatch.clients(t0, 1); // interrogation pending
         let c = mismatch.clients(t0, 1);
         assert_eq!(
             c[0]["agent_information"]["version"],
@@ -370,7 +414,7 @@ mod tests {
         let now = 10_000_000_000u64;
         let c = r.clients(t0, now);
         assert_eq!(c[0]["last_seen_at"], json!(now - 3_600_000_000));
-        assert_eq!(c[0]["os_info"]["hostname"], "");
+        assert!(c[0].get("os_info").is_none(), "{}", c[0]);
     }
 
     #[test]

@@ -178,12 +178,17 @@ async fn search_clients(
         .collect();
     let total = matching.len();
     let items: Vec<_> = matching.into_iter().skip(offset).take(limit).collect();
-    // protojson leaves out empty repeated fields and zero numbers.
-    let body = if items.is_empty() {
-        json!({})
-    } else {
-        json!({ "items": items, "total": total.to_string() })
-    };
+    // protojson leaves out empty repeated fields and zero numbers, but the request echo is
+    // always there (`search_term`, as Velociraptor 0.77.2's ListClients answers).
+    let mut search_term = json!({ "query": query, "limit": limit.to_string() });
+    if offset > 0 {
+        search_term["offset"] = json!(offset.to_string());
+    }
+    let mut body = json!({ "search_term": search_term });
+    if !items.is_empty() {
+        body["items"] = json!(items);
+        body["total"] = json!(total.to_string());
+    }
     axum::Json(body).into_response()
 }
 
