@@ -13,7 +13,7 @@ use thiserror::Error;
 
 pub use budget::{BudgetConfig, PriceOverride, DEFAULT_MONTHLY_BUDGET_USD};
 pub use deadlines::{DeadlinesConfig, HEALTH_TIMEOUT_ENV};
-pub use provider::{AwsConfig, AzureConfig, RunConfig};
+pub use provider::{AwsConfig, AzureConfig, RunConfig, DEFAULT_EXPIRES_AFTER};
 pub use velociraptor::{VelociraptorConfig, DEFAULT_ADMIN_USER, DEFAULT_VERSION};
 
 /// The whole file.
