@@ -6,11 +6,11 @@
 use std::path::Path;
 
 use chrono::{Duration, Utc};
+use cloudtest_core::RunResults;
 use cloudtest_e2e::command;
 use cloudtest_report::cost::{apply_costs, PriceTable};
 use cloudtest_report::ledger::{record_run, Ledger};
 use cloudtest_report::sample;
-use cloudtest_core::RunResults;
 
 /// The sample live run (CLOUD-01 us-east-1 and CLOUD-02 eastus), `n` days later, priced.
 fn priced_live_run(n: i64) -> RunResults {
@@ -59,7 +59,10 @@ fn live_run(provider: &str, config: &Path, ledger: &Path, dir: &Path) -> std::pr
         .env("CLOUDTEST_LEDGER", ledger)
         .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLEFAKE")
         .env("AWS_SECRET_ACCESS_KEY", "fake-secret-for-the-budget-test")
-        .env("AZURE_SUBSCRIPTION_ID", "00000000-0000-0000-0000-000000000000")
+        .env(
+            "AZURE_SUBSCRIPTION_ID",
+            "00000000-0000-0000-0000-000000000000",
+        )
         .env("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000001")
         .env("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000002")
         .env("AZURE_FEDERATED_TOKEN_FILE", &token)
@@ -80,7 +83,10 @@ fn two_live_runs_are_totalled_per_provider_and_the_next_is_refused_on_both_cloud
     let mut totals = Vec::new();
     for provider in ["aws", "azure"] {
         let expected: f64 = runs.iter().map(|r| cost_of(r, provider)).sum();
-        assert!(expected > 0.0, "{provider}: the sample resources are priced");
+        assert!(
+            expected > 0.0,
+            "{provider}: the sample resources are priced"
+        );
         let month_to_date = ledger.month_to_date(provider, now);
         assert!(
             (month_to_date - expected).abs() < 1e-9,
@@ -107,6 +113,9 @@ fn two_live_runs_are_totalled_per_provider_and_the_next_is_refused_on_both_cloud
             stderr.contains(&format!("{provider}: ")) && stderr.contains(&spent),
             "{provider}: the refusal names the provider and `{spent}`:\n{stderr}"
         );
-        assert!(!dir.path().join(format!("out-{provider}/results.json")).exists());
+        assert!(!dir
+            .path()
+            .join(format!("out-{provider}/results.json"))
+            .exists());
     }
 }

@@ -66,7 +66,12 @@ impl Project {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--out", &out]);
         if args.first() == Some(&"run") {
-            all.extend(["--aws-template", &templates[0], "--azure-template", &templates[1]]);
+            all.extend([
+                "--aws-template",
+                &templates[0],
+                "--azure-template",
+                &templates[1],
+            ]);
         }
         let output = command(&all)
             .current_dir(self.root())
@@ -105,7 +110,10 @@ fn live_results_survive_mock_runs_and_only_newer_live_results_replace_them() {
     let doc = p.doc_path().to_string_lossy().into_owned();
     assert_exit(&p.cloudtest(&["report", &newer, "--gap-doc", &doc]), 0);
     let with_live = p.doc();
-    assert!(with_live.contains("### Latest live cloud results"), "{with_live}");
+    assert!(
+        with_live.contains("### Latest live cloud results"),
+        "{with_live}"
+    );
     assert!(with_live.contains("| live-newer |"), "{with_live}");
 
     // The README's first command: mock mode, no --gap-doc. Not a byte changes.
@@ -127,7 +135,13 @@ fn live_results_survive_mock_runs_and_only_newer_live_results_replace_them() {
 
     // A newer one takes the rows over.
     let newest = p.live_results("live-newest", 72);
-    assert_exit(&p.cloudtest(&["report", "merge", &newest, "--gap-doc", &doc]), 0);
+    assert_exit(
+        &p.cloudtest(&["report", "merge", &newest, "--gap-doc", &doc]),
+        0,
+    );
     let after = p.doc();
-    assert!(after.contains("| live-newest |") && !after.contains("| live-newer |"), "{after}");
+    assert!(
+        after.contains("| live-newest |") && !after.contains("| live-newer |"),
+        "{after}"
+    );
 }

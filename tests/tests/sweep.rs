@@ -167,7 +167,14 @@ fn run_id_deletes_that_run_and_its_regions_and_nothing_else() {
         // another run's expired leftover (the daily sweep's job) all survive.
         assert_eq!(
             surviving_runs(&s.state, cloud),
-            ["-", "ab", "abc-eastus", "abc-foo", "abcd-us-east-1", "planted-8"],
+            [
+                "-",
+                "ab",
+                "abc-eastus",
+                "abc-foo",
+                "abcd-us-east-1",
+                "planted-8"
+            ],
             "{cloud}: {}",
             s.stdout
         );
@@ -179,7 +186,15 @@ fn run_id_must_be_a_valid_run_id_and_excludes_older_than() {
     for args in [
         &["sweep", "--mode", "mock", "--run-id", "Bad_Id"][..],
         &["sweep", "--mode", "mock", "--run-id", "abc-eastus"][..],
-        &["sweep", "--mode", "mock", "--run-id", "abc", "--older-than", "6h"][..],
+        &[
+            "sweep",
+            "--mode",
+            "mock",
+            "--run-id",
+            "abc",
+            "--older-than",
+            "6h",
+        ][..],
     ] {
         let out = command(args).output().expect("run");
         let stderr = String::from_utf8_lossy(&out.stderr);

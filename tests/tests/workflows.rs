@@ -433,9 +433,9 @@ fn cleanup_problems(wf: &Yaml) -> Vec<String> {
         }) {
             problems.push(format!("live job `{name}` does not set `--run-id`"));
         }
-        let sweep = all
-            .iter()
-            .position(|s| str_of(s.get("run")).contains("sweep") && str_of(s.get("run")).contains("--run-id"));
+        let sweep = all.iter().position(|s| {
+            str_of(s.get("run")).contains("sweep") && str_of(s.get("run")).contains("--run-id")
+        });
         match (run, sweep) {
             (Some(r), Some(c)) if r < c => {
                 if !str_of(all[c].get("if")).contains("always()") {
@@ -1354,14 +1354,17 @@ fn github_timing_problems(raw: &str) -> Vec<String> {
         .map(|m| Duration::from_secs(m * 60))
         .unwrap_or_default();
     let health = duration(default_of(str_of(
-        wf.get("env").and_then(|e| e.get("CLOUDTEST_HEALTH_TIMEOUT")),
+        wf.get("env")
+            .and_then(|e| e.get("CLOUDTEST_HEALTH_TIMEOUT")),
     )))
     .unwrap_or_default();
     let older_than = all
         .iter()
         .find_map(|(_, j)| {
             j.get("steps")?;
-            steps(j).into_iter().find_map(|s| s.get("env")?.get("OLDER_THAN"))
+            steps(j)
+                .into_iter()
+                .find_map(|s| s.get("env")?.get("OLDER_THAN"))
         })
         .and_then(|v| duration(default_of(str_of(Some(v)))))
         .unwrap_or_default();
@@ -1443,9 +1446,15 @@ fn live_jobs_timing_adds_up() {
         "role-duration-seconds: 10800".to_string(),
         "RUNNER_SCRIPT_TIMEOUT: 140m".to_string(),
         "RUNNER_AFTER_SCRIPT_TIMEOUT: 35m".to_string(),
-        format!("expires_after` {} h", DEFAULT_EXPIRES_AFTER.as_secs() / 3600),
+        format!(
+            "expires_after` {} h",
+            DEFAULT_EXPIRES_AFTER.as_secs() / 3600
+        ),
     ] {
-        assert!(readme.contains(&needle), "ci/README.md does not state `{needle}`");
+        assert!(
+            readme.contains(&needle),
+            "ci/README.md does not state `{needle}`"
+        );
     }
 }
 
@@ -1453,23 +1462,63 @@ fn live_jobs_timing_adds_up() {
 fn timing_checks_catch_their_faults() {
     let github = read(WORKFLOW);
     for (from, to, needle) in [
-        ("    timeout-minutes: 180\n", "    timeout-minutes: 120\n", "is not more than setup"),
-        ("role-duration-seconds: 10800", "role-duration-seconds: 7200", "AWS role session"),
-        ("CLOUDTEST_SWEEP_OLDER_THAN || '6h'", "CLOUDTEST_SWEEP_OLDER_THAN || '2h'", "--older-than"),
-        ("CLOUDTEST_HEALTH_TIMEOUT || '900'", "CLOUDTEST_HEALTH_TIMEOUT || '3600'", "is not more than setup"),
+        (
+            "    timeout-minutes: 180\n",
+            "    timeout-minutes: 120\n",
+            "is not more than setup",
+        ),
+        (
+            "role-duration-seconds: 10800",
+            "role-duration-seconds: 7200",
+            "AWS role session",
+        ),
+        (
+            "CLOUDTEST_SWEEP_OLDER_THAN || '6h'",
+            "CLOUDTEST_SWEEP_OLDER_THAN || '2h'",
+            "--older-than",
+        ),
+        (
+            "CLOUDTEST_HEALTH_TIMEOUT || '900'",
+            "CLOUDTEST_HEALTH_TIMEOUT || '3600'",
+            "is not more than setup",
+        ),
     ] {
         assert!(github.contains(from), "{WORKFLOW} lacks `{from}`");
-        assert_caught(from, github_timing_problems(&github.replacen(from, to, 1)), needle);
+        assert_caught(
+            from,
+            github_timing_problems(&github.replacen(from, to, 1)),
+            needle,
+        );
     }
     let gitlab = read(GITLAB);
     for (from, to, needle) in [
-        ("RUNNER_SCRIPT_TIMEOUT: 140m", "RUNNER_SCRIPT_TIMEOUT: 100m", "is not more than setup"),
-        ("RUNNER_AFTER_SCRIPT_TIMEOUT: 35m", "RUNNER_AFTER_SCRIPT_TIMEOUT: 5m", "leaves the cleanup"),
-        ("  timeout: 3h\n", "  timeout: 2h\n", "exceed the job timeout"),
-        ("CLOUDTEST_SWEEP_OLDER_THAN: \"6h\"", "CLOUDTEST_SWEEP_OLDER_THAN: \"1h\"", "--older-than"),
+        (
+            "RUNNER_SCRIPT_TIMEOUT: 140m",
+            "RUNNER_SCRIPT_TIMEOUT: 100m",
+            "is not more than setup",
+        ),
+        (
+            "RUNNER_AFTER_SCRIPT_TIMEOUT: 35m",
+            "RUNNER_AFTER_SCRIPT_TIMEOUT: 5m",
+            "leaves the cleanup",
+        ),
+        (
+            "  timeout: 3h\n",
+            "  timeout: 2h\n",
+            "exceed the job timeout",
+        ),
+        (
+            "CLOUDTEST_SWEEP_OLDER_THAN: \"6h\"",
+            "CLOUDTEST_SWEEP_OLDER_THAN: \"1h\"",
+            "--older-than",
+        ),
     ] {
         assert!(gitlab.contains(from), "{GITLAB} lacks `{from}`");
-        assert_caught(from, gitlab_timing_problems(&gitlab.replacen(from, to, 1)), needle);
+        assert_caught(
+            from,
+            gitlab_timing_problems(&gitlab.replacen(from, to, 1)),
+            needle,
+        );
     }
 }
 
@@ -1480,7 +1529,9 @@ fn ci_run_installs_the_test_tools_before_testing() {
     let problems = |text: &str| -> Vec<String> {
         match (text.find(INSTALL_SCRIPT), text.find("cargo test")) {
             (Some(i), Some(t)) if i < t => Vec::new(),
-            _ => vec![format!("{CI_RUN} does not call {INSTALL_SCRIPT} before `cargo test`")],
+            _ => vec![format!(
+                "{CI_RUN} does not call {INSTALL_SCRIPT} before `cargo test`"
+            )],
         }
     };
     let text = read(CI_RUN);

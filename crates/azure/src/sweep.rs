@@ -28,9 +28,9 @@ use crate::lro::{self, Monitor, Started};
 use crate::resource_group;
 use crate::resource_kind::resource_ref;
 
-use cloudtest_core::tags::{run_started, SweepScope};
 /// The rule both clouds' sweeps apply (tagged, and expired or older than the limit).
 pub use cloudtest_core::tags::sweep_due as due;
+use cloudtest_core::tags::{run_started, SweepScope};
 
 /// What a sweep would delete.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -287,10 +287,7 @@ impl RunPlan {
         if max_parallel == 0 {
             return Err(usage("--max-parallel must be at least 1"));
         }
-        let expires_after = config
-            .run
-            .expires_after
-            .unwrap_or(DEFAULT_EXPIRES_AFTER);
+        let expires_after = config.run.expires_after.unwrap_or(DEFAULT_EXPIRES_AFTER);
         let expires_at = now
             + chrono::Duration::from_std(expires_after)
                 .map_err(|_| usage(format!("run.expires_after in {config_origin} is too large")))?;

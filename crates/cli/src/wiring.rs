@@ -514,7 +514,7 @@ pub fn write_outputs(plan: &RunPlan, results: &RunResults) -> Result<()> {
         gap_doc::rewrite(path, |region| {
             gap_region::merge(region, results, &report_settings)
         })
-            .with_context(|| format!("writing results into the gap document {}", path.display()))?;
+        .with_context(|| format!("writing results into the gap document {}", path.display()))?;
     }
     Ok(())
 }

@@ -116,10 +116,13 @@ pub fn check_run_id(run_id: &str) -> Result<(), String> {
     if run_id.starts_with('-') || run_id.ends_with('-') {
         return Err("must start and end with a letter or digit".into());
     }
-    let region_suffix = run_id.char_indices().filter(|(_, c)| *c == '-').find_map(|(i, _)| {
-        let rest = &run_id[i + 1..];
-        (regions::is_aws_region(rest) || regions::is_azure_location(rest)).then_some(rest)
-    });
+    let region_suffix = run_id
+        .char_indices()
+        .filter(|(_, c)| *c == '-')
+        .find_map(|(i, _)| {
+            let rest = &run_id[i + 1..];
+            (regions::is_aws_region(rest) || regions::is_azure_location(rest)).then_some(rest)
+        });
     if let Some(region) = region_suffix {
         return Err(format!(
             "must not end in `-{region}`: per-region lifecycles are tagged `<run id>-<region>`"
@@ -279,22 +282,45 @@ mod tests {
             run_id: "abc".into(),
         };
         for own in ["abc", "abc-us-east-1", "abc-eastus", "abc-westeurope"] {
-            let why = scope.due(&tags(&[(RUN_ID_TAG, own), (EXPIRES_AT_TAG, fresh)]), None, now);
+            let why = scope.due(
+                &tags(&[(RUN_ID_TAG, own), (EXPIRES_AT_TAG, fresh)]),
+                None,
+                now,
+            );
             assert_eq!(why.as_deref(), Some("belongs to run abc"), "{own}");
         }
-        for other in ["abcd", "abcd-us-east-1", "abc-foo", "ab", "xabc", "abc-", "abc-us-east-1-x"] {
+        for other in [
+            "abcd",
+            "abcd-us-east-1",
+            "abc-foo",
+            "ab",
+            "xabc",
+            "abc-",
+            "abc-us-east-1-x",
+        ] {
             assert_eq!(
-                scope.due(&tags(&[(RUN_ID_TAG, other), (EXPIRES_AT_TAG, fresh)]), None, now),
+                scope.due(
+                    &tags(&[(RUN_ID_TAG, other), (EXPIRES_AT_TAG, fresh)]),
+                    None,
+                    now
+                ),
                 None,
                 "{other}"
             );
         }
         // Another run's expired resource is the daily sweep's business, not this run's.
-        let expired_other = tags(&[(RUN_ID_TAG, "zzz"), (EXPIRES_AT_TAG, "2030-01-01T06:00:00Z")]);
+        let expired_other = tags(&[
+            (RUN_ID_TAG, "zzz"),
+            (EXPIRES_AT_TAG, "2030-01-01T06:00:00Z"),
+        ]);
         assert_eq!(scope.due(&expired_other, None, now), None);
         // Untagged never, even with an expiry that has passed.
         assert_eq!(
-            scope.due(&tags(&[(EXPIRES_AT_TAG, "2020-01-01T00:00:00Z")]), None, now),
+            scope.due(
+                &tags(&[(EXPIRES_AT_TAG, "2020-01-01T00:00:00Z")]),
+                None,
+                now
+            ),
             None
         );
     }
@@ -317,7 +343,10 @@ mod tests {
         };
         let long_ago = Some(t("2029-12-01T00:00:00Z"));
         assert_eq!(run.due(&kept("2030-01-01T18:00:00Z"), long_ago, now), None);
-        assert_eq!(daily.due(&kept("2030-01-01T18:00:00Z"), long_ago, now), None);
+        assert_eq!(
+            daily.due(&kept("2030-01-01T18:00:00Z"), long_ago, now),
+            None
+        );
         let expired = kept("2030-01-01T11:00:00Z");
         assert_eq!(
             run.due(&expired, long_ago, now).as_deref(),
@@ -331,12 +360,14 @@ mod tests {
 
     #[test]
     fn run_ids_from_the_command_line_are_checked() {
-        for good in ["abc", "20261125194500-gh123456789-1", "a", "x-1", &"a".repeat(40)] {
+        let longest = "a".repeat(40);
+        let too_long = "a".repeat(41);
+        for good in ["abc", "20261125194500-gh123456789-1", "a", "x-1", &longest] {
             assert_eq!(check_run_id(good), Ok(()), "{good}");
         }
         let bad = [
             ("", "1 to 40"),
-            (&"a".repeat(41) as &str, "1 to 40"),
+            (too_long.as_str(), "1 to 40"),
             ("ABC", "`A` is not allowed"),
             ("a_b", "`_` is not allowed"),
             ("a b", "` ` is not allowed"),

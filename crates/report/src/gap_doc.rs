@@ -166,10 +166,7 @@ pub fn splice(doc: &str, region: &str) -> Result<String, MarkerError> {
 pub fn region(doc: &str) -> Result<Option<&str>, MarkerError> {
     splice(doc, "")?;
     let all = lines(doc);
-    let find = |marker: &str| {
-        all.iter()
-            .find(|l| is_marker(&doc[l.start..l.end], marker))
-    };
+    let find = |marker: &str| all.iter().find(|l| is_marker(&doc[l.start..l.end], marker));
     Ok(match (find(BEGIN_MARKER), find(END_MARKER)) {
         (Some(b), Some(e)) => Some(&doc[b.end..e.start]),
         _ => None,

@@ -322,7 +322,10 @@ mod tests {
         let parsed = parse(&region);
         assert_eq!(parsed.rows.len(), 2);
         assert_eq!(parsed.rows[0].requirement, "CLOUD-01");
-        assert_eq!(parsed.rows[0].run_url.as_deref(), Some("https://ci.example/a"));
+        assert_eq!(
+            parsed.rows[0].run_url.as_deref(),
+            Some("https://ci.example/a")
+        );
         assert_eq!(parsed.live_part, region);
         assert!(parsed.detail.is_some_and(|d| d.contains("`run-a`")));
         assert!(region.contains("[run-a](https://ci.example/a)"), "{region}");
@@ -331,10 +334,18 @@ mod tests {
     #[test]
     fn an_older_live_result_never_replaces_a_newer_one() {
         let newer = render(&live_at(24, "run-new"), &settings("https://ci.example/new"));
-        let after = merge(&newer, &live_at(0, "run-old"), &settings("https://ci.example/old"));
+        let after = merge(
+            &newer,
+            &live_at(0, "run-old"),
+            &settings("https://ci.example/old"),
+        );
         assert_eq!(after, newer);
         // A newer one does, and brings its own detail.
-        let newest = merge(&newer, &live_at(48, "run-newest"), &ReportSettings::default());
+        let newest = merge(
+            &newer,
+            &live_at(48, "run-newest"),
+            &ReportSettings::default(),
+        );
         assert!(newest.contains("| run-newest |"), "{newest}");
         assert!(!newest.contains("run-new]"), "{newest}");
         assert!(newest.contains("Newest live run `run-newest`"), "{newest}");
@@ -343,11 +354,17 @@ mod tests {
     #[test]
     fn rows_merge_per_requirement_and_region() {
         let mut aws_only = live_at(24, "aws-later");
-        aws_only.requirements.retain(|r| r.id == RequirementId::Cloud01);
+        aws_only
+            .requirements
+            .retain(|r| r.id == RequirementId::Cloud01);
         let both = render(&live_at(0, "both"), &ReportSettings::default());
         let merged = merge(&both, &aws_only, &ReportSettings::default());
         let rows = parse(&merged).rows;
-        let by = |id: &str| rows.iter().find(|r| r.requirement == id).map(|r| r.run_id.clone());
+        let by = |id: &str| {
+            rows.iter()
+                .find(|r| r.requirement == id)
+                .map(|r| r.run_id.clone())
+        };
         assert_eq!(by("CLOUD-01").as_deref(), Some("aws-later"));
         assert_eq!(by("CLOUD-02").as_deref(), Some("both"));
     }
@@ -378,7 +395,10 @@ mod tests {
         assert!(again.starts_with(&live) && again.contains("mock-2") && !again.contains("mock-1"));
         // The next live run removes the block.
         let next = merge(&again, &live_at(2, "run-b"), &ReportSettings::default());
-        assert!(!next.contains("Latest mock run") && !next.contains(MOCK_RUN), "{next}");
+        assert!(
+            !next.contains("Latest mock run") && !next.contains(MOCK_RUN),
+            "{next}"
+        );
         assert!(next.contains("| run-b |"), "{next}");
     }
 
@@ -387,7 +407,10 @@ mod tests {
         let mut mock = sample::two_provider_run();
         mock.mode = RunMode::Mock;
         let region = render(&mock, &ReportSettings::default());
-        assert!(region.contains("No live run has been recorded yet"), "{region}");
+        assert!(
+            region.contains("No live run has been recorded yet"),
+            "{region}"
+        );
         assert!(region.contains("$0.00 (mock run)"), "{region}");
         assert!(parse(&region).rows.is_empty());
     }
@@ -400,7 +423,11 @@ mod tests {
         let region = render(&run, &ReportSettings::default());
         let parsed = parse(&region);
         assert_eq!(parsed.rows.len(), 2, "{region}");
-        assert!(parsed.rows[0].detail.contains("boom -->"), "{:?}", parsed.rows[0]);
+        assert!(
+            parsed.rows[0].detail.contains("boom -->"),
+            "{:?}",
+            parsed.rows[0]
+        );
         assert_eq!(line_starting(&region, MOCK_RUN), None, "{region}");
     }
 }
