@@ -327,9 +327,8 @@ fn run_ids_that_no_stack_or_resource_group_could_carry_are_refused() {
         ("much-too-long-for-a-resource-group-name-x", "1 to 40"),
         ("looks-like-a-lifecycle-eastus", "-eastus"),
     ] {
-        check(
-            &case("bad --run-id", &["--run-id", id], &["--run-id", why]),
-            None,
-        );
+        // `--run-id=ID`: an id starting with a dash is a value, not a flag.
+        let arg = format!("--run-id={id}");
+        check(&case("bad --run-id", &[&arg], &["--run-id", why]), None);
     }
 }

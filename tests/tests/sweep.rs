@@ -158,7 +158,8 @@ fn run_id_deletes_that_run_and_its_regions_and_nothing_else() {
     ]);
     assert_eq!(s.code, 0, "{}", s.stdout);
     assert!(
-        s.stdout.contains("3 found, 3 deleted, 0 failed"),
+        // Three per cloud: `abc`, `abc-us-east-1`, `abc-westeurope`.
+        s.stdout.contains("6 found, 6 deleted, 0 failed"),
         "{}",
         s.stdout
     );
