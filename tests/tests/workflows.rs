@@ -328,10 +328,11 @@ fn ledger_problems(wf: &Yaml) -> Vec<String> {
     problems
 }
 
+/// The daily sweep: a job of its own (a live job's cleanup of its own run does not count).
 fn sweep_problems(wf: &Yaml) -> Vec<String> {
     let sweepers: Vec<_> = jobs(wf)
         .into_iter()
-        .filter(|(_, j)| runs_command(j, "cloudtest sweep"))
+        .filter(|(_, j)| runs_command(j, "cloudtest sweep") && !runs_command(j, "--mode live"))
         .collect();
     if sweepers.is_empty() {
         return vec!["no job runs `cloudtest sweep`".into()];
@@ -434,7 +435,8 @@ fn cleanup_problems(wf: &Yaml) -> Vec<String> {
             problems.push(format!("live job `{name}` does not set `--run-id`"));
         }
         let sweep = all.iter().position(|s| {
-            str_of(s.get("run")).contains("sweep") && str_of(s.get("run")).contains("--run-id")
+            let text = str_of(s.get("run"));
+            text.contains("sweep") && text.contains("--run-id") && !text.contains("--mode live")
         });
         match (run, sweep) {
             (Some(r), Some(c)) if r < c => {
@@ -551,9 +553,9 @@ fn each_workflow_check_catches_its_fault() {
         ("keep-on-failure: {type: boolean}", "keep-on-failure: {type: string}", "not a boolean"),
         ("permissions:\n  contents: read\njobs", "permissions:\n  contents: write\njobs", "top-level"),
         ("{contents: read, id-token: write}\n    concurrency: {group: live", "{contents: read}\n    concurrency: {group: live", "without `id-token: write`"),
-        ("    permissions: {contents: read}\n    steps:\n      - run: cargo", "    permissions: {contents: read, id-token: write}\n    steps:\n      - run: cargo", "calls no cloud"),
-        ("    permissions: {contents: read}\n    steps:\n      - run: cargo", "    steps:\n      - run: cargo", "does not declare"),
-        ("    permissions: {contents: read}\n    steps:\n      - run: cargo", "    permissions: {contents: write}\n    steps:\n      - run: cargo", "`contents: write`"),
+        ("    permissions: {contents: read}\n    steps:\n      - run: bash ci/install", "    permissions: {contents: read, id-token: write}\n    steps:\n      - run: bash ci/install", "calls no cloud"),
+        ("    permissions: {contents: read}\n    steps:\n      - run: bash ci/install", "    steps:\n      - run: bash ci/install", "does not declare"),
+        ("    permissions: {contents: read}\n    steps:\n      - run: bash ci/install", "    permissions: {contents: write}\n    steps:\n      - run: bash ci/install", "`contents: write`"),
         ("concurrency: {group: live, cancel-in-progress: false}", "", "no concurrency group"),
         ("{group: live, cancel-in-progress: false}", "{group: live, cancel-in-progress: true}", "cancel-in-progress"),
         ("    timeout-minutes: 10\n    permissions: {contents: read}\n", "    permissions: {contents: read}\n", "`test` has no timeout"),
@@ -1527,7 +1529,10 @@ fn timing_checks_catch_their_faults() {
 #[test]
 fn ci_run_installs_the_test_tools_before_testing() {
     let problems = |text: &str| -> Vec<String> {
-        match (text.find(INSTALL_SCRIPT), text.find("cargo test")) {
+        match (
+            text.find(&format!("bash {INSTALL_SCRIPT}")),
+            text.find("cargo test"),
+        ) {
             (Some(i), Some(t)) if i < t => Vec::new(),
             _ => vec![format!(
                 "{CI_RUN} does not call {INSTALL_SCRIPT} before `cargo test`"
