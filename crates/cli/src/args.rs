@@ -199,7 +199,8 @@ pub struct ReportArgs {
     #[arg(long, default_value = "cloudtest-out")]
     pub out: PathBuf,
 
-    /// Gap document to write results into.
+    /// Gap document to merge the results into: per requirement and region the newest live
+    /// result wins; mock results only replace the "latest mock run" block.
     #[arg(long)]
     pub gap_doc: Option<PathBuf>,
 
@@ -217,6 +218,7 @@ pub enum ReportCommand {
         shards: Vec<PathBuf>,
         #[arg(long, default_value = "cloudtest-out")]
         out: PathBuf,
+        /// Gap document to merge the merged results into (newest live result wins).
         #[arg(long)]
         gap_doc: Option<PathBuf>,
         #[arg(long)]
