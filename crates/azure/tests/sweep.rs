@@ -11,8 +11,8 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use cloudtest_azure::sweep::{delete, find_due, find_expired, SweepItem, SweepTarget};
-use cloudtest_core::tags::SweepScope;
 use cloudtest_azure::ArmConnection;
+use cloudtest_core::tags::SweepScope;
 use cloudtest_core::{Backoff, ResourceRef};
 use cloudtest_mock::arm::ArmEmulator;
 use cloudtest_mock::hooks::RecordingServers;
@@ -139,7 +139,10 @@ async fn run_scope_takes_one_runs_groups_and_leaves_kept_and_longer_ids() {
         .collect();
     names.sort();
     assert_eq!(names, ["rg-fresh", "rg-region"], "{items:#?}");
-    assert!(items.iter().all(|i| i.why == "belongs to run r-new"), "{items:#?}");
+    assert!(
+        items.iter().all(|i| i.why == "belongs to run r-new"),
+        "{items:#?}"
+    );
     arm.stop().await;
 }
 
