@@ -316,3 +316,19 @@ fn budget_that_is_not_a_number_names_the_key() {
         None,
     );
 }
+
+#[test]
+fn run_ids_that_no_stack_or_resource_group_could_carry_are_refused() {
+    for (id, why) in [
+        ("Upper", "`U` is not allowed"),
+        ("with space", "` ` is not allowed"),
+        ("dots.in.it", "`.` is not allowed"),
+        ("-leading", "start and end"),
+        ("much-too-long-for-a-resource-group-name-x", "1 to 40"),
+        ("looks-like-a-lifecycle-eastus", "-eastus"),
+    ] {
+        // `--run-id=ID`: an id starting with a dash is a value, not a flag.
+        let arg = format!("--run-id={id}");
+        check(&case("bad --run-id", &[&arg], &["--run-id", why]), None);
+    }
+}

@@ -647,7 +647,15 @@ fn health_timeout_env_sets_the_health_deadline() {
 // ------------------------------------------------------------------------- keep on failure
 
 fn keep_on_failure(scenario: &str, extra: &[&str], aws_kept: &str, azure_kept: &str) {
-    let mut args = vec!["run", "--scenario", scenario, "--keep-on-failure"];
+    let run_id = format!("kept-{scenario}");
+    let mut args = vec![
+        "run",
+        "--scenario",
+        scenario,
+        "--keep-on-failure",
+        "--run-id",
+        &run_id,
+    ];
     args.extend_from_slice(extra);
     let run = run_cloudtest(&args, &[]);
     assert_exit(&run, 1);
@@ -681,6 +689,19 @@ fn keep_on_failure(scenario: &str, extra: &[&str], aws_kept: &str, azure_kept: &
         state_list(&run, "aws").iter().any(|r| r["id"] == stack),
         "the kept stack {stack} should be in mock-state.json"
     );
+    // What was kept carries the run id given and the keep tag, so `cloudtest sweep
+    // --run-id` leaves it until it expires.
+    assert_eq!(run.results()["run_id"], run_id.as_str());
+    for (key, kind) in [
+        ("aws", "AWS::CloudFormation::Stack"),
+        ("azure", "Microsoft.Resources/resourceGroups"),
+    ] {
+        let kept = state_list(&run, key);
+        let holder = kept.iter().find(|r| r["type"] == kind);
+        let tags = holder.map(|r| r["tags"].clone()).unwrap_or_default();
+        assert_eq!(tags["cloudtest:run-id"], run_id.as_str(), "{key}: {kept:?}");
+        assert_eq!(tags["cloudtest:keep"], "until-expiry", "{key}: {kept:?}");
+    }
     assert_cloud03_not_passed(&run);
 }
 

@@ -1,5 +1,7 @@
 //! `cloudtest sweep` in mock mode with planted leftovers: only tagged, expired resources are
-//! deleted; untagged and unexpired ones survive; `--dry-run` deletes nothing.
+//! deleted; untagged and unexpired ones survive; `--dry-run` deletes nothing; `--run-id`
+//! deletes exactly one run's resources (and its per-region lifecycles'), expired or not,
+//! except what a `--keep-on-failure` run kept.
 
 use cloudtest_e2e::command;
 use serde_json::Value;
@@ -12,9 +14,6 @@ struct Sweep {
 
 fn sweep(extra: &[&str]) -> Sweep {
     let mut args = vec![
-        "sweep",
-        "--mode",
-        "mock",
         "--plant",
         "tagged-expired",
         "--plant",
@@ -22,6 +21,12 @@ fn sweep(extra: &[&str]) -> Sweep {
         "--plant",
         "tagged-fresh",
     ];
+    args.extend_from_slice(extra);
+    sweep_with(&args)
+}
+
+fn sweep_with(extra: &[&str]) -> Sweep {
+    let mut args = vec!["sweep", "--mode", "mock"];
     args.extend_from_slice(extra);
     let out = command(&args).output().expect("run cloudtest sweep");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -115,4 +120,89 @@ fn plant_is_refused_against_real_clouds() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Run ids of what survived in a cloud (untagged resources as `-`), sorted.
+fn surviving_runs(state: &Value, cloud: &str) -> Vec<String> {
+    let mut runs: Vec<String> = surviving_tags(state, cloud)
+        .into_iter()
+        .map(|(run, _)| run.unwrap_or_else(|| "-".into()))
+        .collect();
+    runs.sort();
+    runs
+}
+
+#[test]
+fn run_id_deletes_that_run_and_its_regions_and_nothing_else() {
+    let s = sweep_with(&[
+        "--run-id",
+        "abc",
+        "--plant",
+        "run:abc",
+        "--plant",
+        "run:abc-us-east-1",
+        "--plant",
+        "run:abc-westeurope",
+        "--plant",
+        "run:abcd-us-east-1",
+        "--plant",
+        "run:abc-foo",
+        "--plant",
+        "run:ab",
+        "--plant",
+        "kept:abc-eastus",
+        "--plant",
+        "untagged",
+        "--plant",
+        "tagged-expired",
+    ]);
+    assert_eq!(s.code, 0, "{}", s.stdout);
+    assert!(
+        // Three per cloud: `abc`, `abc-us-east-1`, `abc-westeurope`.
+        s.stdout.contains("6 found, 6 deleted, 0 failed"),
+        "{}",
+        s.stdout
+    );
+    for cloud in ["aws", "azure"] {
+        // Longer ids that start with `abc`, the kept lifecycle, the untagged resource and
+        // another run's expired leftover (the daily sweep's job) all survive.
+        assert_eq!(
+            surviving_runs(&s.state, cloud),
+            [
+                "-",
+                "ab",
+                "abc-eastus",
+                "abc-foo",
+                "abcd-us-east-1",
+                "planted-8"
+            ],
+            "{cloud}: {}",
+            s.stdout
+        );
+    }
+}
+
+#[test]
+fn run_id_must_be_a_valid_run_id_and_excludes_older_than() {
+    for args in [
+        &["sweep", "--mode", "mock", "--run-id", "Bad_Id"][..],
+        &["sweep", "--mode", "mock", "--run-id", "abc-eastus"][..],
+        &[
+            "sweep",
+            "--mode",
+            "mock",
+            "--run-id",
+            "abc",
+            "--older-than",
+            "6h",
+        ][..],
+    ] {
+        let out = command(args).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--run-id") || stderr.contains("--older-than"),
+            "{args:?}: {stderr}"
+        );
+    }
 }

@@ -4,10 +4,18 @@
 //! between live runs, a daily sweep, a merge job, and IAM/RBAC documents that grant no
 //! wildcard writes and cover every resource the templates create.
 //!
+//! Both pipelines' test jobs (and `.ci/run`) install the test tools with
+//! `ci/install-test-tools.sh` before `cargo test`; the live jobs end with a cleanup of their
+//! own run that runs whatever happened; and the timing adds up (see ci/README.md, "Timing").
+//!
 //! Each check returns the problems it found, so every check is also run against a small
 //! broken document to show it can fail.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cloudtest_core::config::DEFAULT_EXPIRES_AFTER;
+use cloudtest_core::{Phase, PhaseDeadlines};
 
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
@@ -20,6 +28,9 @@ const TRUST_GITLAB: &str = "ci/aws/oidc-trust-gitlab.json";
 const AZURE_ROLE: &str = "ci/azure/role.json";
 const CFN_TEMPLATE: &str = "templates-cfn/velociraptor.yaml";
 const ARM_TEMPLATE: &str = "templates-arm/velociraptor.json";
+const CI_RUN: &str = ".ci/run";
+/// What every job running the workspace tests calls first.
+const INSTALL_SCRIPT: &str = "ci/install-test-tools.sh";
 
 /// Long-lived cloud credentials that must never appear in a pipeline.
 const FORBIDDEN_SECRETS: &[&str] = &[
@@ -317,10 +328,11 @@ fn ledger_problems(wf: &Yaml) -> Vec<String> {
     problems
 }
 
+/// The daily sweep: a job of its own (a live job's cleanup of its own run does not count).
 fn sweep_problems(wf: &Yaml) -> Vec<String> {
     let sweepers: Vec<_> = jobs(wf)
         .into_iter()
-        .filter(|(_, j)| runs_command(j, "cloudtest sweep"))
+        .filter(|(_, j)| runs_command(j, "cloudtest sweep") && !runs_command(j, "--mode live"))
         .collect();
     if sweepers.is_empty() {
         return vec!["no job runs `cloudtest sweep`".into()];
@@ -382,9 +394,71 @@ fn mock_problems(wf: &Yaml) -> Vec<String> {
     }
 }
 
+/// Every job running `cargo test` calls the install script in an earlier step.
+fn install_problems(wf: &Yaml) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, job) in jobs(wf)
+        .into_iter()
+        .filter(|(_, j)| runs_command(j, "cargo test"))
+    {
+        let all = steps(job);
+        let at = |needle: &str| {
+            all.iter()
+                .position(|s| str_of(s.get("run")).contains(needle))
+        };
+        match (at(INSTALL_SCRIPT), at("cargo test")) {
+            (Some(i), Some(t)) if i < t => {}
+            _ => problems.push(format!(
+                "job `{name}` runs `cargo test` without calling {INSTALL_SCRIPT} first"
+            )),
+        }
+    }
+    problems
+}
+
+/// Every live job records a run id, passes it to `cloudtest run --run-id`, and ends with
+/// `cloudtest sweep --run-id` in a step that runs `if: always()`.
+fn cleanup_problems(wf: &Yaml) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, job) in jobs(wf)
+        .into_iter()
+        .filter(|(_, j)| runs_command(j, "--mode live"))
+    {
+        let all = steps(job);
+        let run = all
+            .iter()
+            .position(|s| str_of(s.get("run")).contains("--mode live"));
+        if !all.iter().any(|s| {
+            let text = str_of(s.get("run"));
+            text.contains("--mode live") && text.contains("--run-id")
+        }) {
+            problems.push(format!("live job `{name}` does not set `--run-id`"));
+        }
+        let sweep = all.iter().position(|s| {
+            let text = str_of(s.get("run"));
+            text.contains("sweep") && text.contains("--run-id") && !text.contains("--mode live")
+        });
+        match (run, sweep) {
+            (Some(r), Some(c)) if r < c => {
+                if !str_of(all[c].get("if")).contains("always()") {
+                    problems.push(format!(
+                        "live job `{name}`: the cleanup sweep must run `if: always()`"
+                    ));
+                }
+            }
+            _ => problems.push(format!(
+                "live job `{name}` does not end with `cloudtest sweep --run-id`"
+            )),
+        }
+    }
+    problems
+}
+
 fn github_problems(raw: &str) -> Vec<String> {
     let wf = yaml(raw);
     [
+        install_problems(&wf),
+        cleanup_problems(&wf),
         trigger_problems(&wf),
         permission_problems(&wf),
         concurrency_problems(&wf),
@@ -424,6 +498,7 @@ jobs:
     timeout-minutes: 10
     permissions: {contents: read}
     steps:
+      - run: bash ci/install-test-tools.sh
       - run: cargo build && cargo test && cloudtest run --mode mock
   live:
     timeout-minutes: 60
@@ -433,7 +508,9 @@ jobs:
       - uses: actions/cache/restore@0123456789abcdef0123456789abcdef01234567 # v5.0.0
         with: {path: ledger.jsonl}
       - uses: aws-actions/configure-aws-credentials@0123456789abcdef0123456789abcdef01234567 # v6.0.0
-      - run: cloudtest run --mode live
+      - run: cloudtest run --mode live --run-id "$ID"
+      - run: cloudtest sweep --run-id "$ID"
+        if: always()
       - uses: actions/cache/save@0123456789abcdef0123456789abcdef01234567 # v5.0.0
         if: always()
         with: {path: ledger.jsonl}
@@ -476,9 +553,9 @@ fn each_workflow_check_catches_its_fault() {
         ("keep-on-failure: {type: boolean}", "keep-on-failure: {type: string}", "not a boolean"),
         ("permissions:\n  contents: read\njobs", "permissions:\n  contents: write\njobs", "top-level"),
         ("{contents: read, id-token: write}\n    concurrency: {group: live", "{contents: read}\n    concurrency: {group: live", "without `id-token: write`"),
-        ("    permissions: {contents: read}\n    steps:\n      - run: cargo", "    permissions: {contents: read, id-token: write}\n    steps:\n      - run: cargo", "calls no cloud"),
-        ("    permissions: {contents: read}\n    steps:\n      - run: cargo", "    steps:\n      - run: cargo", "does not declare"),
-        ("    permissions: {contents: read}\n    steps:\n      - run: cargo", "    permissions: {contents: write}\n    steps:\n      - run: cargo", "`contents: write`"),
+        ("    permissions: {contents: read}\n    steps:\n      - run: bash ci/install", "    permissions: {contents: read, id-token: write}\n    steps:\n      - run: bash ci/install", "calls no cloud"),
+        ("    permissions: {contents: read}\n    steps:\n      - run: bash ci/install", "    steps:\n      - run: bash ci/install", "does not declare"),
+        ("    permissions: {contents: read}\n    steps:\n      - run: bash ci/install", "    permissions: {contents: write}\n    steps:\n      - run: bash ci/install", "`contents: write`"),
         ("concurrency: {group: live, cancel-in-progress: false}", "", "no concurrency group"),
         ("{group: live, cancel-in-progress: false}", "{group: live, cancel-in-progress: true}", "cancel-in-progress"),
         ("    timeout-minutes: 10\n    permissions: {contents: read}\n", "    permissions: {contents: read}\n", "`test` has no timeout"),
@@ -489,7 +566,12 @@ fn each_workflow_check_catches_its_fault() {
         ("      - uses: actions/cache/restore@0123456789abcdef0123456789abcdef01234567 # v5.0.0\n        with: {path: ledger.jsonl}\n", "", "ledger restore, then the run"),
         ("        if: always()\n        with: {path: ledger.jsonl}", "        with: {path: ledger.jsonl}", "ledger save must run"),
         ("        if: always()\n        with: {path: ledger.jsonl}", "        if: always()\n        with: {path: other.jsonl}", "different paths"),
-        ("      - run: cloudtest run --mode live\n", "", "--mode live"),
+        ("      - run: cloudtest run --mode live --run-id \"$ID\"\n", "", "--mode live"),
+        ("      - run: bash ci/install-test-tools.sh\n", "", "without calling ci/install-test-tools.sh"),
+        ("      - run: bash ci/install-test-tools.sh\n      - run: cargo build && cargo test && cloudtest run --mode mock\n", "      - run: cargo build && cargo test && cloudtest run --mode mock\n      - run: bash ci/install-test-tools.sh\n", "without calling ci/install-test-tools.sh first"),
+        ("cloudtest run --mode live --run-id \"$ID\"", "cloudtest run --mode live", "does not set `--run-id`"),
+        ("      - run: cloudtest sweep --run-id \"$ID\"\n        if: always()\n", "", "does not end with `cloudtest sweep --run-id`"),
+        ("      - run: cloudtest sweep --run-id \"$ID\"\n        if: always()\n", "      - run: cloudtest sweep --run-id \"$ID\"\n", "must run `if: always()`"),
         ("cloudtest sweep --provider azure", "echo", "no job runs `cloudtest sweep`"),
         ("      - uses: azure/login@0123456789abcdef0123456789abcdef01234567 # v3.0.0\n", "", "logs in to no cloud"),
         ("cloudtest report merge shards/*", "echo", "no job runs `cloudtest report merge`"),
@@ -601,6 +683,41 @@ fn gitlab_problems(raw: &str) -> Vec<String> {
             problems.push(format!("no job runs `{needle}`"));
         }
     }
+    for (name, job) in &all {
+        let text = gitlab_text(&doc, job);
+        if let Some(test) = text.find("cargo test") {
+            if !text[..test].contains(INSTALL_SCRIPT) {
+                problems.push(format!(
+                    "job `{name}` runs `cargo test` without calling {INSTALL_SCRIPT} first"
+                ));
+            }
+        }
+        if text.contains("--mode live") {
+            let script = gitlab_key(&doc, job, "script")
+                .map(|v| serde_norway::to_string(v).unwrap_or_default())
+                .unwrap_or_default();
+            if !(script.contains("--run-id") && script.contains(".cloudtest-run-id")) {
+                problems.push(format!(
+                    "live job `{name}` does not record its run id (--run-id, .cloudtest-run-id)"
+                ));
+            }
+            let after = gitlab_key(&doc, job, "after_script")
+                .map(|v| serde_norway::to_string(v).unwrap_or_default())
+                .unwrap_or_default();
+            let cleanup = doc
+                .get(".cleanup")
+                .map(|v| serde_norway::to_string(v).unwrap_or_default())
+                .unwrap_or_default();
+            let sweeps_run = after.contains(".cleanup")
+                && cleanup.contains("sweep")
+                && cleanup.contains("--run-id");
+            if !sweeps_run {
+                problems.push(format!(
+                    "live job `{name}`: after_script does not sweep its run (cloudtest sweep --run-id)"
+                ));
+            }
+        }
+    }
     let report_junit = all.iter().any(|(_, j)| {
         gitlab_text(&doc, j).contains("report merge")
             && j.get("artifacts")
@@ -663,9 +780,24 @@ fn gitlab_checks_catch_their_faults() {
             "daily schedule",
         ),
         (
-            "  after_script:\n    - !reference [.ledger, save]\n",
-            "",
+            "    - !reference [.ledger, save]\n    - !reference [.cleanup]\n  rules:\n    - if: ($CI_PIPELINE_SOURCE == \"web\" || $CLOUDTEST_SCHEDULE == \"live\") && $CLOUDTEST_PROVIDERS =~ /aws/",
+            "    - !reference [.cleanup]\n  rules:\n    - if: ($CI_PIPELINE_SOURCE == \"web\" || $CLOUDTEST_SCHEDULE == \"live\") && $CLOUDTEST_PROVIDERS =~ /aws/",
             "ledger",
+        ),
+        (
+            "    - bash ci/install-test-tools.sh\n",
+            "",
+            "without calling ci/install-test-tools.sh",
+        ),
+        (
+            "    - !reference [.cleanup]\n  rules:\n    - if: ($CI_PIPELINE_SOURCE == \"web\" || $CLOUDTEST_SCHEDULE == \"live\") && $CLOUDTEST_PROVIDERS =~ /azure/",
+            "  rules:\n    - if: ($CI_PIPELINE_SOURCE == \"web\" || $CLOUDTEST_SCHEDULE == \"live\") && $CLOUDTEST_PROVIDERS =~ /azure/",
+            "does not sweep its run",
+        ),
+        (
+            " --run-id \"$CLOUDTEST_RUN_ID\" --config",
+            " --config",
+            "does not record its run id",
         ),
         (
             "    - export AZURE_CLIENT_ID=",
@@ -1096,5 +1228,322 @@ fn azure_role_checks_catch_their_faults() {
         "uncovered type",
         azure_role_problems(&role, &["Microsoft.Storage/storageAccounts".to_string()]),
         "Microsoft.Storage/storageAccounts/write",
+    );
+}
+
+// ------------------------------------------------------------------------- timing
+
+/// From the start of a live job to the first phase: binary download, ledger, credentials,
+/// config, budget guard.
+const SETUP_MARGIN: Duration = Duration::from_secs(10 * 60);
+/// The cleanup after the run: `cloudtest sweep --run-id` waits up to 30 minutes for an
+/// Azure resource group to be gone (crates/cli/src/commands/sweep.rs).
+const CLEANUP_MARGIN: Duration = Duration::from_secs(30 * 60);
+/// The engine gives each phase up to 5 s of grace after its deadline (core runner.rs).
+const PHASE_GRACE: Duration = Duration::from_secs(5);
+/// Live defaults of the server-verification and evidence phases, counted here until
+/// `PhaseDeadlines::live_defaults()` carries them (then they are read from there).
+const PENDING_PHASES: [(&str, Duration); 2] = [
+    ("verify_server", Duration::from_secs(3 * 60)),
+    ("evidence", Duration::from_secs(2 * 60)),
+];
+/// The daily sweep's cadence (its cron is checked to be daily above).
+const SWEEP_CADENCE: Duration = Duration::from_secs(24 * 3600);
+
+/// `90`, `90s`, `140m`, `3h`: one number and one unit (seconds without one).
+fn duration(text: &str) -> Option<Duration> {
+    let text = text.trim().trim_matches(|c| c == '"' || c == '\'');
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+/// The default inside `${{ vars.NAME || 'DEFAULT' }}`, or the text itself.
+fn default_of(expression: &str) -> &str {
+    expression
+        .rsplit_once("||")
+        .map(|(_, d)| d.trim().trim_end_matches("}}").trim().trim_matches('\''))
+        .unwrap_or(expression)
+}
+
+/// The longest a live run's phases can take, every deadline at its live default (health
+/// as the pipeline sets it).
+fn longest_run(health: Duration) -> Duration {
+    let deadlines = PhaseDeadlines::live_defaults();
+    let mut total: Duration = Phase::ALL
+        .iter()
+        .map(|p| {
+            if *p == Phase::Health {
+                health
+            } else {
+                deadlines.get(*p)
+            }
+        })
+        .sum();
+    let mut phases = Phase::ALL.len() as u32;
+    for (name, default) in PENDING_PHASES {
+        if Phase::parse(name).is_none() {
+            total += default;
+            phases += 1;
+        }
+    }
+    total + PHASE_GRACE * phases
+}
+
+fn minutes(d: Duration) -> u64 {
+    d.as_secs().div_ceil(60)
+}
+
+/// The shared inequalities, given the numbers read from a pipeline.
+fn timing_inequalities(
+    what: &str,
+    script_limit: Duration,
+    job_timeout: Duration,
+    health: Duration,
+    sweep_older_than: Duration,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let run = longest_run(health);
+    if script_limit <= SETUP_MARGIN + run {
+        problems.push(format!(
+            "{what}: {} min for the run is not more than setup {} + phases {} min",
+            minutes(script_limit),
+            minutes(SETUP_MARGIN),
+            minutes(run)
+        ));
+    }
+    if DEFAULT_EXPIRES_AFTER < job_timeout {
+        problems.push(format!(
+            "{what}: expires_after {} min is shorter than the job timeout {} min: the daily sweep could delete a running run",
+            minutes(DEFAULT_EXPIRES_AFTER),
+            minutes(job_timeout)
+        ));
+    }
+    if DEFAULT_EXPIRES_AFTER > SWEEP_CADENCE {
+        problems.push(format!(
+            "{what}: expires_after {} min is longer than the daily sweep's cadence",
+            minutes(DEFAULT_EXPIRES_AFTER)
+        ));
+    }
+    if sweep_older_than < job_timeout || sweep_older_than > SWEEP_CADENCE {
+        problems.push(format!(
+            "{what}: the daily sweep's --older-than {} min must lie between the job timeout {} min and a day",
+            minutes(sweep_older_than),
+            minutes(job_timeout)
+        ));
+    }
+    problems
+}
+
+fn github_timing_problems(raw: &str) -> Vec<String> {
+    let wf = yaml(raw);
+    let all = jobs(&wf);
+    let Some((_, live)) = all.iter().find(|(_, j)| runs_command(j, "--mode live")) else {
+        return vec!["no live job".into()];
+    };
+    let job_timeout = live
+        .get("timeout-minutes")
+        .and_then(Yaml::as_u64)
+        .map(|m| Duration::from_secs(m * 60))
+        .unwrap_or_default();
+    let health = duration(default_of(str_of(
+        wf.get("env")
+            .and_then(|e| e.get("CLOUDTEST_HEALTH_TIMEOUT")),
+    )))
+    .unwrap_or_default();
+    let older_than = all
+        .iter()
+        .find_map(|(_, j)| {
+            j.get("steps")?;
+            steps(j)
+                .into_iter()
+                .find_map(|s| s.get("env")?.get("OLDER_THAN"))
+        })
+        .and_then(|v| duration(default_of(str_of(Some(v)))))
+        .unwrap_or_default();
+    // The run step gets what the cleanup step does not need.
+    let mut problems = timing_inequalities(
+        "GitHub live job",
+        job_timeout.saturating_sub(CLEANUP_MARGIN),
+        job_timeout,
+        health,
+        older_than,
+    );
+    let session = steps(live)
+        .into_iter()
+        .find(|s| str_of(s.get("uses")).starts_with("aws-actions/configure-aws-credentials@"))
+        .and_then(|s| s.get("with")?.get("role-duration-seconds")?.as_u64())
+        .map(Duration::from_secs)
+        .unwrap_or_default();
+    if session < job_timeout {
+        problems.push(format!(
+            "GitHub live job: AWS role session {} min is shorter than the job timeout {} min",
+            minutes(session),
+            minutes(job_timeout)
+        ));
+    }
+    problems
+}
+
+fn gitlab_timing_problems(raw: &str) -> Vec<String> {
+    let doc = yaml(raw);
+    let live = doc.get(".live");
+    let var = |scope: Option<&Yaml>, name: &str| {
+        scope
+            .and_then(|s| s.get("variables"))
+            .and_then(|v| v.get(name))
+            .map(|v| match v.get("value") {
+                Some(inner) => str_of(Some(inner)).to_string(),
+                None => str_of(Some(v)).to_string(),
+            })
+            .and_then(|t| duration(&t))
+            .unwrap_or_default()
+    };
+    let job_timeout = duration(str_of(live.and_then(|l| l.get("timeout")))).unwrap_or_default();
+    let script = var(live, "RUNNER_SCRIPT_TIMEOUT");
+    let after = var(live, "RUNNER_AFTER_SCRIPT_TIMEOUT");
+    let mut problems = timing_inequalities(
+        "GitLab live job",
+        script,
+        job_timeout,
+        var(Some(&doc), "CLOUDTEST_HEALTH_TIMEOUT"),
+        var(Some(&doc), "CLOUDTEST_SWEEP_OLDER_THAN"),
+    );
+    if after < CLEANUP_MARGIN {
+        problems.push(format!(
+            "GitLab live job: RUNNER_AFTER_SCRIPT_TIMEOUT {} min leaves the cleanup less than {} min",
+            minutes(after),
+            minutes(CLEANUP_MARGIN)
+        ));
+    }
+    if script + after > job_timeout {
+        problems.push(format!(
+            "GitLab live job: RUNNER_SCRIPT_TIMEOUT + RUNNER_AFTER_SCRIPT_TIMEOUT ({} min) exceed the job timeout {} min, so a timed-out job skips its cleanup",
+            minutes(script + after),
+            minutes(job_timeout)
+        ));
+    }
+    problems
+}
+
+#[test]
+fn live_jobs_timing_adds_up() {
+    assert_clean(WORKFLOW, github_timing_problems(&read(WORKFLOW)));
+    assert_clean(GITLAB, gitlab_timing_problems(&read(GITLAB)));
+    // The numbers ci/README.md states are the ones checked here.
+    let readme = read("ci/README.md");
+    let run = minutes(longest_run(Duration::from_secs(900)));
+    for needle in [
+        format!("{run} min"),
+        "timeout-minutes: 180".to_string(),
+        "role-duration-seconds: 10800".to_string(),
+        "RUNNER_SCRIPT_TIMEOUT: 140m".to_string(),
+        "RUNNER_AFTER_SCRIPT_TIMEOUT: 35m".to_string(),
+        format!(
+            "expires_after` {} h",
+            DEFAULT_EXPIRES_AFTER.as_secs() / 3600
+        ),
+    ] {
+        assert!(
+            readme.contains(&needle),
+            "ci/README.md does not state `{needle}`"
+        );
+    }
+}
+
+#[test]
+fn timing_checks_catch_their_faults() {
+    let github = read(WORKFLOW);
+    for (from, to, needle) in [
+        (
+            "    timeout-minutes: 180\n",
+            "    timeout-minutes: 120\n",
+            "is not more than setup",
+        ),
+        (
+            "role-duration-seconds: 10800",
+            "role-duration-seconds: 7200",
+            "AWS role session",
+        ),
+        (
+            "CLOUDTEST_SWEEP_OLDER_THAN || '6h'",
+            "CLOUDTEST_SWEEP_OLDER_THAN || '2h'",
+            "--older-than",
+        ),
+        (
+            "CLOUDTEST_HEALTH_TIMEOUT || '900'",
+            "CLOUDTEST_HEALTH_TIMEOUT || '3600'",
+            "is not more than setup",
+        ),
+    ] {
+        assert!(github.contains(from), "{WORKFLOW} lacks `{from}`");
+        assert_caught(
+            from,
+            github_timing_problems(&github.replacen(from, to, 1)),
+            needle,
+        );
+    }
+    let gitlab = read(GITLAB);
+    for (from, to, needle) in [
+        (
+            "RUNNER_SCRIPT_TIMEOUT: 140m",
+            "RUNNER_SCRIPT_TIMEOUT: 100m",
+            "is not more than setup",
+        ),
+        (
+            "RUNNER_AFTER_SCRIPT_TIMEOUT: 35m",
+            "RUNNER_AFTER_SCRIPT_TIMEOUT: 5m",
+            "leaves the cleanup",
+        ),
+        (
+            "  timeout: 3h\n",
+            "  timeout: 2h\n",
+            "exceed the job timeout",
+        ),
+        (
+            "CLOUDTEST_SWEEP_OLDER_THAN: \"6h\"",
+            "CLOUDTEST_SWEEP_OLDER_THAN: \"1h\"",
+            "--older-than",
+        ),
+    ] {
+        assert!(gitlab.contains(from), "{GITLAB} lacks `{from}`");
+        assert_caught(
+            from,
+            gitlab_timing_problems(&gitlab.replacen(from, to, 1)),
+            needle,
+        );
+    }
+}
+
+// ------------------------------------------------------------------------- .ci/run
+
+#[test]
+fn ci_run_installs_the_test_tools_before_testing() {
+    let problems = |text: &str| -> Vec<String> {
+        match (
+            text.find(&format!("bash {INSTALL_SCRIPT}")),
+            text.find("cargo test"),
+        ) {
+            (Some(i), Some(t)) if i < t => Vec::new(),
+            _ => vec![format!(
+                "{CI_RUN} does not call {INSTALL_SCRIPT} before `cargo test`"
+            )],
+        }
+    };
+    let text = read(CI_RUN);
+    assert_clean(CI_RUN, problems(&text));
+    assert_caught(
+        "without the script",
+        problems(&text.replace("bash ci/install-test-tools.sh", "true")),
+        INSTALL_SCRIPT,
     );
 }

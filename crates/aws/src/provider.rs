@@ -25,6 +25,7 @@ use crate::events::{
 use crate::inventory::{Ec2Inventory, CHECKED_KINDS, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 use crate::stacks::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
 use crate::template::{declared_parameters, select_parameters, ParameterValue};
+use cloudtest_core::tags::{KEEP_TAG, KEEP_UNTIL_EXPIRY};
 use cloudtest_core::{read_again, Strikes};
 
 /// Everything one CLOUD-01 lifecycle needs besides the SDK configuration. Holds the admin
@@ -130,6 +131,8 @@ pub struct CloudFormationProvider {
     events: Vec<StackEventRecord>,
     output_overrides: BTreeMap<String, String>,
     last_outputs: BTreeMap<String, String>,
+    /// `--keep-on-failure`: the stack (and so every resource) carries the keep tag.
+    keep_until_expiry: bool,
 }
 
 impl CloudFormationProvider {
@@ -151,7 +154,25 @@ impl CloudFormationProvider {
             events: Vec::new(),
             output_overrides: BTreeMap::new(),
             last_outputs: BTreeMap::new(),
+            keep_until_expiry: false,
         }
+    }
+
+    /// For `--keep-on-failure` runs: tags the stack `cloudtest:keep=until-expiry`, which
+    /// CloudFormation copies onto its resources, so `cloudtest sweep` leaves what a failed
+    /// run kept until it expires.
+    pub fn with_keep_until_expiry(mut self, keep: bool) -> Self {
+        self.keep_until_expiry = keep;
+        self
+    }
+
+    /// The stack's tags: the plan's, plus the keep tag when asked for.
+    fn tags(&self) -> BTreeMap<String, String> {
+        let mut tags = self.plan.stack_tags();
+        if self.keep_until_expiry {
+            tags.insert(KEEP_TAG.to_string(), KEEP_UNTIL_EXPIRY.to_string());
+        }
+        tags
     }
 
     /// Names the credential source in error messages (the CLI passes
@@ -398,7 +419,7 @@ impl Provider for CloudFormationProvider {
             name: self.stack_name.clone(),
             template_body: self.plan.template_body.clone(),
             parameters: selection.send,
-            tags: self.plan.stack_tags(),
+            tags: self.tags(),
             client_request_token: token("create", &self.plan.run_id),
         };
         cx.progress(format!(

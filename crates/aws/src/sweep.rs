@@ -1,12 +1,14 @@
 //! `cloudtest sweep` for AWS: finds stacks and stray EC2 resources that carry a
 //! `cloudtest:run-id` tag and whose `cloudtest:expires-at` has passed (or that are older than
-//! a limit), and deletes them one by one. Untagged resources are never touched.
+//! a limit, or that belong to one run), and deletes them one by one. Untagged resources are
+//! never touched.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
+use cloudtest_core::tags::SweepScope;
 use cloudtest_core::ResourceRef;
 
 use crate::calls::CallCounter;
@@ -63,12 +65,22 @@ fn context(sdk: &SdkConfig) -> ErrorContext {
     }
 }
 
-/// Everything in the SDK config's region that is due: stacks first, then stray resources
-/// in a deletable order.
+/// Everything in the SDK config's region that is expired (or older than `older_than`):
+/// stacks first, then stray resources in a deletable order.
 pub async fn find_expired(
     sdk: &SdkConfig,
     now: DateTime<Utc>,
     older_than: Option<Duration>,
+) -> Result<Vec<SweepItem>, AwsError> {
+    find_due(sdk, now, &SweepScope::Expired { older_than }).await
+}
+
+/// Everything in the SDK config's region that `scope` makes due: stacks first, then stray
+/// resources in a deletable order.
+pub async fn find_due(
+    sdk: &SdkConfig,
+    now: DateTime<Utc>,
+    scope: &SweepScope,
 ) -> Result<Vec<SweepItem>, AwsError> {
     let errors = context(sdk);
     let counter = CallCounter::new();
@@ -87,7 +99,7 @@ pub async fn find_expired(
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc));
-        if let Some(why) = due(&s.tags, created, now, older_than) {
+        if let Some(why) = scope.due(&s.tags, created, now) {
             items.push(SweepItem {
                 region: errors.region.clone(),
                 run_id: s.tags.get(RUN_ID_TAG).cloned().unwrap_or_default(),
@@ -111,7 +123,7 @@ pub async fn find_expired(
                 .is_some_and(|n| live_stacks.contains(n))
         })
         .filter_map(|t| {
-            let why = due(&t.tags, None, now, older_than)?;
+            let why = scope.due(&t.tags, None, now)?;
             Some(SweepItem {
                 region: errors.region.clone(),
                 run_id: t.tags.get(RUN_ID_TAG).cloned().unwrap_or_default(),

@@ -36,6 +36,7 @@ pub use connection::{
 };
 pub use errors::AzureError;
 
+use cloudtest_core::tags::{KEEP_TAG, KEEP_UNTIL_EXPIRY};
 use cloudtest_core::{read_again, Strikes};
 use connection::ArmClients;
 use deployment::DeploymentState;
@@ -68,6 +69,8 @@ pub struct ArmProvider {
     group: String,
     deployment: String,
     started: Option<Started>,
+    /// `--keep-on-failure`: the resource group carries the keep tag.
+    keep_until_expiry: bool,
 }
 
 impl ArmProvider {
@@ -89,7 +92,16 @@ impl ArmProvider {
             group,
             deployment,
             started: None,
+            keep_until_expiry: false,
         })
+    }
+
+    /// For `--keep-on-failure` runs: tags the resource group `cloudtest:keep=until-expiry`,
+    /// so `cloudtest sweep` leaves a group a failed run kept (and everything in it) until
+    /// it expires.
+    pub fn with_keep_until_expiry(mut self, keep: bool) -> Self {
+        self.keep_until_expiry = keep;
+        self
     }
 
     /// The resource group this run uses.
@@ -105,11 +117,15 @@ impl ArmProvider {
     }
 
     fn tags(&self) -> serde_json::Value {
-        json!({
+        let mut tags = json!({
             leak::RUN_ID_TAG: self.plan.run_id,
             leak::REQUIREMENT_TAG: RequirementId::Cloud02.as_str(),
             leak::EXPIRES_AT_TAG: self.expires_at(),
-        })
+        });
+        if self.keep_until_expiry {
+            tags[KEEP_TAG] = json!(KEEP_UNTIL_EXPIRY);
+        }
+        tags
     }
 
     fn expires_at(&self) -> String {

@@ -27,9 +27,9 @@ use crate::lro::{self, Monitor, Started};
 use crate::resource_group;
 use crate::resource_kind::resource_ref;
 
-use cloudtest_core::tags::run_started;
 /// The rule both clouds' sweeps apply (tagged, and expired or older than the limit).
 pub use cloudtest_core::tags::sweep_due as due;
+use cloudtest_core::tags::{run_started, SweepScope};
 
 /// What a sweep would delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +102,16 @@ pub async fn find_expired(
     now: DateTime<Utc>,
     older_than: Option<Duration>,
 ) -> Result<Vec<SweepItem>, AzureError> {
+    find_due(conn, now, &SweepScope::Expired { older_than }).await
+}
+
+/// What `scope` makes due in the subscription, in the order [`find_expired`] gives: a run's
+/// own cleanup uses [`SweepScope::Run`].
+pub async fn find_due(
+    conn: &ArmConnection,
+    now: DateTime<Utc>,
+    scope: &SweepScope,
+) -> Result<Vec<SweepItem>, AzureError> {
     let clients = ArmClients::new(conn.clone())?;
     let sub = conn.subscription_id.clone();
     let mut items = Vec::new();
@@ -124,7 +134,7 @@ pub async fn find_expired(
                 continue;
             };
             tagged_groups.insert(name.to_ascii_lowercase());
-            if let Some(why) = due(&tags, run_started(&run_id), now, older_than) {
+            if let Some(why) = scope.due(&tags, run_started(&run_id), now) {
                 items.push(SweepItem {
                     location: g.location.clone(),
                     run_id,
@@ -160,7 +170,7 @@ pub async fn find_expired(
                 .created_time
                 .and_then(|t| DateTime::from_timestamp(t.unix_timestamp(), t.nanosecond()))
                 .or_else(|| run_started(&run_id));
-            if let Some(why) = due(&tags, created, now, older_than) {
+            if let Some(why) = scope.due(&tags, created, now) {
                 let sku = g.sku.as_ref().and_then(|s| s.name.clone());
                 strays.push(SweepItem {
                     location: g.resource.location.clone().unwrap_or_else(|| "-".into()),

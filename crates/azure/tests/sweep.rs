@@ -10,8 +10,9 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use cloudtest_azure::sweep::{delete, find_expired, SweepItem, SweepTarget};
+use cloudtest_azure::sweep::{delete, find_due, find_expired, SweepItem, SweepTarget};
 use cloudtest_azure::ArmConnection;
+use cloudtest_core::tags::SweepScope;
 use cloudtest_core::{Backoff, ResourceRef};
 use cloudtest_mock::arm::ArmEmulator;
 use cloudtest_mock::hooks::RecordingServers;
@@ -101,6 +102,48 @@ fn plant(arm: &ArmEmulator) -> (String, String, String) {
         [("owner", "someone-else"), (EXPIRES, past.as_str())],
     );
     (stray, inside, keep)
+}
+
+/// A run's own cleanup (`--run-id r-new`) takes that run's fresh group and its per-region
+/// lifecycle's, inside stays inside its group, and leaves another run whose id starts with
+/// the same letters, a group kept by `--keep-on-failure`, and other runs' expired leftovers.
+#[tokio::test]
+async fn run_scope_takes_one_runs_groups_and_leaves_kept_and_longer_ids() {
+    let arm = emulator().await;
+    let _ = plant(&arm);
+    let future = future();
+    let fresh = |run: &'static str| [(RUN_ID, run), (EXPIRES, future.as_str())];
+    arm.plant_resource_group("rg-region", fresh("r-new-westeurope"));
+    arm.plant_resource("rg-region", DISK, "disk-region", fresh("r-new-westeurope"));
+    arm.plant_resource_group("rg-longer", fresh("r-newer"));
+    arm.plant_resource_group(
+        "rg-kept",
+        [
+            (RUN_ID, "r-new-eastus"),
+            (EXPIRES, future.as_str()),
+            ("cloudtest:keep", "until-expiry"),
+        ],
+    );
+    let conn = connect(&arm.endpoint(), arm.subscription_id());
+
+    let scope = SweepScope::Run {
+        run_id: "r-new".into(),
+    };
+    let items = find_due(&conn, Utc::now(), &scope).await.expect("list");
+    let mut names: Vec<String> = items
+        .iter()
+        .map(|i| match &i.target {
+            SweepTarget::ResourceGroup { name } => name.clone(),
+            SweepTarget::Resource(r) => r.id.clone(),
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["rg-fresh", "rg-region"], "{items:#?}");
+    assert!(
+        items.iter().all(|i| i.why == "belongs to run r-new"),
+        "{items:#?}"
+    );
+    arm.stop().await;
 }
 
 #[tokio::test]

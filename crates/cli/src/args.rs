@@ -51,7 +51,8 @@ pub enum Command {
         #[command(subcommand)]
         command: MockCommand,
     },
-    /// Delete expired cloudtest resources (tagged cloudtest:run-id) left by earlier runs.
+    /// Delete expired cloudtest resources (tagged cloudtest:run-id) left by earlier runs, or
+    /// every resource of one run (`--run-id`).
     Sweep(SweepArgs),
     /// Price table maintenance.
     Prices {
@@ -119,20 +120,30 @@ pub struct RunArgs {
     #[arg(long)]
     pub azure_template: Option<PathBuf>,
 
-    /// Leave a failed deployment running for inspection (said loudly; `cloudtest sweep`
-    /// removes it later). Successful runs are always torn down.
+    /// Leave a failed deployment running for inspection (said loudly). Its resources carry
+    /// the tag `cloudtest:keep=until-expiry`: `cloudtest sweep` removes them once they
+    /// expire, not before. Successful runs are always torn down.
     #[arg(long)]
     pub keep_on_failure: bool,
+
+    /// Run id to tag every resource with (default: generated, `<UTC start>-<random>`), so
+    /// a CI job can clean up after itself with `cloudtest sweep --run-id ID`. 1 to 40
+    /// lower-case letters, digits and dashes; not ending in `-<region>`.
+    /// Example: `--run-id 20261201032300-gh1234-1`.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
 
     /// Lifecycles run at once (default 8).
     #[arg(long)]
     pub max_parallel: Option<usize>,
 
-    /// Gap document to write results into (default docs/GAP_ANALYSIS.md when it exists).
+    /// Gap document to write results into. Live runs write docs/GAP_ANALYSIS.md (when it
+    /// exists) by default; mock runs only when given this flag or `[report] gap_doc`, and
+    /// then into a separate "latest mock run" block that never replaces a live result.
     #[arg(long)]
     pub gap_doc: Option<PathBuf>,
 
-    /// Do not write into the gap document.
+    /// Do not write into the gap document (also for live runs).
     #[arg(long, conflicts_with = "gap_doc")]
     pub no_gap_doc: bool,
 
@@ -188,7 +199,8 @@ pub struct ReportArgs {
     #[arg(long, default_value = "cloudtest-out")]
     pub out: PathBuf,
 
-    /// Gap document to write results into.
+    /// Gap document to merge the results into: per requirement and region the newest live
+    /// result wins; mock results only replace the "latest mock run" block.
     #[arg(long)]
     pub gap_doc: Option<PathBuf>,
 
@@ -206,6 +218,7 @@ pub enum ReportCommand {
         shards: Vec<PathBuf>,
         #[arg(long, default_value = "cloudtest-out")]
         out: PathBuf,
+        /// Gap document to merge the merged results into (newest live result wins).
         #[arg(long)]
         gap_doc: Option<PathBuf>,
         #[arg(long)]
@@ -268,6 +281,11 @@ pub struct SweepArgs {
     /// Also delete anything older than this, expired or not. Example: `--older-than 6h`.
     #[arg(long, value_name = "DURATION")]
     pub older_than: Option<String>,
+    /// Delete one run's resources, expired or not: tagged with this run id or with
+    /// `<ID>-<region>` (its per-region lifecycles). Resources of a `--keep-on-failure` run
+    /// stay until they expire. Example: `--run-id 20261201032300-gh1234-1`.
+    #[arg(long, value_name = "ID", conflicts_with = "older_than")]
+    pub run_id: Option<String>,
     /// List only; delete nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use cloudtest_core::config::{Config, DEFAULT_MONTHLY_BUDGET_USD};
+use cloudtest_core::config::{Config, DEFAULT_EXPIRES_AFTER, DEFAULT_MONTHLY_BUDGET_USD};
 use cloudtest_core::outputs::REQUIRED_OUTPUTS;
 use cloudtest_core::skip::{Environment, ProcessEnvironment};
 use cloudtest_core::PhaseDeadlines;
@@ -17,7 +17,7 @@ use cloudtest_core::{Phase, RunMode, Secret};
 use crate::args::{ModeArg, ProviderArg, RunArgs};
 use crate::error::usage;
 use crate::templates::{self, Shipped, TemplateOrigin};
-use cloudtest_core::regions;
+use cloudtest_core::{regions, tags};
 
 pub const DEFAULT_GAP_DOC: &str = "docs/GAP_ANALYSIS.md";
 pub const ADMIN_PASSWORD_ENV: &str = "CLOUDTEST_ADMIN_PASSWORD";
@@ -283,10 +283,7 @@ impl RunPlan {
         if max_parallel == 0 {
             return Err(usage("--max-parallel must be at least 1"));
         }
-        let expires_after = config
-            .run
-            .expires_after
-            .unwrap_or(Duration::from_secs(6 * 3600));
+        let expires_after = config.run.expires_after.unwrap_or(DEFAULT_EXPIRES_AFTER);
         let expires_at = now
             + chrono::Duration::from_std(expires_after)
                 .map_err(|_| usage(format!("run.expires_after in {config_origin} is too large")))?;
@@ -305,10 +302,23 @@ impl RunPlan {
                     }
                     Some(p)
                 }
-                None => Some(PathBuf::from(DEFAULT_GAP_DOC)).filter(|p| p.is_file()),
+                // Live runs record their results by default; a mock run writes only when
+                // asked, so the README's first command leaves the work tree clean.
+                None if mode == RunMode::Live => {
+                    Some(PathBuf::from(DEFAULT_GAP_DOC)).filter(|p| p.is_file())
+                }
+                None => None,
             }
         };
         check_out_dir(&args.out)?;
+
+        let run_id = match &args.run_id {
+            Some(id) => {
+                tags::check_run_id(id).map_err(|why| usage(format!("--run-id `{id}`: {why}")))?;
+                id.clone()
+            }
+            None => new_run_id(now),
+        };
 
         let admin_password = match env.var(ADMIN_PASSWORD_ENV) {
             Some(p) => {
@@ -335,7 +345,7 @@ impl RunPlan {
 
         Ok(RunPlan {
             mode,
-            run_id: new_run_id(now),
+            run_id,
             started_at: now,
             expires_at,
             out: args.out.clone(),

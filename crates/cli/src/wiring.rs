@@ -330,7 +330,8 @@ pub async fn build_providers(
                 expires_at: plan.expires_at,
                 poll: poll_backoff(plan),
             };
-            let mut provider = CloudFormationProvider::new(&sdk, stack_plan);
+            let mut provider = CloudFormationProvider::new(&sdk, stack_plan)
+                .with_keep_until_expiry(plan.keep_on_failure);
             if let Some(source) = guards.sources.get(&ProviderArg::Aws) {
                 provider = provider.with_credential_source(source.clone());
             }
@@ -409,7 +410,8 @@ pub async fn build_providers(
                 poll: poll_backoff(plan),
             };
             let provider = ArmProvider::new(conn, deployment_plan)
-                .map_err(|e| usage(format!("Azure provider for {location}: {e}")))?;
+                .map_err(|e| usage(format!("Azure provider for {location}: {e}")))?
+                .with_keep_until_expiry(plan.keep_on_failure);
             out.push(Box::new(provider));
         }
     }
@@ -512,8 +514,10 @@ pub fn write_outputs(plan: &RunPlan, results: &RunResults) -> Result<()> {
     cloudtest_report::write_all(&plan.out, results, &report_settings)
         .with_context(|| format!("writing reports into {}", plan.out.display()))?;
     if let Some(path) = &plan.gap_doc {
-        gap_doc::update(path, &gap_region::render(results, &report_settings))
-            .with_context(|| format!("writing results into the gap document {}", path.display()))?;
+        gap_doc::rewrite(path, |region| {
+            gap_region::merge(region, results, &report_settings)
+        })
+        .with_context(|| format!("writing results into the gap document {}", path.display()))?;
     }
     Ok(())
 }

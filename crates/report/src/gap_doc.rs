@@ -161,6 +161,18 @@ pub fn splice(doc: &str, region: &str) -> Result<String, MarkerError> {
     }
 }
 
+/// The text between the marker lines (without them), or `None` when the document has
+/// neither marker. Errors as [`splice`] does.
+pub fn region(doc: &str) -> Result<Option<&str>, MarkerError> {
+    splice(doc, "")?;
+    let all = lines(doc);
+    let find = |marker: &str| all.iter().find(|l| is_marker(&doc[l.start..l.end], marker));
+    Ok(match (find(BEGIN_MARKER), find(END_MARKER)) {
+        (Some(b), Some(e)) => Some(&doc[b.end..e.start]),
+        _ => None,
+    })
+}
+
 /// The region with `eol` line endings and a final line ending, or empty.
 fn normalise_region(region: &str, eol: &str) -> String {
     if region.is_empty() {
@@ -186,6 +198,29 @@ pub fn update(path: &Path, region_text: &str) -> Result<(), GapDocError> {
         path: path.to_path_buf(),
         source,
     })?;
+    if new == doc {
+        return Ok(());
+    }
+    write_atomic(path, new.as_bytes()).map_err(|source| GapDocError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Rewrites the results region of the gap document at `path` with `f(current region)`
+/// (empty when the document has no markers yet), as [`update`] does: atomically, and
+/// leaving the file untouched on any error or when nothing changes.
+pub fn rewrite(path: &Path, f: impl FnOnce(&str) -> String) -> Result<(), GapDocError> {
+    let doc = std::fs::read_to_string(path).map_err(|source| GapDocError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let markers = |source| GapDocError::Markers {
+        path: path.to_path_buf(),
+        source,
+    };
+    let current = region(&doc).map_err(markers)?.unwrap_or("");
+    let new = splice(&doc, &f(current)).map_err(markers)?;
     if new == doc {
         return Ok(());
     }
@@ -313,6 +348,17 @@ mod tests {
         let out = splice(&doc, "r").expect("ok");
         assert!(out.starts_with(&doc));
         assert!(out.ends_with(&format!("{B}\nr\n{E}\n")));
+    }
+
+    #[test]
+    fn region_is_the_text_between_the_markers() {
+        let doc = format!("head\n{B}\nline 1\nline 2\n{E}\ntail\n");
+        assert_eq!(region(&doc), Ok(Some("line 1\nline 2\n")));
+        assert_eq!(region("no markers\n"), Ok(None));
+        assert!(region(&format!("{E}\n{B}\n")).is_err());
+        // Splicing the region back in gives the same bytes.
+        let inner = region(&doc).expect("ok").expect("some");
+        assert_eq!(splice(&doc, inner).expect("ok"), doc);
     }
 
     #[cfg(unix)]

@@ -67,7 +67,9 @@ fn render(
     let written = cloudtest_report::write_all(out, &run, &settings)
         .with_context(|| format!("writing reports into {}", out.display()))?;
     if let Some(path) = gap {
-        gap_doc::update(path, &gap_region::render(&run, &settings))
+        // Newest live result per requirement and region wins; a mock results file only
+        // replaces the "latest mock run" block.
+        gap_doc::rewrite(path, |region| gap_region::merge(region, &run, &settings))
             .with_context(|| format!("writing results into {}", path.display()))?;
         println!("updated {}", path.display());
     }

@@ -1,6 +1,8 @@
 //! `cloudtest sweep`: delete what earlier runs left behind. Only resources carrying the
-//! `cloudtest:run-id` tag whose `cloudtest:expires-at` has passed (or older than
-//! `--older-than`) are touched; stacks and resource groups first, then stray resources.
+//! `cloudtest:run-id` tag are touched: those whose `cloudtest:expires-at` has passed (or
+//! older than `--older-than`), or with `--run-id` every resource of that run, expired or
+//! not, except what a `--keep-on-failure` run kept (until it expires). Stacks and resource
+//! groups first, then stray resources.
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use cloudtest_aws::{load_sdk_config, AwsConnection};
 use cloudtest_azure::sweep as azure_sweep;
 use cloudtest_azure::ArmConnection;
 use cloudtest_core::skip::ProcessEnvironment;
+use cloudtest_core::tags::{self, SweepScope, KEEP_TAG, KEEP_UNTIL_EXPIRY};
 use cloudtest_core::{Backoff, ExitCode};
 use cloudtest_mock::{MockCloud, MockOptions};
 
@@ -32,6 +35,13 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
     let older_than = match &args.older_than {
         Some(s) => Some(parse_duration(s).map_err(|e| usage(format!("--older-than `{s}`: {e}")))?),
         None => None,
+    };
+    let scope = match &args.run_id {
+        Some(id) => {
+            tags::check_run_id(id).map_err(|why| usage(format!("--run-id `{id}`: {why}")))?;
+            SweepScope::Run { run_id: id.clone() }
+        }
+        None => SweepScope::Expired { older_than },
     };
     if args.mode == ModeArg::Live && !args.plant.is_empty() {
         return Err(usage("--plant works only with --mode mock"));
@@ -81,7 +91,7 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
                 attempt_timeout: Duration::from_secs(30),
             };
             let sdk = load_sdk_config(&conn).await;
-            let items = match aws_sweep::find_expired(&sdk, now, older_than).await {
+            let items = match aws_sweep::find_due(&sdk, now, &scope).await {
                 Ok(items) => items,
                 Err(e) => {
                     failures += 1;
@@ -163,7 +173,7 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
             }
         };
         if let Some(conn) = conn {
-            match azure_sweep::find_expired(&conn, now, older_than).await {
+            match azure_sweep::find_due(&conn, now, &scope).await {
                 Err(e) => {
                     failures += 1;
                     rows.push(Row {
@@ -246,32 +256,41 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
     })
 }
 
-/// Mock mode: leftovers to sweep, for demonstrations and tests.
+/// Mock mode: leftovers to sweep, for demonstrations and tests. `run:ID` is an unexpired
+/// resource of run ID, `kept:ID` the same kept by `--keep-on-failure`.
 fn plant(cloud: &MockCloud, kinds: &[String]) -> Result<()> {
     let past = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
     let future = (chrono::Utc::now() + chrono::Duration::hours(6)).to_rfc3339();
     for (i, kind) in kinds.iter().enumerate() {
-        let tags: Vec<(String, String)> = match kind.as_str() {
-            "tagged-expired" => vec![
-                ("cloudtest:run-id".into(), format!("planted-{i}")),
-                ("cloudtest:expires-at".into(), past.clone()),
-            ],
-            "tagged-fresh" => vec![
-                ("cloudtest:run-id".into(), format!("planted-{i}")),
-                ("cloudtest:expires-at".into(), future.clone()),
-            ],
-            "untagged" => vec![("owner".into(), "someone-else".into())],
-            other => {
-                return Err(usage(format!(
-                    "--plant `{other}`: expected tagged-expired, tagged-fresh or untagged"
-                )))
+        let tagged = |run_id: String, expires: &str| {
+            vec![
+                (tags::RUN_ID_TAG.to_string(), run_id),
+                (tags::EXPIRES_AT_TAG.to_string(), expires.to_string()),
+            ]
+        };
+        let tags: Vec<(String, String)> = match kind.split_once(':') {
+            Some(("run", id)) if !id.is_empty() => tagged(id.to_string(), &future),
+            Some(("kept", id)) if !id.is_empty() => {
+                let mut t = tagged(id.to_string(), &future);
+                t.push((KEEP_TAG.to_string(), KEEP_UNTIL_EXPIRY.to_string()));
+                t
             }
+            _ => match kind.as_str() {
+                "tagged-expired" => tagged(format!("planted-{i}"), &past),
+                "tagged-fresh" => tagged(format!("planted-{i}"), &future),
+                "untagged" => vec![("owner".into(), "someone-else".into())],
+                other => {
+                    return Err(usage(format!(
+                        "--plant `{other}`: expected tagged-expired, tagged-fresh, untagged, run:ID or kept:ID"
+                    )))
+                }
+            },
         };
         let pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         cloud.aws.plant_volume(&pairs);
         cloud
             .arm
-            .plant_resource_group(&format!("planted-{kind}-{i}"), tags.clone());
+            .plant_resource_group(&format!("planted-{i}"), tags.clone());
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ pub use budget::{BudgetConfig, PriceOverride, DEFAULT_MONTHLY_BUDGET_USD};
 pub use deadlines::{
     parse_seconds, DeadlineError, DeadlinesConfig, Hook, PhaseDeadlines, HEALTH_TIMEOUT_ENV,
 };
-pub use provider::{AwsConfig, AzureConfig, RunConfig};
+pub use provider::{AwsConfig, AzureConfig, RunConfig, DEFAULT_EXPIRES_AFTER};
 pub use velociraptor::{VelociraptorConfig, DEFAULT_ADMIN_USER, DEFAULT_VERSION};
 
 /// The whole file.

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// `[run] expires_after` when unset: longer than the longest live run (the CI jobs'
+/// timeout, see ci/README.md "Timing"), shorter than the daily sweep's cadence.
+pub const DEFAULT_EXPIRES_AFTER: Duration = Duration::from_secs(6 * 3600);
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
