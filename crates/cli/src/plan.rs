@@ -194,6 +194,7 @@ impl RunPlan {
                 &cwd,
             )?;
             check_cfn_template(&t.path, &t.body)?;
+            tracing::info!(template = %t.describe(), "CloudFormation template");
             Some(AwsPlan {
                 regions: aws_regions,
                 template_path: t.path,
@@ -217,6 +218,7 @@ impl RunPlan {
                 &cwd,
             )?;
             let template = check_arm_template(&t.path, &t.body)?;
+            tracing::info!(template = %t.describe(), "ARM template");
             Some(AzurePlan {
                 locations: azure_locations,
                 template_path: t.path,
