@@ -6,7 +6,7 @@ use futures::StreamExt;
 
 use crate::connection::ArmClients;
 use crate::errors::AzureError;
-use crate::resource_kind::resource_ref;
+use crate::resources::resource_ref;
 
 pub use cloudtest_core::tags::{EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 

@@ -1,37 +1,19 @@
-//! The run's resource group: created first with the run's tags, deleted last, and gone
-//! only when ARM answers the existence check (HEAD) with 404.
+//! Teardown of the run's resource group: deleted last, and gone only when ARM answers the
+//! existence check (HEAD) with 404.
 
-use azure_mgmt_resources::package_resources_2021_04::models;
 use cloudtest_core::{poll_until, Backoff, PhaseContext, PollError, PollStep, ResourceRef};
 use futures::StreamExt;
-use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::connection::ArmClients;
 use crate::errors::AzureError;
 use crate::lro::Started;
-use crate::resource_kind::resource_ref;
+use crate::resources::resource_ref;
 use cloudtest_core::Strikes;
 
 /// The group name for a run: chosen before anything is created, so teardown knows it.
 pub fn group_name(run_id: &str) -> String {
     format!("cloudtest-{run_id}")
-}
-
-pub(crate) async fn create(
-    clients: &ArmClients,
-    name: &str,
-    location: &str,
-    tags: Value,
-) -> Result<models::ResourceGroup, AzureError> {
-    let mut group = models::ResourceGroup::new(location.to_string());
-    group.tags = Some(tags);
-    clients
-        .mgmt
-        .resource_groups_client()
-        .create_or_update(name, group, clients.conn.subscription_id.clone())
-        .await
-        .map_err(|e| clients.sdk_error("create resource group", e))
 }
 
 /// HEAD on the group: `true` for 204, `false` for 404.

@@ -1,4 +1,4 @@
-//! The template deployment: start it (PUT, incremental), read it back, turn its outputs
+//! Create: the run's resource group, then the template deployment: start it (PUT, incremental), read it back, turn its outputs
 //! into the shared output map, and explain a failure by its first failed operation.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,24 @@ use serde_json::{Map, Value};
 use crate::connection::ArmClients;
 use crate::errors::AzureError;
 use crate::lro::Started;
-use crate::resource_kind::resource_ref;
+use crate::resources::resource_ref;
+
+/// Creates (or updates) the run's resource group with the run's tags.
+pub(crate) async fn create_group(
+    clients: &ArmClients,
+    name: &str,
+    location: &str,
+    tags: Value,
+) -> Result<models::ResourceGroup, AzureError> {
+    let mut group = models::ResourceGroup::new(location.to_string());
+    group.tags = Some(tags);
+    clients
+        .mgmt
+        .resource_groups_client()
+        .create_or_update(name, group, clients.conn.subscription_id.clone())
+        .await
+        .map_err(|e| clients.sdk_error("create resource group", e))
+}
 
 /// Sends the deployment PUT and returns where to watch it. The generated LRO `.await` is
 /// not used (see [`crate::lro`]).
