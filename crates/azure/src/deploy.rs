@@ -11,7 +11,6 @@ use serde_json::{Map, Value};
 use crate::connection::ArmClients;
 use crate::errors::AzureError;
 use crate::lro::Started;
-use crate::resources::resource_ref;
 
 /// Creates (or updates) the run's resource group with the run's tags.
 pub(crate) async fn create_group(
@@ -30,8 +29,17 @@ pub(crate) async fn create_group(
         .map_err(|e| clients.sdk_error("create resource group", e))
 }
 
-/// Sends the deployment PUT and returns where to watch it. The generated LRO `.await` is
-/// not used (see [`crate::lro`]).
+/// The api-version of the calls made here (the generated client's).
+const API_VERSION: &str = "2021-04-01";
+
+/// How often a throttled or failing (5xx) deployment PUT is sent again.
+const PUT_ATTEMPTS: u32 = 4;
+
+/// Sends the deployment PUT and returns where to watch it. Sent here rather than through
+/// the generated client, whose error keeps only the top-level code: ARM's pre-flight
+/// refusals (`SkuNotAvailable`, `QuotaExceeded`, `RequestDisallowedByPolicy`,
+/// `MissingSubscriptionRegistration`) arrive as `InvalidTemplateDeployment` with the cause
+/// in `error.details[]`. The generated LRO `.await` is not used either (see [`crate::lro`]).
 pub(crate) async fn start(
     clients: &ArmClients,
     resource_group: &str,
@@ -39,33 +47,119 @@ pub(crate) async fn start(
     template: Value,
     parameters: Map<String, Value>,
 ) -> Result<Started, AzureError> {
+    const OPERATION: &str = "create deployment";
     let mut properties =
         models::DeploymentProperties::new(models::deployment_properties::Mode::Incremental);
     properties.template = Some(template);
     properties.parameters = Some(Value::Object(parameters));
-    let response = clients
-        .mgmt
-        .deployments_client()
-        .create_or_update(
+    let body = serde_json::to_value(models::Deployment::new(properties)).map_err(|e| {
+        AzureError::Malformed {
+            operation: OPERATION.into(),
+            why: e.to_string(),
+        }
+    })?;
+    let mut url = clients.conn.base_url()?;
+    let endpoint = url.as_str().to_string();
+    url.path_segments_mut()
+        .map_err(|()| AzureError::Endpoint {
+            endpoint,
+            why: "it cannot carry a path".into(),
+        })?
+        .pop_if_empty()
+        .extend([
+            "subscriptions",
+            clients.conn.subscription_id.as_str(),
+            "resourcegroups",
             resource_group,
+            "providers",
+            "Microsoft.Resources",
+            "deployments",
             name,
-            models::Deployment::new(properties),
-            clients.conn.subscription_id.clone(),
-        )
-        .send()
-        .await
-        .map_err(|e| clients.sdk_error("create deployment", e))?;
-    let started = Started::from_headers(
-        &clients.conn.base_url()?,
-        response.as_raw_response().headers(),
-    )?;
-    // ARM answers with the deployment it accepted; an answer that does not parse cannot be
-    // taken as proof that it did (teardown removes whatever exists).
-    response
-        .into_body()
-        .await
-        .map_err(|e| clients.sdk_error("create deployment", e))?;
-    Ok(started)
+        ]);
+    url.query_pairs_mut()
+        .append_pair("api-version", API_VERSION);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let response = clients
+            .call_with_body(reqwest::Method::PUT, url.clone(), OPERATION, Some(&body))
+            .await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap_or_default();
+        if (200..300).contains(&status) {
+            // ARM answers with the deployment it accepted; an answer that does not parse
+            // cannot be taken as proof that it did (teardown removes whatever exists).
+            serde_json::from_slice::<models::DeploymentExtended>(&bytes).map_err(|e| {
+                AzureError::Malformed {
+                    operation: OPERATION.into(),
+                    why: format!("the accepted deployment does not parse: {e}"),
+                }
+            })?;
+            return Started::from_reqwest(&clients.conn.base_url()?, &headers);
+        }
+        let retryable = status == 408 || status == 429 || status >= 500;
+        if retryable && attempt < PUT_ATTEMPTS {
+            let wait = headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::lro::parse_retry_after)
+                .unwrap_or(std::time::Duration::from_secs(1 << attempt))
+                .min(std::time::Duration::from_secs(60));
+            tracing::debug!(
+                status,
+                ?wait,
+                "deployment PUT throttled or failing; sending it again"
+            );
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        return Err(rejection(clients, name, status, &bytes));
+    }
+}
+
+/// Classifies an unsuccessful deployment PUT: a refusal of the deployment itself (the
+/// innermost of `error.details[]`) is [`AzureError::DeploymentRejected`]; credential,
+/// permission and not-found answers keep their own classification.
+pub(crate) fn rejection(clients: &ArmClients, name: &str, status: u16, body: &[u8]) -> AzureError {
+    let outer = serde_json::from_slice::<models::CloudError>(body)
+        .ok()
+        .and_then(|e| e.error)
+        .unwrap_or_default();
+    let outer_code = outer.code.clone().unwrap_or_else(|| "(no code)".into());
+    let permission = status == 403
+        && !outer_code.eq_ignore_ascii_case("RequestDisallowedByPolicy")
+        && outer.details.is_empty();
+    if status == 401 || status == 404 || permission || status >= 500 || status < 400 {
+        return AzureError::from_status(
+            "create deployment",
+            &clients.conn.credential_source,
+            &clients.conn.subscription_id,
+            status,
+            outer_code,
+            outer.message.unwrap_or_else(|| "(no message)".into()),
+        );
+    }
+    let (code, message) = innermost(&outer);
+    AzureError::DeploymentRejected {
+        deployment: name.to_string(),
+        status,
+        outer_code,
+        code,
+        message,
+    }
+}
+
+/// The deepest first detail that has a code, with its message (ARM nests the cause).
+pub(crate) fn innermost(error: &models::ErrorResponse) -> (String, String) {
+    let mut at = error;
+    while let Some(inner) = at.details.iter().find(|d| d.code.is_some()) {
+        at = inner;
+    }
+    (
+        at.code.clone().unwrap_or_else(|| "(no code)".into()),
+        at.message.clone().unwrap_or_else(|| "(no message)".into()),
+    )
 }
 
 /// The deployment as ARM reports it now.
@@ -82,9 +176,40 @@ pub(crate) async fn get(
         .map_err(|e| clients.sdk_error("get deployment", e))
 }
 
+/// `POST .../cancel`: ARM allows it only while the deployment is Accepted or Running
+/// (409 otherwise); the deployment then ends `Canceled` with what it created so far.
+pub(crate) async fn cancel(
+    clients: &ArmClients,
+    resource_group: &str,
+    name: &str,
+) -> Result<(), AzureError> {
+    clients
+        .mgmt
+        .deployments_client()
+        .cancel(resource_group, name, clients.conn.subscription_id.clone())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| clients.sdk_error("cancel deployment", e))
+}
+
+/// The deployment's state, `None` when ARM has no such deployment (or group).
+pub(crate) async fn state(
+    clients: &ArmClients,
+    resource_group: &str,
+    name: &str,
+) -> Result<Option<DeploymentState>, AzureError> {
+    match get(clients, resource_group, name).await {
+        Ok(d) => Ok(Some(state_of(&d))),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// What ARM says about a deployment's progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DeploymentState {
+    /// Accepted, Running or any other non-terminal state ARM names.
     Running(String),
     Succeeded,
     Failed,
@@ -124,25 +249,27 @@ pub(crate) fn outputs(d: &models::DeploymentExtended) -> BTreeMap<String, String
         .collect()
 }
 
-/// Resources the deployment reports creating (`outputResources`), for pricing.
-pub(crate) fn output_resources(d: &models::DeploymentExtended, spot: bool) -> Vec<ResourceRef> {
-    d.properties
+/// Resources the deployment reports creating (`outputResources`), priced: each VM carries
+/// its size (from the template parameters it was deployed with), each VM's OS disk is
+/// added (ARM does not list it in `outputResources`) with its SKU and size, each public IP
+/// its SKU.
+pub(crate) fn output_resources(
+    d: &models::DeploymentExtended,
+    spot: bool,
+    template: &Value,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<ResourceRef> {
+    let ids: Vec<&str> = d
+        .properties
         .as_ref()
         .map(|p| {
             p.output_resources
                 .iter()
                 .filter_map(|r| r.id.as_deref())
-                .map(|id| {
-                    let r = resource_ref(id, None, None, false);
-                    let is_vm = r.kind == "instance";
-                    ResourceRef {
-                        spot: spot && is_vm,
-                        ..r
-                    }
-                })
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    crate::sizes::priced(&ids, spot, template, overrides)
 }
 
 /// The first failed operation of a deployment, as ARM records it.

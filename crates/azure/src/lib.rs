@@ -16,6 +16,7 @@ mod lro;
 mod parameters;
 mod provider;
 pub mod resources;
+pub mod sizes;
 pub mod sweep;
 pub mod teardown;
 

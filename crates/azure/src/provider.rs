@@ -250,7 +250,12 @@ impl ArmProvider {
             OutputContext {
                 admin_user: self.plan.admin_user.clone(),
                 admin_password: self.plan.admin_password.clone(),
-                resources: deploy::output_resources(&d, self.plan.use_spot),
+                resources: deploy::output_resources(
+                    &d,
+                    self.plan.use_spot,
+                    &self.plan.template,
+                    &self.plan.parameters,
+                ),
             },
         )?;
         Ok(facts)
@@ -273,29 +278,33 @@ impl ArmProvider {
                 retries: 0,
             });
         }
-        let resources = match teardown::resources(&self.clients, &self.group).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, group = %self.group, "could not list the group's resources");
-                vec![]
-            }
-        };
+        // A deployment still creating resources would go on after the group's DELETE and
+        // could bring resources back once the group is gone (Azure/azure-sdk-tools#611).
+        self.cancel_running_deployment(cx).await;
         cx.progress(format!(
-            "deleting resource group {} ({} resources)",
+            "deleting resource group {} (forceDeletionTypes={})",
             self.group,
-            resources.len()
+            teardown::FORCE_DELETION_TYPES
         ));
         // A deletion ARM reports as failed (a resource that would not go, a conflict) is
         // retried once, as on AWS: the blocking condition is often gone a moment later.
         let mut retries = 0;
+        let mut resources = None;
         loop {
-            match self.delete_group(cx).await {
+            match self.delete_group(cx, &mut resources).await {
                 Ok(()) => break,
                 Err(
                     e @ (AzureError::OperationFailed { .. } | AzureError::Api { status: 409, .. }),
                 ) if retries == 0 => {
                     cx.progress(format!("{e}; retrying the delete once"));
                     retries += 1;
+                }
+                Err(AzureError::Deadline { waited_s, .. }) if self.group_is_deleting().await => {
+                    return Err(AzureError::StillDeleting {
+                        group: self.group.clone(),
+                        run_id: self.plan.run_id.clone(),
+                        waited_s: waited_s.max(begun.elapsed().as_secs()),
+                    });
                 }
                 Err(e) => return Err(e),
             }
@@ -307,13 +316,73 @@ impl ArmProvider {
         ));
         Ok(TeardownFacts {
             deletion_ms,
-            resources_deleted: resources,
+            resources_deleted: resources.unwrap_or_default(),
             retries,
         })
     }
 
-    /// One DELETE of the group, followed until ARM answers 404 for it.
-    async fn delete_group(&self, cx: &PhaseContext) -> Result<(), AzureError> {
+    /// Cancels the run's deployment if ARM still runs it, and waits (bounded by a third of
+    /// the teardown time left) for it to end. Never fails: the group DELETE follows anyway.
+    async fn cancel_running_deployment(&self, cx: &PhaseContext) {
+        let state = match deploy::state(&self.clients, &self.group, &self.deployment).await {
+            Ok(Some(DeploymentState::Running(s))) => s,
+            Ok(_) => return,
+            Err(e) => {
+                cx.progress(format!(
+                    "could not read deployment {}: {e}; deleting the group anyway",
+                    self.deployment
+                ));
+                return;
+            }
+        };
+        cx.progress(format!(
+            "deployment {} is still {state}: cancelling it before the group DELETE",
+            self.deployment
+        ));
+        if let Err(e) = deploy::cancel(&self.clients, &self.group, &self.deployment).await {
+            // 409: it ended between the read and the cancel.
+            cx.progress(format!("cancel deployment {}: {e}", self.deployment));
+        }
+        let left = cx.deadline().saturating_duration_since(Instant::now());
+        let until = Instant::now() + left / 3;
+        let waited = poll_until(until, self.plan.poll, |_| async {
+            match deploy::state(&self.clients, &self.group, &self.deployment).await {
+                Ok(Some(DeploymentState::Running(s))) => PollStep::Pending(s),
+                Ok(_) => PollStep::Done(()),
+                Err(e) if e.is_transient() => PollStep::Pending(e.to_string()),
+                Err(e) => PollStep::Fail(e),
+            }
+        })
+        .await;
+        match waited {
+            Ok(_) => cx.progress(format!("deployment {} ended", self.deployment)),
+            Err(PollError::Failed(e)) => cx.progress(format!(
+                "waiting for deployment {} to cancel: {e}; deleting the group anyway",
+                self.deployment
+            )),
+            Err(PollError::Deadline { last, .. }) => cx.progress(format!(
+                "deployment {} still {} after cancelling; deleting the group anyway",
+                self.deployment,
+                last.unwrap_or_default()
+            )),
+        }
+    }
+
+    /// True when ARM reports the group as `Deleting` (its DELETE is under way).
+    async fn group_is_deleting(&self) -> bool {
+        matches!(
+            teardown::state(&self.clients, &self.group).await,
+            Ok(Some(s)) if s.eq_ignore_ascii_case("Deleting")
+        )
+    }
+
+    /// One DELETE of the group, followed until ARM answers 404 for it. The group's
+    /// resources are listed after the DELETE was sent, not before: the DELETE goes first.
+    async fn delete_group(
+        &self,
+        cx: &PhaseContext,
+        resources: &mut Option<Vec<cloudtest_core::ResourceRef>>,
+    ) -> Result<(), AzureError> {
         let started = match teardown::begin_delete(&self.clients, &self.group).await {
             Ok(started) => started,
             // Whether ARM received it is unknown: waiting re-reads the group and sends the
@@ -324,6 +393,21 @@ impl ArmProvider {
             }
             Err(e) => return Err(e),
         };
+        if resources.is_none() {
+            match teardown::resources(&self.clients, &self.group).await {
+                Ok(r) => {
+                    cx.progress(format!(
+                        "resource group {} is deleting {} resources",
+                        self.group,
+                        r.len()
+                    ));
+                    *resources = Some(r);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, group = %self.group, "could not list the group's resources")
+                }
+            }
+        }
         if let Some(started) = started {
             lro::wait(
                 &self.clients,
@@ -362,6 +446,13 @@ impl Provider for ArmProvider {
         })
         .await
         .map_err(PhaseError::from)?;
+        // A group ARM is still deleting is one item (the group), not a list of its contents:
+        // they go with it, and the teardown phase already named it and the sweep command.
+        let remaining = if self.group_is_deleting().await {
+            leak::collapse_deleting_group(remaining, &self.group)
+        } else {
+            remaining
+        };
         Ok(LeakFacts {
             remaining,
             checked: leak::CHECKED.iter().map(|s| s.to_string()).collect(),

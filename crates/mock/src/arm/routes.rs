@@ -75,6 +75,11 @@ enum Route {
         rg: String,
         name: String,
     },
+    DeploymentCancel {
+        sub: String,
+        rg: String,
+        name: String,
+    },
     DeploymentOperations {
         sub: String,
         rg: String,
@@ -141,6 +146,7 @@ fn parse_route(path: &str) -> Option<Route> {
             match n {
                 6 => Route::Deployment { sub, rg, name },
                 7 if r(6, "validate") => Route::DeploymentValidate { sub, rg, name },
+                7 if r(6, "cancel") => Route::DeploymentCancel { sub, rg, name },
                 7 if r(6, "operations") => Route::DeploymentOperations { sub, rg, name },
                 8 if r(6, "operationstatuses") => Route::DeploymentStatus {
                     sub,
@@ -166,6 +172,7 @@ fn operation(method: &Method, route: &Route) -> Option<&'static str> {
         ("PUT", Route::Deployment { .. }) => "Deployments_CreateOrUpdate",
         ("GET", Route::Deployment { .. }) => "Deployments_Get",
         ("POST", Route::DeploymentValidate { .. }) => "Deployments_Validate",
+        ("POST", Route::DeploymentCancel { .. }) => "Deployments_Cancel",
         ("GET", Route::DeploymentOperations { .. }) => "DeploymentOperations_List",
         ("GET", Route::Resources { .. }) => "Resources_List",
         ("GET", Route::GroupResources { .. }) => "Resources_ListByResourceGroup",
@@ -479,7 +486,14 @@ fn dispatch(
             Ok(empty_response(StatusCode::NO_CONTENT))
         }
         ("DELETE", Route::ResourceGroup { sub, rg }) => {
-            let token = shared.store().start_delete(&sub, &rg, now)?;
+            // `forceDeletionTypes` (api-version 2021-04-01+): comma-separated types.
+            let force_vms = query(pairs, "forceDeletionTypes").is_some_and(|types| {
+                types.split(',').any(|t| {
+                    t.trim()
+                        .eq_ignore_ascii_case("Microsoft.Compute/virtualMachines")
+                })
+            });
+            let token = shared.store().start_delete(&sub, &rg, now, force_vms)?;
             let location = format!(
                 "{}/subscriptions/{sub}/operationresults/{token}?api-version={API_VERSION}",
                 shared.base()
@@ -580,6 +594,10 @@ fn dispatch(
                 .store()
                 .validate(&sub, &rg, &name, &request, ctx.servers.as_ref())?;
             Ok(json_response(StatusCode::OK, &v))
+        }
+        ("POST", Route::DeploymentCancel { sub, rg, name }) => {
+            shared.store().cancel_deployment(&sub, &rg, &name, now)?;
+            Ok(empty_response(StatusCode::NO_CONTENT))
         }
         ("GET", Route::DeploymentOperations { sub, rg, name }) => {
             let store = shared.store();
