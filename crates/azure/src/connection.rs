@@ -93,6 +93,21 @@ impl ArmConnection {
         })
     }
 
+    /// A live connection with a chosen credential (e.g. a
+    /// [`crate::credential::ClientAssertionCredential`]); `source` names it in errors.
+    pub fn live_with_credential(
+        subscription_id: impl Into<String>,
+        endpoint: Option<url::Url>,
+        env: &dyn Environment,
+        credential: Arc<dyn TokenCredential>,
+        source: impl Into<String>,
+    ) -> Result<Self, AzureError> {
+        let mut conn = Self::live(subscription_id, endpoint, env)?;
+        conn.credential = credential;
+        conn.credential_source = source.into();
+        Ok(conn)
+    }
+
     /// A connection with a fixed bearer token (emulators and replay servers).
     pub fn with_static_token(
         subscription_id: impl Into<String>,

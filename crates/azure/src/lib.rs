@@ -9,8 +9,10 @@
 //! which [`lro`] does over `reqwest` (the crate's own LRO futures are wrong in 0.21).
 
 pub mod connection;
+pub mod credential;
 mod deploy;
 pub mod errors;
+mod evidence;
 pub mod leak;
 mod lro;
 mod parameters;

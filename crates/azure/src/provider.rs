@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use cloudtest_core::outputs::{parse_outputs, OutputContext};
 use cloudtest_core::{
-    poll_until, Backoff, CreateFacts, DeploymentFacts, LeakFacts, LifecycleId, PhaseContext,
-    PhaseError, PollError, PollStep, Provider, RequirementId, Secret, TeardownFacts,
+    poll_until, Backoff, CreateFacts, DeploymentFacts, EvidenceItem, LeakFacts, LifecycleId, Phase,
+    PhaseContext, PhaseError, PollError, PollStep, Provider, RequirementId, Secret, TeardownFacts,
 };
 use serde_json::json;
 use tokio::time::Instant;
@@ -438,6 +438,16 @@ impl Provider for ArmProvider {
 
     async fn teardown(&mut self, cx: &PhaseContext) -> Result<TeardownFacts, PhaseError> {
         self.do_teardown(cx).await.map_err(PhaseError::from)
+    }
+
+    async fn collect_evidence(&mut self, _cx: &PhaseContext, _failed: Phase) -> Vec<EvidenceItem> {
+        crate::evidence::collect(
+            &self.clients,
+            &self.group,
+            &self.deployment,
+            &self.plan.admin_password,
+        )
+        .await
     }
 
     async fn leak_check(&mut self, _cx: &PhaseContext) -> Result<LeakFacts, PhaseError> {

@@ -235,3 +235,56 @@ fn boot_scripts_are_piped_to_bash_and_never_written_to_disk() {
         );
     }
 }
+
+/// Before teardown of a failed lifecycle: the failed deployment operations with their
+/// innermost error, and each VM's instance view with the CustomScript status message.
+#[tokio::test(start_paused = true)]
+async fn evidence_of_a_failed_deployment_names_the_cause_and_shows_the_vm_views() {
+    let arm = emulator(Scenario::CreateFails, Duration::ZERO).await;
+    let mut p = provider(&arm);
+    p.create(&cx(Phase::Create, Duration::from_secs(60)))
+        .await
+        .expect("create");
+    p.wait_ready(&cx(Phase::WaitReady, Duration::from_secs(60)))
+        .await
+        .expect_err("create-fails");
+    let items = p
+        .collect_evidence(
+            &cx(Phase::WaitReady, Duration::from_secs(30)),
+            Phase::WaitReady,
+        )
+        .await;
+    let names: Vec<&str> = items.iter().map(|i| i.name.as_str()).collect();
+    let ops = &items
+        .iter()
+        .find(|i| i.name == "deployment-operations.txt")
+        .unwrap_or_else(|| panic!("{names:?}"))
+        .text;
+    assert!(
+        ops.contains("Failed") && ops.contains("SkuNotAvailable"),
+        "{ops}"
+    );
+    assert!(ops.contains("Microsoft.Compute/virtualMachines"), "{ops}");
+    let views: Vec<&str> = items
+        .iter()
+        .filter(|i| i.name.starts_with("vm-") && i.name.ends_with("-instance-view.txt"))
+        .map(|i| i.text.as_str())
+        .collect();
+    assert!(!views.is_empty(), "{names:?}");
+    assert!(
+        views
+            .iter()
+            .any(|v| v.contains("PowerState/running") && v.contains("| [stdout]")),
+        "{views:?}"
+    );
+    for i in &items {
+        assert!(
+            !i.text.contains("Generated-Password-0123456789"),
+            "{}",
+            i.name
+        );
+    }
+    p.teardown(&cx(Phase::Teardown, Duration::from_secs(60)))
+        .await
+        .expect("teardown");
+}

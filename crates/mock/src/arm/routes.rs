@@ -94,6 +94,11 @@ enum Route {
     Resources {
         sub: String,
     },
+    VmInstanceView {
+        sub: String,
+        rg: String,
+        name: String,
+    },
     OperationResult {
         sub: String,
         token: String,
@@ -131,6 +136,18 @@ fn parse_route(path: &str) -> Option<Route> {
                 sub,
                 rg: at(1),
                 name: at(3),
+            }
+        }
+        7 if r(0, "resourcegroups")
+            && r(2, "providers")
+            && r(3, "microsoft.compute")
+            && r(4, "virtualmachines")
+            && r(6, "instanceview") =>
+        {
+            Route::VmInstanceView {
+                sub,
+                rg: at(1),
+                name: at(5),
             }
         }
         n if n >= 5
@@ -175,6 +192,7 @@ fn operation(method: &Method, route: &Route) -> Option<&'static str> {
         ("POST", Route::DeploymentCancel { .. }) => "Deployments_Cancel",
         ("GET", Route::DeploymentOperations { .. }) => "DeploymentOperations_List",
         ("GET", Route::Resources { .. }) => "Resources_List",
+        ("GET", Route::VmInstanceView { .. }) => "VirtualMachines_InstanceView",
         ("GET", Route::GroupResources { .. }) => "Resources_ListByResourceGroup",
         ("GET", Route::DeploymentStatus { .. }) | ("GET", Route::OperationResult { .. }) => {
             "AsyncOperation_Get"
@@ -599,6 +617,10 @@ fn dispatch(
             shared.store().cancel_deployment(&sub, &rg, &name, now)?;
             Ok(empty_response(StatusCode::NO_CONTENT))
         }
+        ("GET", Route::VmInstanceView { sub, rg, name }) => Ok(json_response(
+            StatusCode::OK,
+            &shared.store().vm_instance_view(&sub, &rg, &name)?,
+        )),
         ("GET", Route::DeploymentOperations { sub, rg, name }) => {
             let store = shared.store();
             let d = store.deployment(&sub, &rg, &name)?;

@@ -902,6 +902,43 @@ impl Store {
         })
     }
 
+    /// `GET .../virtualMachines/{vm}/instanceView` (Microsoft.Compute
+    /// `VirtualMachineInstanceView`): the VM's provisioning and power states and the
+    /// instance views of its extensions (the CustomScript status message included).
+    pub fn vm_instance_view(&self, sub: &str, rg: &str, vm: &str) -> Result<Value, ArmError> {
+        self.group(sub, rg)?;
+        let found = self.resources.values().find(|r| {
+            r.subscription.eq_ignore_ascii_case(sub)
+                && r.resource_group.eq_ignore_ascii_case(rg)
+                && r.resource.is_type(VM_TYPE)
+                && r.resource.name.eq_ignore_ascii_case(vm)
+        });
+        let Some(found) = found else {
+            return Err(ArmError::new(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                format!("The Resource 'Microsoft.Compute/virtualMachines/{vm}' under resource group '{rg}' was not found."),
+            ));
+        };
+        let prefix = format!("{}/extensions/", found.resource.id.to_ascii_lowercase());
+        let extensions: Vec<Value> = self
+            .resources
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .filter_map(|(_, r)| r.resource.properties.get("instanceView").cloned())
+            .collect();
+        Ok(json!({
+            "computerName": vm,
+            "osName": "ubuntu",
+            "vmAgent": {"vmAgentVersion": "2.9.1.1", "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready", "message": "Guest Agent is running"}]},
+            "extensions": extensions,
+            "statuses": [
+                {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
+                {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"}
+            ]
+        }))
+    }
+
     /// Everything still present, for `mock-state.json`.
     pub fn remaining(&self) -> Vec<Value> {
         let groups = self
