@@ -130,7 +130,7 @@ pub(crate) fn rejection(clients: &ArmClients, name: &str, status: u16, body: &[u
     let permission = status == 403
         && !outer_code.eq_ignore_ascii_case("RequestDisallowedByPolicy")
         && outer.details.is_empty();
-    if status == 401 || status == 404 || permission || status >= 500 || status < 400 {
+    if status == 401 || status == 404 || permission || !(400..500).contains(&status) {
         return AzureError::from_status(
             "create deployment",
             &clients.conn.credential_source,
