@@ -222,6 +222,14 @@ impl RunPlan {
             );
             let body = read_template(&template_path)?;
             let template = check_arm_template(&template_path, &body)?;
+            let use_spot = config.azure.use_spot.unwrap_or(false);
+            if use_spot {
+                if let Some(why) =
+                    cloudtest_azure::sizes::spot_refusal(&template, &config.azure.parameters)
+                {
+                    return Err(usage(why));
+                }
+            }
             Some(AzurePlan {
                 locations: azure_locations,
                 template_path,
@@ -236,7 +244,7 @@ impl RunPlan {
                     .clone()
                     .or_else(|| env.var("AZURE_SUBSCRIPTION_ID")),
                 parameters: config.azure.parameters.clone(),
-                use_spot: config.azure.use_spot.unwrap_or(false),
+                use_spot,
             })
         } else {
             None
