@@ -81,9 +81,19 @@ pub(crate) async fn start(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let response = clients
+        // A PUT of the same deployment is idempotent: a lost request or answer is sent again.
+        let response = match clients
             .call_with_body(reqwest::Method::PUT, url.clone(), OPERATION, Some(&body))
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            Err(e @ AzureError::Transport { .. }) if attempt < PUT_ATTEMPTS => {
+                tracing::debug!(error = %e, "deployment PUT not sent; sending it again");
+                tokio::time::sleep(backoff(attempt)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap_or_default();
@@ -104,7 +114,7 @@ pub(crate) async fn start(
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(crate::lro::parse_retry_after)
-                .unwrap_or(std::time::Duration::from_secs(1 << attempt))
+                .unwrap_or_else(|| backoff(attempt))
                 .min(std::time::Duration::from_secs(60));
             tracing::debug!(
                 status,
@@ -116,6 +126,12 @@ pub(crate) async fn start(
         }
         return Err(rejection(clients, name, status, &bytes));
     }
+}
+
+/// The wait before sending the PUT again without a `Retry-After`: 100 ms, doubling, as the
+/// generated client's pipeline does.
+fn backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(100 << attempt.min(6))
 }
 
 /// Classifies an unsuccessful deployment PUT: a refusal of the deployment itself (the
