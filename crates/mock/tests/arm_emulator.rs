@@ -508,7 +508,13 @@ async fn deployment_runs_for_the_emulated_latency() {
     );
     let (_, g) = h.json(Method::GET, &rg_path("rg1"), None).await;
     assert_eq!(g["properties"]["provisioningState"], "Deleting");
+    // Without forceDeletionTypes the group's VM shuts down gracefully: twice the latency.
     tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(
+        h.send(Method::GET, &location, None).await.status(),
+        StatusCode::ACCEPTED
+    );
+    tokio::time::advance(Duration::from_secs(30)).await;
     assert_eq!(
         h.send(Method::GET, &location, None).await.status(),
         StatusCode::OK
