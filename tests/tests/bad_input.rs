@@ -332,3 +332,21 @@ fn run_ids_that_no_stack_or_resource_group_could_carry_are_refused() {
         check(&case("bad --run-id", &[&arg], &["--run-id", why]), None);
     }
 }
+
+#[test]
+fn azure_spot_with_b_series_sizes_names_the_sizes_and_an_alternative() {
+    let s = Scratch::new();
+    let cfg = s.file("spot.toml", "[azure]\nuse_spot = true\n");
+    check(
+        &case(
+            "azure spot with B-series defaults",
+            &["--config", &cfg, "--provider", "azure"],
+            &[
+                "serverVmSize=Standard_B2s",
+                "clientVmSize=Standard_B1s",
+                "Standard_D2as_v5",
+            ],
+        ),
+        None,
+    );
+}

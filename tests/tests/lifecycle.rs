@@ -224,6 +224,26 @@ fn default_run_passes_cloud_01_02_03() {
 // ------------------------------------------------------------------------- scenarios
 
 #[test]
+fn scenario_slow_deployment_is_cancelled_before_its_group_is_deleted() {
+    let run = run_cloudtest(
+        &[
+            "run",
+            "--scenario",
+            "slow-deployment",
+            "--deadline",
+            "wait_ready=2s",
+        ],
+        &[],
+    );
+    assert_exit(&run, 1);
+    let detail = assert_phase(&run, "CLOUD-02", "wait_ready", "failed");
+    assert!(detail.contains("deadline"), "{detail}");
+    assert_torn_down(&run, "CLOUD-02");
+    assert_eq!(run.requirement("CLOUD-01")["status"], "passed");
+    assert_state_empty(&run);
+}
+
+#[test]
 fn scenario_create_fails_names_the_resource_and_tears_down() {
     let run = run_cloudtest(&["run", "--scenario", "create-fails"], &[]);
     assert_exit(&run, 1);

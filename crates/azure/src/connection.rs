@@ -18,6 +18,19 @@ use crate::errors::AzureError;
 /// The public-cloud ARM endpoint.
 pub const PUBLIC_ARM_ENDPOINT: &str = "https://management.azure.com/";
 
+/// Microsoft Entra ID's public-cloud authority host.
+pub const PUBLIC_AUTHORITY_HOST: &str = "https://login.microsoftonline.com/";
+
+/// True for the public cloud's authority host (with or without the trailing slash).
+pub fn is_public_authority(host: &str) -> bool {
+    url::Url::parse(host.trim()).is_ok_and(|u| {
+        u.scheme() == "https"
+            && u.host_str()
+                .is_some_and(|h| h.eq_ignore_ascii_case("login.microsoftonline.com"))
+            && u.path().trim_matches('/').is_empty()
+    })
+}
+
 /// The token scope for ARM. Always this one, even against another endpoint: the generated
 /// client would otherwise derive the scope from the endpoint (`http://127.0.0.1:x/.default`),
 /// which no token service issues.
@@ -56,12 +69,43 @@ impl ArmConnection {
         if subscription_id.trim().is_empty() {
             return Err(AzureError::NoSubscription);
         }
+        if let Some(e) = endpoint.as_ref().filter(|e| e.scheme() != "https") {
+            return Err(AzureError::Endpoint {
+                endpoint: e.as_str().to_string(),
+                why: "a live run sends its bearer token there, so it must be https".into(),
+            });
+        }
+        if let Some(host) = env.var("AZURE_AUTHORITY_HOST") {
+            if !is_public_authority(&host) {
+                return Err(AzureError::Endpoint {
+                    endpoint: format!("AZURE_AUTHORITY_HOST={host}"),
+                    why: format!(
+                        "only the public cloud ({PUBLIC_AUTHORITY_HOST}) is supported; sovereign clouds need another ARM endpoint and token scope, which cloudtest does not derive. Unset AZURE_AUTHORITY_HOST or use a public-cloud subscription"
+                    ),
+                });
+            }
+        }
         Ok(Self {
             endpoint,
             subscription_id,
             credential: live_credential()?,
             credential_source: describe_live_source(env),
         })
+    }
+
+    /// A live connection with a chosen credential (e.g. a
+    /// [`crate::credential::ClientAssertionCredential`]); `source` names it in errors.
+    pub fn live_with_credential(
+        subscription_id: impl Into<String>,
+        endpoint: Option<url::Url>,
+        env: &dyn Environment,
+        credential: Arc<dyn TokenCredential>,
+        source: impl Into<String>,
+    ) -> Result<Self, AzureError> {
+        let mut conn = Self::live(subscription_id, endpoint, env)?;
+        conn.credential = credential;
+        conn.credential_source = source.into();
+        Ok(conn)
     }
 
     /// A connection with a fixed bearer token (emulators and replay servers).
@@ -227,6 +271,61 @@ impl ArmClients {
     }
 }
 
+impl ArmClients {
+    /// Refuses to send the bearer token anywhere but the configured ARM endpoint: same
+    /// scheme, host and port. A status URL naming any other host (a compromised or spoofed
+    /// `Azure-AsyncOperation`/`Location` header) would otherwise receive the token.
+    pub fn check_token_destination(&self, url: &url::Url) -> Result<(), AzureError> {
+        let base = self.conn.base_url()?;
+        if same_origin(&base, url) {
+            Ok(())
+        } else {
+            Err(AzureError::UntrustedUrl {
+                url: url.as_str().to_string(),
+                endpoint: base.as_str().to_string(),
+            })
+        }
+    }
+
+    /// One ARM request made here rather than through the generated client (status URLs,
+    /// calls with parameters the 0.21 client lacks), with the token only for the ARM host.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+        operation: &str,
+    ) -> Result<reqwest::Response, AzureError> {
+        self.call_with_body(method, url, operation, None).await
+    }
+
+    /// [`ArmClients::call`] with a JSON body.
+    pub async fn call_with_body(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+        operation: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, AzureError> {
+        self.check_token_destination(&url)?;
+        let token = self.bearer().await?;
+        let mut request = self.http.request(method, url).bearer_auth(token.expose());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.map_err(|e| AzureError::Transport {
+            operation: operation.into(),
+            message: first_line(&e.to_string()),
+        })
+    }
+}
+
+/// Same scheme, host (case-insensitively) and port.
+pub(crate) fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
 /// The first non-empty line of an SDK error (its aggregate errors run over many lines).
 pub(crate) fn first_line(text: &str) -> String {
     text.lines()
@@ -263,6 +362,24 @@ mod tests {
         assert!(describe_live_source(&secret).contains("AZURE_CLIENT_SECRET"));
         let none = MapEnvironment::default();
         assert!(describe_live_source(&none).contains("Azure CLI"));
+    }
+
+    #[test]
+    fn live_mode_refuses_plain_http_endpoints_and_sovereign_authorities() {
+        let env = MapEnvironment::default();
+        let http = url::Url::parse("http://arm.example:8080/").expect("url");
+        let err = ArmConnection::live("sub", Some(http), &env).unwrap_err();
+        assert!(err.to_string().contains("must be https"), "{err}");
+        let https = url::Url::parse("https://arm.example/").expect("url");
+        assert!(ArmConnection::live("sub", Some(https), &env).is_ok());
+
+        let china = MapEnvironment::default()
+            .with("AZURE_AUTHORITY_HOST", "https://login.chinacloudapi.cn/");
+        let err = ArmConnection::live("sub", None, &china).unwrap_err();
+        assert!(err.to_string().contains("only the public cloud"), "{err}");
+        let public = MapEnvironment::default()
+            .with("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com");
+        assert!(ArmConnection::live("sub", None, &public).is_ok());
     }
 
     #[test]

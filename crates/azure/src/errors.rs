@@ -62,6 +62,16 @@ pub enum AzureError {
     #[error("ARM endpoint `{endpoint}` is unusable: {why}")]
     Endpoint { endpoint: String, why: String },
 
+    #[error("ARM named `{url}` as a place to send the bearer token, but only the ARM endpoint `{endpoint}` gets it: refused (check --azure-endpoint and any proxy between here and ARM)")]
+    UntrustedUrl { url: String, endpoint: String },
+
+    #[error("resource group {group} is still Deleting at the teardown deadline ({waited_s} s): ARM accepted the DELETE and goes on deleting it; confirm it is gone later with `cloudtest sweep --provider azure --run-id {run_id}`")]
+    StillDeleting {
+        group: String,
+        run_id: String,
+        waited_s: u64,
+    },
+
     #[error("template {path}: {why}")]
     Template { path: String, why: String },
 
@@ -70,6 +80,15 @@ pub enum AzureError {
         deployment: String,
         resource: String,
         resource_type: String,
+        code: String,
+        message: String,
+    },
+
+    #[error("ARM refused deployment {deployment} before creating anything in it (HTTP {status} {outer_code}): {code}: {message}")]
+    DeploymentRejected {
+        deployment: String,
+        status: u16,
+        outer_code: String,
         code: String,
         message: String,
     },
@@ -202,8 +221,10 @@ impl AzureError {
     pub fn to_phase_error(&self) -> PhaseError {
         match self {
             AzureError::DeploymentFailed { .. }
+            | AzureError::DeploymentRejected { .. }
             | AzureError::OperationFailed { .. }
             | AzureError::Deadline { .. }
+            | AzureError::StillDeleting { .. }
             | AzureError::Outputs(_) => PhaseError::failed(self.to_string()),
             _ => PhaseError::error(self.to_string()),
         }

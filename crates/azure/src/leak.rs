@@ -6,7 +6,7 @@ use futures::StreamExt;
 
 use crate::connection::ArmClients;
 use crate::errors::AzureError;
-use crate::resource_kind::resource_ref;
+use crate::resources::resource_ref;
 
 pub use cloudtest_core::tags::{EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 
@@ -73,9 +73,75 @@ pub(crate) async fn find_tagged(
     Ok(out)
 }
 
+/// Replaces everything inside resource group `group` by the group's own entry, its
+/// `sku` set to `Deleting` so the report says why it is there.
+pub(crate) fn collapse_deleting_group(
+    remaining: Vec<ResourceRef>,
+    group: &str,
+) -> Vec<ResourceRef> {
+    let marker = format!("/resourcegroups/{}", group.to_ascii_lowercase());
+    let inside = |id: &str| {
+        let id = id.to_ascii_lowercase();
+        id.ends_with(&marker) || id.contains(&format!("{marker}/"))
+    };
+    let mut group_ref = None;
+    let mut out = Vec::new();
+    for r in remaining {
+        if !inside(&r.id) {
+            out.push(r);
+        } else if r.kind == "resource_group" {
+            group_ref = Some(ResourceRef {
+                sku: Some("Deleting".into()),
+                ..r
+            });
+        } else if group_ref.is_none() {
+            // Keep one handle on the group even if its own entry was not listed.
+            let id = r.id.to_ascii_lowercase();
+            let end = id.find(&marker).map_or(id.len(), |i| i + marker.len());
+            group_ref = Some(ResourceRef {
+                sku: Some("Deleting".into()),
+                ..resource_ref(
+                    &r.id[..end],
+                    Some("Microsoft.Resources/resourceGroups"),
+                    None,
+                    false,
+                )
+            });
+        }
+    }
+    out.extend(group_ref);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deleting_group_is_one_item_and_outside_resources_stay() {
+        let sub = "/subscriptions/s/resourceGroups/";
+        let vm = format!("{sub}cloudtest-r1/providers/Microsoft.Compute/virtualMachines/vm");
+        let other = format!("{sub}cloudtest-r10/providers/Microsoft.Compute/disks/d");
+        let group = format!("{sub}cloudtest-r1");
+        let refs = vec![
+            resource_ref(&vm, None, None, false),
+            resource_ref(&other, None, None, false),
+            resource_ref(
+                &group,
+                Some("Microsoft.Resources/resourceGroups"),
+                None,
+                false,
+            ),
+        ];
+        let out = collapse_deleting_group(refs.clone(), "cloudtest-r1");
+        let ids: Vec<&str> = out.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, [other.as_str(), group.as_str()]);
+        assert_eq!(out[1].sku.as_deref(), Some("Deleting"));
+        // Without the group's own entry, one is made from a resource inside it.
+        let out = collapse_deleting_group(refs[..2].to_vec(), "cloudtest-r1");
+        assert_eq!(out.len(), 2);
+        assert!(out[1].id.eq_ignore_ascii_case(&group), "{out:?}");
+    }
 
     #[test]
     fn filter_quotes_values() {

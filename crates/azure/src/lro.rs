@@ -17,7 +17,7 @@ use cloudtest_core::{poll_until, Backoff, PhaseContext, PollError, PollStep};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::connection::ArmClients;
+use crate::connection::{same_origin, ArmClients};
 use crate::errors::AzureError;
 use cloudtest_core::Strikes;
 
@@ -40,21 +40,18 @@ pub(crate) struct Started {
 
 impl Started {
     /// Reads `Azure-AsyncOperation`, `Location` and `Retry-After`. Relative URLs are
-    /// resolved against `base` (the ARM endpoint).
-    pub fn from_headers(
+    /// resolved against `base` (the ARM endpoint); absolute ones must name that endpoint's
+    /// scheme, host and port, since the poller sends the bearer token to them.
+    pub fn from_reqwest(
         base: &url::Url,
-        headers: &azure_core::headers::Headers,
+        headers: &reqwest::header::HeaderMap,
     ) -> Result<Self, AzureError> {
-        let get = |name: &'static str| {
-            headers
-                .get_optional_str(&azure_core::headers::HeaderName::from_static(name))
-                .map(str::to_string)
-        };
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         Self::from_values(
             base,
-            get("azure-asyncoperation").as_deref(),
-            get("location").as_deref(),
-            get("retry-after").as_deref(),
+            get("azure-asyncoperation"),
+            get("location"),
+            get("retry-after"),
         )
     }
 
@@ -65,10 +62,18 @@ impl Started {
         retry_after: Option<&str>,
     ) -> Result<Self, AzureError> {
         let resolve = |raw: &str, header: &str| {
-            base.join(raw.trim()).map_err(|e| AzureError::Malformed {
+            let url = base.join(raw.trim()).map_err(|e| AzureError::Malformed {
                 operation: "long-running operation start".into(),
                 why: format!("{header} header `{raw}` is not a URL: {e}"),
-            })
+            })?;
+            if same_origin(base, &url) {
+                Ok(url)
+            } else {
+                Err(AzureError::UntrustedUrl {
+                    url: url.as_str().to_string(),
+                    endpoint: base.as_str().to_string(),
+                })
+            }
         };
         let monitor = match (async_operation, location) {
             (Some(a), _) if !a.trim().is_empty() => {
@@ -202,19 +207,13 @@ async fn poll_once(
         step: PollStep::Fail(e),
         retry_after: None,
     };
-    let token = match clients.bearer().await {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
     let response = match clients
-        .http
-        .get(url.clone())
-        .bearer_auth(token.expose())
-        .send()
+        .call(reqwest::Method::GET, url.clone(), operation)
         .await
     {
         Ok(r) => r,
-        Err(e) => return pending(format!("transport error: {e}"), None),
+        Err(e @ AzureError::Transport { .. }) => return pending(e.to_string(), None),
+        Err(e) => return fail(e),
     };
     let status = response.status().as_u16();
     let retry_after = response
@@ -297,8 +296,8 @@ mod tests {
     fn async_operation_wins_over_location() {
         let s = Started::from_values(
             &base(),
-            Some("https://management.azure.com/op/1"),
-            Some("https://management.azure.com/loc/1"),
+            Some("http://127.0.0.1:9/op/1"),
+            Some("http://127.0.0.1:9/loc/1"),
             Some("7"),
         )
         .expect("parse");
@@ -319,6 +318,33 @@ mod tests {
         let none = Started::from_values(&base(), None, None, Some("soon")).expect("parse");
         assert_eq!(none.monitor, Monitor::None);
         assert_eq!(none.retry_after, None);
+    }
+
+    #[test]
+    fn status_urls_on_another_host_scheme_or_port_are_refused() {
+        let arm = url::Url::parse("https://management.azure.com/").expect("url");
+        for (async_op, location) in [
+            (Some("https://attacker.example/op/1"), None),
+            (None, Some("https://attacker.example/loc/1")),
+            (Some("http://management.azure.com/op/1"), None),
+            (Some("https://management.azure.com:8443/op/1"), None),
+            (Some("//attacker.example/op"), None),
+        ] {
+            let err = Started::from_values(&arm, async_op, location, None).unwrap_err();
+            assert!(
+                matches!(err, AzureError::UntrustedUrl { .. }),
+                "{async_op:?} {location:?}: {err}"
+            );
+            assert!(err.to_string().contains("management.azure.com"), "{err}");
+        }
+        let ok = Started::from_values(
+            &arm,
+            Some("https://MANAGEMENT.azure.com/op/1?api-version=2021-04-01"),
+            None,
+            None,
+        )
+        .expect("same host, other case");
+        assert!(matches!(ok.monitor, Monitor::AsyncOperation(_)));
     }
 
     #[test]

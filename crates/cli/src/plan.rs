@@ -219,6 +219,14 @@ impl RunPlan {
             )?;
             let template = check_arm_template(&t.path, &t.body)?;
             tracing::info!(template = %t.describe(), "ARM template");
+            let use_spot = config.azure.use_spot.unwrap_or(false);
+            if use_spot {
+                if let Some(why) =
+                    cloudtest_azure::sizes::spot_refusal(&template, &config.azure.parameters)
+                {
+                    return Err(usage(why));
+                }
+            }
             Some(AzurePlan {
                 locations: azure_locations,
                 template_path: t.path,
@@ -234,7 +242,7 @@ impl RunPlan {
                     .clone()
                     .or_else(|| env.var("AZURE_SUBSCRIPTION_ID")),
                 parameters: config.azure.parameters.clone(),
-                use_spot: config.azure.use_spot.unwrap_or(false),
+                use_spot,
             })
         } else {
             None

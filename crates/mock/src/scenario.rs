@@ -29,10 +29,14 @@ pub enum Scenario {
     DeleteFails,
     /// Enrolled clients report an agent version other than the deployed one.
     VersionMismatch,
+    /// The ARM deployment runs for [`Scenario::SLOW_DEPLOYMENT`] past the latency, outliving
+    /// wait_ready's deadline; deleting its group without cancelling it leaves what it goes on
+    /// creating. (CloudFormation is unaffected.)
+    SlowDeployment,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Healthy,
         Scenario::CreateFails,
         Scenario::HealthTimeout,
@@ -41,6 +45,7 @@ impl Scenario {
         Scenario::Throttled,
         Scenario::DeleteFails,
         Scenario::VersionMismatch,
+        Scenario::SlowDeployment,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,11 +58,16 @@ impl Scenario {
             Scenario::Throttled => "throttled",
             Scenario::DeleteFails => "delete-fails",
             Scenario::VersionMismatch => "version-mismatch",
+            Scenario::SlowDeployment => "slow-deployment",
         }
     }
 
     /// How many calls per emulator the `throttled` scenario refuses first.
     pub const THROTTLED_CALLS: u32 = 3;
+
+    /// How much longer than the latency a `slow-deployment` ARM deployment runs: longer than
+    /// any mock wait_ready deadline.
+    pub const SLOW_DEPLOYMENT: Duration = Duration::from_secs(3600);
 }
 
 impl FromStr for Scenario {

@@ -508,7 +508,13 @@ async fn deployment_runs_for_the_emulated_latency() {
     );
     let (_, g) = h.json(Method::GET, &rg_path("rg1"), None).await;
     assert_eq!(g["properties"]["provisioningState"], "Deleting");
+    // Without forceDeletionTypes the group's VM shuts down gracefully: twice the latency.
     tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(
+        h.send(Method::GET, &location, None).await.status(),
+        StatusCode::ACCEPTED
+    );
+    tokio::time::advance(Duration::from_secs(30)).await;
     assert_eq!(
         h.send(Method::GET, &location, None).await.status(),
         StatusCode::OK
@@ -889,4 +895,94 @@ async fn deploys_the_velociraptor_template() {
     assert!(tagged.len() >= 9, "{tagged:?}");
     h.delete_rg("ct-run1").await;
     assert!(h.arm.remaining().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_running_deployment_outlives_its_group_unless_cancelled() {
+    // Not cancelled: the group goes, what the deployment goes on creating stays.
+    let h = Harness::start(Scenario::SlowDeployment, Duration::from_secs(5), Vec::new()).await;
+    h.put_rg("rg1", json!({})).await;
+    let r = h.put_deployment("rg1", "vr", good_params("r1")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let (_, d) = h
+        .json(Method::GET, &deployment_path("rg1", "vr"), None)
+        .await;
+    assert_eq!(d["properties"]["provisioningState"], "Running");
+    let r = h.send(Method::DELETE, &rg_path("rg1"), None).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = header(&r, "location");
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert_eq!(
+        h.send(Method::GET, &location, None).await.status(),
+        StatusCode::OK
+    );
+    assert!(
+        !h.arm.remaining().is_empty(),
+        "the deployment's resources should outlive the group"
+    );
+    assert!(!h.tagged_resources("r1").await.is_empty());
+
+    // Cancelled and ended first: nothing is left.
+    let h = Harness::start(Scenario::SlowDeployment, Duration::from_secs(5), Vec::new()).await;
+    h.put_rg("rg2", json!({})).await;
+    h.put_deployment("rg2", "vr", good_params("r2")).await;
+    let cancel = format!("{}/cancel", deployment_path("rg2", "vr"));
+    assert_eq!(
+        h.send(Method::POST, &cancel, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let (_, d) = h
+        .json(Method::GET, &deployment_path("rg2", "vr"), None)
+        .await;
+    assert_eq!(d["properties"]["provisioningState"], "Running");
+    tokio::time::advance(Duration::from_secs(6)).await;
+    let (_, d) = h
+        .json(Method::GET, &deployment_path("rg2", "vr"), None)
+        .await;
+    assert_eq!(d["properties"]["provisioningState"], "Canceled");
+    // Only Accepted or Running deployments can be cancelled.
+    let (status, e) = h.json(Method::POST, &cancel, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{e}");
+    let r = h.send(Method::DELETE, &rg_path("rg2"), None).await;
+    let location = header(&r, "location");
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert_eq!(
+        h.send(Method::GET, &location, None).await.status(),
+        StatusCode::OK
+    );
+    assert!(h.arm.remaining().is_empty(), "{:?}", h.arm.remaining());
+}
+
+#[tokio::test(start_paused = true)]
+async fn vms_delay_the_group_delete_unless_force_deleted() {
+    for (force, still_deleting) in [(false, true), (true, false)] {
+        let h = Harness::start(Scenario::Healthy, Duration::from_secs(10), Vec::new()).await;
+        h.put_rg("rg1", json!({})).await;
+        h.put_deployment("rg1", "vr", good_params("r1")).await;
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let (_, d) = h
+            .json(Method::GET, &deployment_path("rg1", "vr"), None)
+            .await;
+        assert_eq!(d["properties"]["provisioningState"], "Succeeded");
+        let path = if force {
+            format!(
+                "{}?forceDeletionTypes=Microsoft.Compute%2FvirtualMachines",
+                rg_path("rg1")
+            )
+        } else {
+            rg_path("rg1")
+        };
+        assert_eq!(
+            h.send(Method::DELETE, &path, None).await.status(),
+            StatusCode::ACCEPTED
+        );
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let exists = h.send(Method::HEAD, &rg_path("rg1"), None).await.status();
+        assert_eq!(
+            exists == StatusCode::NO_CONTENT,
+            still_deleting,
+            "force={force}: HEAD {exists}"
+        );
+    }
 }

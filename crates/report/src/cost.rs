@@ -291,7 +291,9 @@ pub fn planned_resources(provider: &str, use_spot: bool) -> Vec<ResourceRef> {
             r("instance", "client", "Standard_B1s", use_spot),
             r("volume", "server-disk", "StandardSSD_LRS:30", false),
             r("volume", "client-disk", "StandardSSD_LRS:30", false),
+            // templates-arm/velociraptor.json gives the client a public IP too.
             r("public_ip", "server-ip", "Standard", false),
+            r("public_ip", "client-ip", "Standard", false),
         ],
         _ => Vec::new(),
     }

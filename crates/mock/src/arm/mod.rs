@@ -11,6 +11,7 @@ mod errors;
 pub mod eval;
 pub mod expr;
 mod filter;
+mod refusals;
 mod routes;
 mod store;
 pub mod template;
@@ -27,6 +28,7 @@ use crate::state::EmulatorState;
 use routes::Shared;
 use store::Store;
 
+pub use refusals::Refusal;
 pub use routes::API_VERSION;
 pub use store::DEFAULT_ADMIN_USER;
 pub use template::custom_script_message;
@@ -132,6 +134,12 @@ impl ArmEmulator {
         }
         store.plant_resource(MOCK_SUBSCRIPTION_ID, resource_group, resource);
         id
+    }
+
+    /// Refuses every later deployment PUT before creating anything, as ARM's pre-flight
+    /// validation does (`None` stops refusing).
+    pub fn refuse_deployments(&self, refusal: Option<Refusal>) {
+        self.shared.store().refusal = refusal;
     }
 
     /// Stops serving; state stays readable through [`EmulatorState`] until dropped.

@@ -75,6 +75,11 @@ enum Route {
         rg: String,
         name: String,
     },
+    DeploymentCancel {
+        sub: String,
+        rg: String,
+        name: String,
+    },
     DeploymentOperations {
         sub: String,
         rg: String,
@@ -88,6 +93,11 @@ enum Route {
     },
     Resources {
         sub: String,
+    },
+    VmInstanceView {
+        sub: String,
+        rg: String,
+        name: String,
     },
     OperationResult {
         sub: String,
@@ -128,6 +138,18 @@ fn parse_route(path: &str) -> Option<Route> {
                 name: at(3),
             }
         }
+        7 if r(0, "resourcegroups")
+            && r(2, "providers")
+            && r(3, "microsoft.compute")
+            && r(4, "virtualmachines")
+            && r(6, "instanceview") =>
+        {
+            Route::VmInstanceView {
+                sub,
+                rg: at(1),
+                name: at(5),
+            }
+        }
         n if n >= 5
             && r(0, "resourcegroups")
             && r(2, "providers")
@@ -141,6 +163,7 @@ fn parse_route(path: &str) -> Option<Route> {
             match n {
                 6 => Route::Deployment { sub, rg, name },
                 7 if r(6, "validate") => Route::DeploymentValidate { sub, rg, name },
+                7 if r(6, "cancel") => Route::DeploymentCancel { sub, rg, name },
                 7 if r(6, "operations") => Route::DeploymentOperations { sub, rg, name },
                 8 if r(6, "operationstatuses") => Route::DeploymentStatus {
                     sub,
@@ -166,8 +189,10 @@ fn operation(method: &Method, route: &Route) -> Option<&'static str> {
         ("PUT", Route::Deployment { .. }) => "Deployments_CreateOrUpdate",
         ("GET", Route::Deployment { .. }) => "Deployments_Get",
         ("POST", Route::DeploymentValidate { .. }) => "Deployments_Validate",
+        ("POST", Route::DeploymentCancel { .. }) => "Deployments_Cancel",
         ("GET", Route::DeploymentOperations { .. }) => "DeploymentOperations_List",
         ("GET", Route::Resources { .. }) => "Resources_List",
+        ("GET", Route::VmInstanceView { .. }) => "VirtualMachines_InstanceView",
         ("GET", Route::GroupResources { .. }) => "Resources_ListByResourceGroup",
         ("GET", Route::DeploymentStatus { .. }) | ("GET", Route::OperationResult { .. }) => {
             "AsyncOperation_Get"
@@ -479,7 +504,14 @@ fn dispatch(
             Ok(empty_response(StatusCode::NO_CONTENT))
         }
         ("DELETE", Route::ResourceGroup { sub, rg }) => {
-            let token = shared.store().start_delete(&sub, &rg, now)?;
+            // `forceDeletionTypes` (api-version 2021-04-01+): comma-separated types.
+            let force_vms = query(pairs, "forceDeletionTypes").is_some_and(|types| {
+                types.split(',').any(|t| {
+                    t.trim()
+                        .eq_ignore_ascii_case("Microsoft.Compute/virtualMachines")
+                })
+            });
+            let token = shared.store().start_delete(&sub, &rg, now, force_vms)?;
             let location = format!(
                 "{}/subscriptions/{sub}/operationresults/{token}?api-version={API_VERSION}",
                 shared.base()
@@ -581,6 +613,14 @@ fn dispatch(
                 .validate(&sub, &rg, &name, &request, ctx.servers.as_ref())?;
             Ok(json_response(StatusCode::OK, &v))
         }
+        ("POST", Route::DeploymentCancel { sub, rg, name }) => {
+            shared.store().cancel_deployment(&sub, &rg, &name, now)?;
+            Ok(empty_response(StatusCode::NO_CONTENT))
+        }
+        ("GET", Route::VmInstanceView { sub, rg, name }) => Ok(json_response(
+            StatusCode::OK,
+            &shared.store().vm_instance_view(&sub, &rg, &name)?,
+        )),
         ("GET", Route::DeploymentOperations { sub, rg, name }) => {
             let store = shared.store();
             let d = store.deployment(&sub, &rg, &name)?;

@@ -112,6 +112,8 @@ pub enum DeploymentState {
     Running,
     Succeeded,
     Failed,
+    /// Ended by `POST .../cancel`; what it had created stays.
+    Canceled,
 }
 
 impl DeploymentState {
@@ -121,11 +123,15 @@ impl DeploymentState {
             DeploymentState::Running => "Running",
             DeploymentState::Succeeded => "Succeeded",
             DeploymentState::Failed => "Failed",
+            DeploymentState::Canceled => "Canceled",
         }
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, DeploymentState::Succeeded | DeploymentState::Failed)
+        matches!(
+            self,
+            DeploymentState::Succeeded | DeploymentState::Failed | DeploymentState::Canceled
+        )
     }
 }
 
@@ -155,6 +161,8 @@ pub struct Deployment {
     pub output_resources: Vec<PlannedResource>,
     pub error: Option<ArmError>,
     pub operations: Vec<Value>,
+    /// When `POST .../cancel` was accepted; the deployment ends `Canceled` one latency later.
+    pub cancel_requested: Option<Instant>,
 }
 
 impl Deployment {
@@ -255,6 +263,8 @@ pub struct Deletion {
     pub resource_group: String,
     pub started: Instant,
     pub state: DeletionState,
+    /// `forceDeletionTypes` named virtual machines: they are not shut down gracefully.
+    pub force_vms: bool,
 }
 
 /// Adapts the emulated servers to what templates ask of the runtime.
@@ -280,6 +290,8 @@ pub struct Store {
     pub deletions: BTreeMap<String, Deletion>,
     leaked: bool,
     delete_failed: bool,
+    /// Set by tests: every deployment PUT is refused with this pre-flight cause.
+    pub refusal: Option<super::refusals::Refusal>,
 }
 
 /// What a deployment PUT did.
@@ -339,7 +351,14 @@ impl Store {
     }
 
     /// Starts deleting a resource group; returns the operation token for `Location`.
-    pub fn start_delete(&mut self, sub: &str, rg: &str, now: Instant) -> Result<String, ArmError> {
+    /// `force_vms`: the request's `forceDeletionTypes` named `Microsoft.Compute/virtualMachines`.
+    pub fn start_delete(
+        &mut self,
+        sub: &str,
+        rg: &str,
+        now: Instant,
+        force_vms: bool,
+    ) -> Result<String, ArmError> {
         let g = self
             .groups
             .get_mut(&key(sub, rg))
@@ -357,6 +376,7 @@ impl Store {
                 resource_group: name,
                 started: now,
                 state: DeletionState::Running,
+                force_vms,
             },
         );
         Ok(token)
@@ -488,6 +508,9 @@ impl Store {
         if g.deleting.is_some() {
             return Err(ArmError::being_deleted(&g.name));
         }
+        if let Some(refusal) = self.refusal {
+            return Err(refusal.error(name, &g.location));
+        }
         let rg_name = g.name.clone();
         let id_key = format!("{}/providers/{DEPLOYMENT_TYPE}/{name}", g.id()).to_ascii_lowercase();
         let mut booted = false;
@@ -544,6 +567,7 @@ impl Store {
                 output_resources: Vec::new(),
                 error: None,
                 operations: Vec::new(),
+                cancel_requested: None,
             },
         );
         Ok((id_key, PutOutcome::Created))
@@ -557,22 +581,64 @@ impl Store {
             .ok_or_else(|| ArmError::deployment_not_found(name))
     }
 
-    /// Moves every deployment and deletion along to `now`.
-    pub fn advance(&mut self, now: Instant, ctx: &EmulatorContext) {
-        let due: Vec<String> = self
+    /// `POST .../cancel`: accepted only while the deployment is Accepted or Running (ARM's
+    /// documented rule); it ends `Canceled` one latency later, having created nothing more.
+    pub fn cancel_deployment(
+        &mut self,
+        sub: &str,
+        rg: &str,
+        name: &str,
+        now: Instant,
+    ) -> Result<(), ArmError> {
+        let g = self.group(sub, rg)?;
+        let id_key = format!("{}/providers/{DEPLOYMENT_TYPE}/{name}", g.id()).to_ascii_lowercase();
+        let d = self
             .deployments
-            .iter_mut()
-            .filter(|(_, d)| !d.state.is_terminal())
-            .filter_map(|(k, d)| {
-                let elapsed = now.saturating_duration_since(d.started);
-                if elapsed >= ctx.latency {
-                    Some(k.clone())
-                } else {
-                    d.state = DeploymentState::Running;
-                    None
+            .get_mut(&id_key)
+            .ok_or_else(|| ArmError::deployment_not_found(name))?;
+        if d.state.is_terminal() {
+            return Err(ArmError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "The deployment '{name}' cannot be canceled: its provisioning state is '{}'; only Accepted or Running deployments can be canceled.",
+                    d.state.as_str()
+                ),
+            ));
+        }
+        d.cancel_requested.get_or_insert(now);
+        Ok(())
+    }
+
+    /// Moves every deployment and deletion along to `now`. A `slow-deployment` runs for
+    /// [`Scenario::SLOW_DEPLOYMENT`] past the latency; a cancelled one ends one latency after
+    /// its cancel; a group holding VMs takes twice the latency to delete unless
+    /// `forceDeletionTypes` named them (no graceful shutdown).
+    pub fn advance(&mut self, now: Instant, ctx: &EmulatorContext) {
+        let runs_for = if ctx.scenario == Scenario::SlowDeployment {
+            ctx.latency + Scenario::SLOW_DEPLOYMENT
+        } else {
+            ctx.latency
+        };
+        let mut due = Vec::new();
+        for (k, d) in self.deployments.iter_mut() {
+            if d.state.is_terminal() {
+                continue;
+            }
+            if let Some(at) = d.cancel_requested {
+                if now.saturating_duration_since(at) >= ctx.latency {
+                    d.state = DeploymentState::Canceled;
+                    d.finished_after = Some(now.saturating_duration_since(d.started));
+                    tracing::debug!(deployment = %d.id(), "emulated deployment canceled");
+                    continue;
                 }
-            })
-            .collect();
+            }
+            if now.saturating_duration_since(d.started) >= runs_for {
+                due.push(k.clone());
+            } else {
+                d.state = DeploymentState::Running;
+            }
+        }
         for k in due {
             self.finish_deployment(&k, now, ctx);
         }
@@ -580,8 +646,17 @@ impl Store {
             .deletions
             .iter()
             .filter(|(_, d)| {
+                let holds_vms = self.resources.values().any(|r| {
+                    r.resource_group.eq_ignore_ascii_case(&d.resource_group)
+                        && r.resource.is_type(VM_TYPE)
+                });
+                let takes = if holds_vms && !d.force_vms {
+                    ctx.latency * 2
+                } else {
+                    ctx.latency
+                };
                 d.state == DeletionState::Running
-                    && now.saturating_duration_since(d.started) >= ctx.latency
+                    && now.saturating_duration_since(d.started) >= takes
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -729,6 +804,10 @@ impl Store {
             tracing::debug!(resource_group = %rg, "emulated resource group deletion fails once (delete-fails)");
             return;
         }
+        // A deployment still running when its group goes keeps creating what it had left
+        // (Azure/azure-sdk-tools#611): its resources outlive the group, unless it was
+        // cancelled and had ended first.
+        let orphans = self.still_deploying_into(&sub, &rg, ctx);
         let leak = (ctx.scenario == Scenario::TeardownLeaks && !self.leaked)
             .then(|| self.leak_candidate(&sub, &rg))
             .flatten();
@@ -762,9 +841,40 @@ impl Store {
             }
         }
         self.groups.remove(&key(&sub, &rg));
+        for r in orphans {
+            tracing::debug!(id = %r.id, "emulated resource created by a deployment that outlived its group");
+            self.plant_resource(&sub, &rg, r);
+        }
         if let Some(d) = self.deletions.get_mut(token) {
             d.state = DeletionState::Succeeded;
         }
+    }
+
+    /// The resources the non-terminal deployments of a group would still create.
+    fn still_deploying_into(
+        &self,
+        sub: &str,
+        rg: &str,
+        ctx: &EmulatorContext,
+    ) -> Vec<PlannedResource> {
+        let running: Vec<(String, DeploymentRequest)> = self
+            .deployments
+            .values()
+            .filter(|d| {
+                d.subscription.eq_ignore_ascii_case(sub)
+                    && d.resource_group.eq_ignore_ascii_case(rg)
+                    && !d.state.is_terminal()
+            })
+            .map(|d| (d.name.clone(), d.request.clone()))
+            .collect();
+        running
+            .iter()
+            .filter_map(|(name, request)| {
+                self.evaluate(sub, rg, name, request, ctx.servers.as_ref())
+                    .ok()
+            })
+            .flat_map(|e| e.resources)
+            .collect()
     }
 
     /// The tagged resource that survives in `teardown-leaks`: a managed disk from the group,
@@ -790,6 +900,43 @@ impl Store {
             tags: owner.tags.clone(),
             properties: json!({"provisioningState": "Succeeded", "diskState": "Unattached"}),
         })
+    }
+
+    /// `GET .../virtualMachines/{vm}/instanceView` (Microsoft.Compute
+    /// `VirtualMachineInstanceView`): the VM's provisioning and power states and the
+    /// instance views of its extensions (the CustomScript status message included).
+    pub fn vm_instance_view(&self, sub: &str, rg: &str, vm: &str) -> Result<Value, ArmError> {
+        self.group(sub, rg)?;
+        let found = self.resources.values().find(|r| {
+            r.subscription.eq_ignore_ascii_case(sub)
+                && r.resource_group.eq_ignore_ascii_case(rg)
+                && r.resource.is_type(VM_TYPE)
+                && r.resource.name.eq_ignore_ascii_case(vm)
+        });
+        let Some(found) = found else {
+            return Err(ArmError::new(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                format!("The Resource 'Microsoft.Compute/virtualMachines/{vm}' under resource group '{rg}' was not found."),
+            ));
+        };
+        let prefix = format!("{}/extensions/", found.resource.id.to_ascii_lowercase());
+        let extensions: Vec<Value> = self
+            .resources
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .filter_map(|(_, r)| r.resource.properties.get("instanceView").cloned())
+            .collect();
+        Ok(json!({
+            "computerName": vm,
+            "osName": "ubuntu",
+            "vmAgent": {"vmAgentVersion": "2.9.1.1", "statuses": [{"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Ready", "message": "Guest Agent is running"}]},
+            "extensions": extensions,
+            "statuses": [
+                {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
+                {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"}
+            ]
+        }))
     }
 
     /// Everything still present, for `mock-state.json`.

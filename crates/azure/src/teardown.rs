@@ -1,37 +1,19 @@
-//! The run's resource group: created first with the run's tags, deleted last, and gone
-//! only when ARM answers the existence check (HEAD) with 404.
+//! Teardown of the run's resource group: deleted last, and gone only when ARM answers the
+//! existence check (HEAD) with 404.
 
-use azure_mgmt_resources::package_resources_2021_04::models;
 use cloudtest_core::{poll_until, Backoff, PhaseContext, PollError, PollStep, ResourceRef};
 use futures::StreamExt;
-use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::connection::ArmClients;
 use crate::errors::AzureError;
-use crate::lro::Started;
-use crate::resource_kind::resource_ref;
+use crate::lro::{error_from_body, Started};
+use crate::resources::resource_ref;
 use cloudtest_core::Strikes;
 
 /// The group name for a run: chosen before anything is created, so teardown knows it.
 pub fn group_name(run_id: &str) -> String {
     format!("cloudtest-{run_id}")
-}
-
-pub(crate) async fn create(
-    clients: &ArmClients,
-    name: &str,
-    location: &str,
-    tags: Value,
-) -> Result<models::ResourceGroup, AzureError> {
-    let mut group = models::ResourceGroup::new(location.to_string());
-    group.tags = Some(tags);
-    clients
-        .mgmt
-        .resource_groups_client()
-        .create_or_update(name, group, clients.conn.subscription_id.clone())
-        .await
-        .map_err(|e| clients.sdk_error("create resource group", e))
 }
 
 /// HEAD on the group: `true` for 204, `false` for 404.
@@ -79,24 +61,88 @@ pub(crate) async fn resources(
     Ok(out)
 }
 
-/// Sends the DELETE; `None` when the group was already gone (404).
+/// The resource types ARM may force-delete with the group: VMs are stopped without a
+/// graceful shutdown, which shortens the deletion (ForceDeleteVMsInResourceGroup example,
+/// Microsoft.Resources 2021-04-01).
+pub const FORCE_DELETION_TYPES: &str = "Microsoft.Compute/virtualMachines";
+
+/// The api-version of the calls made here (the generated client's).
+const API_VERSION: &str = "2021-04-01";
+
+/// The group's URL on the configured endpoint, with the path segments escaped.
+pub(crate) fn group_url(clients: &ArmClients, name: &str) -> Result<url::Url, AzureError> {
+    let mut url = clients.conn.base_url()?;
+    let endpoint = url.as_str().to_string();
+    url.path_segments_mut()
+        .map_err(|()| AzureError::Endpoint {
+            endpoint,
+            why: "it cannot carry a path".into(),
+        })?
+        .pop_if_empty()
+        .extend([
+            "subscriptions",
+            clients.conn.subscription_id.as_str(),
+            "resourcegroups",
+            name,
+        ]);
+    Ok(url)
+}
+
+/// Sends the DELETE with `forceDeletionTypes`; `None` when the group was already gone (404).
+/// Made here because `azure_mgmt_resources` 0.21's delete has no `forceDeletionTypes`.
 pub(crate) async fn begin_delete(
     clients: &ArmClients,
     name: &str,
 ) -> Result<Option<Started>, AzureError> {
+    const OPERATION: &str = "delete resource group";
+    let mut url = group_url(clients, name)?;
+    url.query_pairs_mut()
+        .append_pair("forceDeletionTypes", FORCE_DELETION_TYPES)
+        .append_pair("api-version", API_VERSION);
+    let response = clients
+        .call(reqwest::Method::DELETE, url, OPERATION)
+        .await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    if (200..300).contains(&status) {
+        return Ok(Some(Started::from_reqwest(
+            &clients.conn.base_url()?,
+            &headers,
+        )?));
+    }
+    let body = response.bytes().await.unwrap_or_default();
+    let err = error_from_body(&body);
+    let e = AzureError::from_status(
+        OPERATION,
+        &clients.conn.credential_source,
+        &clients.conn.subscription_id,
+        status,
+        err.code.unwrap_or_else(|| "(no code)".into()),
+        err.message.unwrap_or_else(|| "(no message)".into()),
+    );
+    if e.is_not_found() {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+/// The group's `provisioningState` (`Succeeded`, `Deleting`), `None` when it is gone.
+pub(crate) async fn state(clients: &ArmClients, name: &str) -> Result<Option<String>, AzureError> {
     match clients
         .mgmt
         .resource_groups_client()
-        .delete(name, clients.conn.subscription_id.clone())
-        .send()
+        .get(name, clients.conn.subscription_id.clone())
         .await
     {
-        Ok(response) => Ok(Some(Started::from_headers(
-            &clients.conn.base_url()?,
-            response.as_raw_response().headers(),
-        )?)),
+        Ok(group) => Ok(Some(
+            group
+                .properties
+                .and_then(|p| p.provisioning_state)
+                .unwrap_or_default(),
+        )),
         Err(e) => {
-            let e = clients.sdk_error("delete resource group", e);
+            let e = clients.sdk_error("get resource group", e);
             if e.is_not_found() {
                 Ok(None)
             } else {
@@ -151,26 +197,11 @@ async fn delete_again_unless_deleting(
 ) -> PollStep<(), AzureError> {
     let still =
         |state: &str| PollStep::Pending(format!("resource group {name} still exists ({state})"));
-    let state = match clients
-        .mgmt
-        .resource_groups_client()
-        .get(name, clients.conn.subscription_id.clone())
-        .await
-    {
-        Ok(group) => group
-            .properties
-            .and_then(|p| p.provisioning_state)
-            .unwrap_or_default(),
-        Err(e) => {
-            let e = clients.sdk_error("get resource group", e);
-            return if e.is_not_found() {
-                PollStep::Done(())
-            } else if e.is_transient() {
-                still(&e.to_string())
-            } else {
-                PollStep::Fail(e)
-            };
-        }
+    let state = match state(clients, name).await {
+        Ok(Some(state)) => state,
+        Ok(None) => return PollStep::Done(()),
+        Err(e) if e.is_transient() => return still(&e.to_string()),
+        Err(e) => return PollStep::Fail(e),
     };
     if state.eq_ignore_ascii_case("Deleting") {
         return still(&state);
