@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::types::{Filter, InstanceLifecycleType, Tag};
+use aws_sdk_ec2::types::{Filter, InstanceLifecycleType, InstanceStateName, Tag};
 use aws_sdk_ec2::Client;
 use cloudtest_core::ResourceRef;
 
@@ -12,6 +12,10 @@ use crate::calls::CallCounter;
 use crate::errors::{AwsError, ErrorContext};
 
 const SERVICE: &str = "ec2";
+
+/// Sweep waits for a terminated instance at most this many times this long.
+const TERMINATE_POLLS: u32 = 60;
+const TERMINATE_POLL_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub use cloudtest_core::tags::{EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 
@@ -71,7 +75,11 @@ impl Ec2Inventory {
         self.errors.credential_source = source.to_string();
     }
 
-    fn fail<E, R>(
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn fail<E, R>(
         &self,
         op: &'static str,
         target: &str,
@@ -82,6 +90,36 @@ impl Ec2Inventory {
         R: std::fmt::Debug + Send + Sync + 'static,
     {
         AwsError::from_sdk(op, target, SERVICE, &self.errors, err)
+    }
+
+    /// `GetConsoleOutput`, decoded (AWS sends base64); `None` while there is none yet.
+    /// `latest` asks for the live console, which AWS serves only for Nitro instances while
+    /// they run; otherwise the buffered output (posted at state changes, kept for a while
+    /// after termination) is returned.
+    pub async fn console_output(
+        &self,
+        instance_id: &str,
+        latest: bool,
+    ) -> Result<Option<String>, AwsError> {
+        use base64::Engine;
+        let mut call = self.client.get_console_output().instance_id(instance_id);
+        if latest {
+            call = call.latest(true);
+        }
+        let out = call
+            .send()
+            .await
+            .map_err(|e| self.fail("GetConsoleOutput", instance_id, e))?;
+        let Some(encoded) = out.output.filter(|o| !o.trim().is_empty()) else {
+            return Ok(None);
+        };
+        // Not base64 (some emulators send plain text): take it as it is.
+        Ok(Some(
+            match base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(_) => encoded,
+            },
+        ))
     }
 
     /// Everything tagged `cloudtest:run-id=<run_id>` that still exists (instances that are
@@ -101,11 +139,10 @@ impl Ec2Inventory {
             .collect())
     }
 
-    /// Everything carrying a `cloudtest:run-id` tag at all (for `sweep`).
+    /// Everything of any EC2 type carrying a `cloudtest:run-id` tag at all, with all of
+    /// its tags (for `sweep`): see [`Ec2Inventory::all_tagged_resources`].
     pub async fn all_cloudtest(&self) -> Result<Vec<TaggedResource>, AwsError> {
-        let filter = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
-        self.tagged(filter, &format!("resources with tag {RUN_ID_TAG}"))
-            .await
+        self.all_tagged_resources().await
     }
 
     async fn tagged(&self, filter: Filter, target: &str) -> Result<Vec<TaggedResource>, AwsError> {
@@ -293,19 +330,154 @@ impl Ec2Inventory {
             .collect())
     }
 
-    /// Deletes one stray resource (sweep). Instances are terminated, the rest deleted or
-    /// released; order (instances first, VPCs last) is the caller's.
+    /// Terminates an instance and waits (bounded) until it is `terminated`: its volumes,
+    /// interfaces and addresses cannot go before.
+    async fn terminate_and_wait(&self, id: &str) -> Result<(), AwsError> {
+        self.client
+            .terminate_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| self.fail("TerminateInstances", id, e))?;
+        for _ in 0..TERMINATE_POLLS {
+            let out = self
+                .client
+                .describe_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .map_err(|e| self.fail("DescribeInstances", id, e))?;
+            let terminated = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .all(|i| i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Terminated));
+            if terminated {
+                return Ok(());
+            }
+            tokio::time::sleep(TERMINATE_POLL_EVERY).await;
+        }
+        Err(AwsError::Other {
+            operation: "TerminateInstances",
+            target: id.to_string(),
+            detail: "still not terminated after waiting; run the sweep again later".into(),
+        })
+    }
+
+    /// Disassociates an Elastic IP (if associated), then releases it.
+    async fn release_address(&self, allocation: &str) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .describe_addresses()
+            .allocation_ids(allocation)
+            .send()
+            .await
+            .map_err(|e| self.fail("DescribeAddresses", allocation, e))?;
+        for association in out.addresses().iter().filter_map(|a| a.association_id()) {
+            self.client
+                .disassociate_address()
+                .association_id(association)
+                .send()
+                .await
+                .map_err(|e| self.fail("DisassociateAddress", association, e))?;
+        }
+        self.client
+            .release_address()
+            .allocation_id(allocation)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail("ReleaseAddress", allocation, e))
+    }
+
+    /// Removes a route table's subnet associations (its routes go with it), then deletes it.
+    async fn delete_route_table(&self, id: &str) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .describe_route_tables()
+            .route_table_ids(id)
+            .send()
+            .await
+            .map_err(|e| self.fail("DescribeRouteTables", id, e))?;
+        for assoc in out
+            .route_tables()
+            .iter()
+            .flat_map(|t| t.associations())
+            .filter(|a| a.main() != Some(true))
+            .filter_map(|a| a.route_table_association_id())
+        {
+            self.client
+                .disassociate_route_table()
+                .association_id(assoc)
+                .send()
+                .await
+                .map_err(|e| self.fail("DisassociateRouteTable", assoc, e))?;
+        }
+        self.client
+            .delete_route_table()
+            .route_table_id(id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail("DeleteRouteTable", id, e))
+    }
+
+    /// Detaches an internet gateway from its VPCs, then deletes it.
+    async fn delete_internet_gateway(&self, id: &str) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .describe_internet_gateways()
+            .internet_gateway_ids(id)
+            .send()
+            .await
+            .map_err(|e| self.fail("DescribeInternetGateways", id, e))?;
+        for vpc in out
+            .internet_gateways()
+            .iter()
+            .flat_map(|g| g.attachments())
+            .filter_map(|a| a.vpc_id())
+        {
+            self.client
+                .detach_internet_gateway()
+                .internet_gateway_id(id)
+                .vpc_id(vpc)
+                .send()
+                .await
+                .map_err(|e| self.fail("DetachInternetGateway", id, e))?;
+        }
+        self.client
+            .delete_internet_gateway()
+            .internet_gateway_id(id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail("DeleteInternetGateway", id, e))
+    }
+
+    /// Deletes one stray resource (sweep) the way its kind must go: instances terminated
+    /// (and waited for), addresses disassociated and released, route tables disassociated,
+    /// gateways detached. Order (instances first, VPCs last) is the caller's.
     pub async fn delete(&self, r: &ResourceRef) -> Result<(), AwsError> {
         let id = r.id.clone();
         let c = &self.client;
         match r.kind.as_str() {
-            "instance" => c
-                .terminate_instances()
-                .instance_ids(&id)
+            "instance" => self.terminate_and_wait(&id).await,
+            "route_table" => self.delete_route_table(&id).await,
+            "internet_gateway" => self.delete_internet_gateway(&id).await,
+            "launch_template" => c
+                .delete_launch_template()
+                .launch_template_id(&id)
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.fail("TerminateInstances", &id, e)),
+                .map_err(|e| self.fail("DeleteLaunchTemplate", &id, e)),
+            "subnet" => c
+                .delete_subnet()
+                .subnet_id(&id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.fail("DeleteSubnet", &id, e)),
             "volume" => c
                 .delete_volume()
                 .volume_id(&id)
@@ -320,13 +492,7 @@ impl Ec2Inventory {
                 .await
                 .map(|_| ())
                 .map_err(|e| self.fail("DeleteNetworkInterface", &id, e)),
-            "public_ip" => c
-                .release_address()
-                .allocation_id(&id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| self.fail("ReleaseAddress", &id, e)),
+            "public_ip" => self.release_address(&id).await,
             "security_group" => c
                 .delete_security_group()
                 .group_id(&id)

@@ -29,10 +29,17 @@ pub enum Scenario {
     DeleteFails,
     /// Enrolled clients report an agent version other than the deployed one.
     VersionMismatch,
+    /// Like `create-fails`, but CloudFormation's rollback takes 3 × latency, and `DeleteStack`
+    /// is refused until it settles (as it is on AWS while a stack is `*_IN_PROGRESS`). Azure
+    /// plays `create-fails`.
+    RollbackSlow,
+    /// The wait condition publishes a CA other than the one the server prints on its serial
+    /// console (someone signalled first). AWS only; Azure plays `healthy`.
+    CaSpoofed,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Healthy,
         Scenario::CreateFails,
         Scenario::HealthTimeout,
@@ -41,6 +48,8 @@ impl Scenario {
         Scenario::Throttled,
         Scenario::DeleteFails,
         Scenario::VersionMismatch,
+        Scenario::RollbackSlow,
+        Scenario::CaSpoofed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +62,23 @@ impl Scenario {
             Scenario::Throttled => "throttled",
             Scenario::DeleteFails => "delete-fails",
             Scenario::VersionMismatch => "version-mismatch",
+            Scenario::RollbackSlow => "rollback-slow",
+            Scenario::CaSpoofed => "ca-spoofed",
+        }
+    }
+
+    /// A resource fails during creation (`create-fails`, and `rollback-slow` which only
+    /// stretches the rollback).
+    pub fn create_fails(self) -> bool {
+        matches!(self, Scenario::CreateFails | Scenario::RollbackSlow)
+    }
+
+    /// How long CloudFormation's rollback of a failed create takes, in emulator latencies.
+    pub fn rollback_latencies(self) -> u32 {
+        if self == Scenario::RollbackSlow {
+            3
+        } else {
+            1
         }
     }
 
