@@ -287,8 +287,11 @@ fn scenario_rollback_slow_waits_for_the_rollback_then_tears_down() {
     assert!(detail.contains("ServerInstance"), "{detail}");
     assert_torn_down(&run, "CLOUD-01");
     assert!(
-        run.stderr().contains("cannot be deleted while in status ROLLBACK_IN_PROGRESS")
-            || run.stdout().contains("cannot be deleted while in status ROLLBACK_IN_PROGRESS"),
+        run.stderr()
+            .contains("cannot be deleted while in status ROLLBACK_IN_PROGRESS")
+            || run
+                .stdout()
+                .contains("cannot be deleted while in status ROLLBACK_IN_PROGRESS"),
         "the refusal should be visible as progress\n{}",
         run.transcript()
     );
@@ -299,7 +302,10 @@ fn scenario_rollback_slow_waits_for_the_rollback_then_tears_down() {
 /// its console; health fails before any probe trusts it.
 #[test]
 fn scenario_ca_spoofed_fails_health_with_the_console_mismatch() {
-    let run = run_cloudtest(&["run", "--provider", "aws", "--scenario", "ca-spoofed"], &[]);
+    let run = run_cloudtest(
+        &["run", "--provider", "aws", "--scenario", "ca-spoofed"],
+        &[],
+    );
     assert_exit(&run, 1);
     assert_phase(&run, "CLOUD-01", "wait_ready", "passed");
     let detail = assert_phase(&run, "CLOUD-01", "health", "failed");

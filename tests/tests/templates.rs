@@ -359,7 +359,10 @@ fn embedded_scripts_equal_their_source_files() {
 /// server prints its CA fingerprint there for the provider to compare.
 #[test]
 fn cfn_boot_scripts_bound_curl_and_write_to_the_console() {
-    for script in ["templates-cfn/scripts/server-boot.sh", "templates-cfn/scripts/client-boot.sh"] {
+    for script in [
+        "templates-cfn/scripts/server-boot.sh",
+        "templates-cfn/scripts/client-boot.sh",
+    ] {
         let text = read(script);
         let mut calls = 0;
         for (n, line) in text.lines().enumerate() {
@@ -379,7 +382,10 @@ fn cfn_boot_scripts_bound_curl_and_write_to_the_console() {
             .nth(1)
             .and_then(|rest| rest.split("\n}").next())
             .unwrap_or_else(|| panic!("{script} has no log()"));
-        assert!(log.contains(">&2"), "{script}: log() must also write to stderr (the console)");
+        assert!(
+            log.contains(">&2"),
+            "{script}: log() must also write to stderr (the console)"
+        );
     }
     let server = read("templates-cfn/scripts/server-boot.sh");
     assert!(

@@ -31,7 +31,11 @@ pub fn failed_events_text(stack: &str, events: &[StackEventRecord]) -> String {
             e.status,
             e.resource_type,
             e.logical_id,
-            if physical.is_empty() { "no physical id" } else { physical },
+            if physical.is_empty() {
+                "no physical id"
+            } else {
+                physical
+            },
             e.reason.as_deref().unwrap_or("no reason given"),
         ));
     }
@@ -78,7 +82,13 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
 mod tests {
     use super::*;
 
-    fn event(status: &str, ty: &str, logical: &str, physical: &str, reason: &str) -> StackEventRecord {
+    fn event(
+        status: &str,
+        ty: &str,
+        logical: &str,
+        physical: &str,
+        reason: &str,
+    ) -> StackEventRecord {
         StackEventRecord {
             event_id: format!("{logical}-{status}"),
             timestamp: Some("2024-01-01T00:00:00Z".into()),
@@ -111,7 +121,10 @@ mod tests {
             ),
         ];
         let text = failed_events_text("cloudtest-r1", &events);
-        assert!(text.contains("ServerInstance (i-1)\n    capacity"), "{text}");
+        assert!(
+            text.contains("ServerInstance (i-1)\n    capacity"),
+            "{text}"
+        );
         assert!(!text.contains("Signature"), "{text}");
         assert!(!text.contains("vpc-1"));
         let signal = boot_signal_text(&events).expect("a signal");

@@ -69,6 +69,8 @@ mod tests {
             "https://cloudformation-waitcondition-us-east-1.s3.amazonaws.com/arn%3Aaws?X-Amz-Signature=abc"
         ));
         assert!(!is_presigned_url("i-0123456789abcdef0"));
-        assert!(!is_presigned_url("arn:aws:cloudformation:us-east-1:1:stack/x/y"));
+        assert!(!is_presigned_url(
+            "arn:aws:cloudformation:us-east-1:1:stack/x/y"
+        ));
     }
 }

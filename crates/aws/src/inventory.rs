@@ -146,154 +146,271 @@ impl Ec2Inventory {
     }
 
     async fn tagged(&self, filter: Filter, target: &str) -> Result<Vec<TaggedResource>, AwsError> {
+        self.tagged_of_kinds(filter, target, &crate::leak::LEAK_KINDS)
+            .await
+    }
+
+    /// The resources of `kinds` matching `filter`, one paginated describe per kind, with
+    /// their tags (terminated instances and deleted NAT gateways left out).
+    pub(crate) async fn tagged_of_kinds(
+        &self,
+        filter: Filter,
+        target: &str,
+        kinds: &[&str],
+    ) -> Result<Vec<TaggedResource>, AwsError> {
+        let want = |k: &str| kinds.contains(&k);
         let mut out = Vec::new();
 
-        let mut pages = self
-            .client
-            .describe_instances()
-            .filters(filter.clone())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeInstances", target, e))?;
-            for inst in page.reservations().iter().flat_map(|r| r.instances()) {
-                let state = inst.state().and_then(|s| s.name()).map(|n| n.as_str());
-                if state == Some("terminated") {
-                    continue;
+        if want("instance") {
+            let mut pages = self
+                .client
+                .describe_instances()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeInstances", target, e))?;
+                for inst in page.reservations().iter().flat_map(|r| r.instances()) {
+                    let state = inst.state().and_then(|s| s.name()).map(|n| n.as_str());
+                    if state == Some("terminated") {
+                        continue;
+                    }
+                    let Some(id) = inst.instance_id() else {
+                        continue;
+                    };
+                    let mut r = reference("instance", "AWS::EC2::Instance", id.to_string());
+                    r.sku = inst.instance_type().map(|t| t.as_str().to_string());
+                    r.spot = inst.instance_lifecycle() == Some(&InstanceLifecycleType::Spot);
+                    out.push(TaggedResource {
+                        resource: r,
+                        tags: tags_of(inst.tags()),
+                    });
                 }
-                let Some(id) = inst.instance_id() else {
-                    continue;
-                };
-                let mut r = reference("instance", "AWS::EC2::Instance", id.to_string());
-                r.sku = inst.instance_type().map(|t| t.as_str().to_string());
-                r.spot = inst.instance_lifecycle() == Some(&InstanceLifecycleType::Spot);
-                out.push(TaggedResource {
-                    resource: r,
-                    tags: tags_of(inst.tags()),
-                });
             }
         }
 
-        let mut pages = self
-            .client
-            .describe_volumes()
-            .filters(filter.clone())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeVolumes", target, e))?;
-            for v in page.volumes() {
-                let Some(id) = v.volume_id() else { continue };
-                let mut r = reference("volume", "AWS::EC2::Volume", id.to_string());
-                r.sku = match (v.volume_type(), v.size()) {
-                    (Some(t), Some(size)) => Some(format!("{}:{size}", t.as_str())),
-                    _ => None,
-                };
-                out.push(TaggedResource {
-                    resource: r,
-                    tags: tags_of(v.tags()),
-                });
-            }
-        }
-
-        let mut pages = self
-            .client
-            .describe_network_interfaces()
-            .filters(filter.clone())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeNetworkInterfaces", target, e))?;
-            for n in page.network_interfaces() {
-                let Some(id) = n.network_interface_id() else {
-                    continue;
-                };
-                out.push(TaggedResource {
-                    resource: reference(
-                        "network_interface",
-                        "AWS::EC2::NetworkInterface",
-                        id.to_string(),
-                    ),
-                    tags: tags_of(n.tag_set()),
-                });
-            }
-        }
-
-        let addrs = self
-            .client
-            .describe_addresses()
-            .filters(filter.clone())
-            .send()
-            .await
-            .map_err(|e| self.fail("DescribeAddresses", target, e))?;
-        for a in addrs.addresses() {
-            let Some(id) = a.allocation_id().or(a.public_ip()) else {
-                continue;
-            };
-            out.push(TaggedResource {
-                resource: reference("public_ip", "AWS::EC2::EIP", id.to_string()),
-                tags: tags_of(a.tags()),
-            });
-        }
-
-        let mut pages = self
-            .client
-            .describe_security_groups()
-            .filters(filter.clone())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeSecurityGroups", target, e))?;
-            for g in page.security_groups() {
-                let Some(id) = g.group_id() else { continue };
-                out.push(TaggedResource {
-                    resource: reference(
-                        "security_group",
-                        "AWS::EC2::SecurityGroup",
-                        id.to_string(),
-                    ),
-                    tags: tags_of(g.tags()),
-                });
-            }
-        }
-
-        let mut pages = self
-            .client
-            .describe_vpcs()
-            .filters(filter.clone())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeVpcs", target, e))?;
-            for v in page.vpcs() {
-                let Some(id) = v.vpc_id() else { continue };
-                out.push(TaggedResource {
-                    resource: reference("vpc", "AWS::EC2::VPC", id.to_string()),
-                    tags: tags_of(v.tags()),
-                });
-            }
-        }
-
-        let mut pages = self
-            .client
-            .describe_nat_gateways()
-            .filter(filter)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeNatGateways", target, e))?;
-            for g in page.nat_gateways() {
-                let state = g.state().map(|s| s.as_str());
-                if state == Some("deleted") {
-                    continue;
+        if want("volume") {
+            let mut pages = self
+                .client
+                .describe_volumes()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeVolumes", target, e))?;
+                for v in page.volumes() {
+                    let Some(id) = v.volume_id() else { continue };
+                    let mut r = reference("volume", "AWS::EC2::Volume", id.to_string());
+                    r.sku = match (v.volume_type(), v.size()) {
+                        (Some(t), Some(size)) => Some(format!("{}:{size}", t.as_str())),
+                        _ => None,
+                    };
+                    out.push(TaggedResource {
+                        resource: r,
+                        tags: tags_of(v.tags()),
+                    });
                 }
-                let Some(id) = g.nat_gateway_id() else {
+            }
+        }
+
+        if want("network_interface") {
+            let mut pages = self
+                .client
+                .describe_network_interfaces()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeNetworkInterfaces", target, e))?;
+                for n in page.network_interfaces() {
+                    let Some(id) = n.network_interface_id() else {
+                        continue;
+                    };
+                    out.push(TaggedResource {
+                        resource: reference(
+                            "network_interface",
+                            "AWS::EC2::NetworkInterface",
+                            id.to_string(),
+                        ),
+                        tags: tags_of(n.tag_set()),
+                    });
+                }
+            }
+        }
+
+        if want("public_ip") {
+            let addrs = self
+                .client
+                .describe_addresses()
+                .filters(filter.clone())
+                .send()
+                .await
+                .map_err(|e| self.fail("DescribeAddresses", target, e))?;
+            for a in addrs.addresses() {
+                let Some(id) = a.allocation_id().or(a.public_ip()) else {
                     continue;
                 };
                 out.push(TaggedResource {
-                    resource: reference("nat_gateway", "AWS::EC2::NatGateway", id.to_string()),
-                    tags: tags_of(g.tags()),
+                    resource: reference("public_ip", "AWS::EC2::EIP", id.to_string()),
+                    tags: tags_of(a.tags()),
                 });
+            }
+        }
+
+        if want("security_group") {
+            let mut pages = self
+                .client
+                .describe_security_groups()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeSecurityGroups", target, e))?;
+                for g in page.security_groups() {
+                    let Some(id) = g.group_id() else { continue };
+                    out.push(TaggedResource {
+                        resource: reference(
+                            "security_group",
+                            "AWS::EC2::SecurityGroup",
+                            id.to_string(),
+                        ),
+                        tags: tags_of(g.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("vpc") {
+            let mut pages = self
+                .client
+                .describe_vpcs()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeVpcs", target, e))?;
+                for v in page.vpcs() {
+                    let Some(id) = v.vpc_id() else { continue };
+                    out.push(TaggedResource {
+                        resource: reference("vpc", "AWS::EC2::VPC", id.to_string()),
+                        tags: tags_of(v.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("nat_gateway") {
+            let mut pages = self
+                .client
+                .describe_nat_gateways()
+                .filter(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeNatGateways", target, e))?;
+                for g in page.nat_gateways() {
+                    let state = g.state().map(|s| s.as_str());
+                    if state == Some("deleted") {
+                        continue;
+                    }
+                    let Some(id) = g.nat_gateway_id() else {
+                        continue;
+                    };
+                    out.push(TaggedResource {
+                        resource: reference("nat_gateway", "AWS::EC2::NatGateway", id.to_string()),
+                        tags: tags_of(g.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("launch_template") {
+            let mut pages = self
+                .client
+                .describe_launch_templates()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeLaunchTemplates", target, e))?;
+                for x in page.launch_templates() {
+                    let Some(id) = x.launch_template_id() else {
+                        continue;
+                    };
+                    out.push(TaggedResource {
+                        resource: reference(
+                            "launch_template",
+                            "AWS::EC2::LaunchTemplate",
+                            id.to_string(),
+                        ),
+                        tags: tags_of(x.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("route_table") {
+            let mut pages = self
+                .client
+                .describe_route_tables()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeRouteTables", target, e))?;
+                for x in page.route_tables() {
+                    let Some(id) = x.route_table_id() else {
+                        continue;
+                    };
+                    out.push(TaggedResource {
+                        resource: reference("route_table", "AWS::EC2::RouteTable", id.to_string()),
+                        tags: tags_of(x.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("internet_gateway") {
+            let mut pages = self
+                .client
+                .describe_internet_gateways()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeInternetGateways", target, e))?;
+                for x in page.internet_gateways() {
+                    let Some(id) = x.internet_gateway_id() else {
+                        continue;
+                    };
+                    out.push(TaggedResource {
+                        resource: reference(
+                            "internet_gateway",
+                            "AWS::EC2::InternetGateway",
+                            id.to_string(),
+                        ),
+                        tags: tags_of(x.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("subnet") {
+            let mut pages = self
+                .client
+                .describe_subnets()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeSubnets", target, e))?;
+                for x in page.subnets() {
+                    let Some(id) = x.subnet_id() else { continue };
+                    out.push(TaggedResource {
+                        resource: reference("subnet", "AWS::EC2::Subnet", id.to_string()),
+                        tags: tags_of(x.tags()),
+                    });
+                }
             }
         }
         Ok(out)

@@ -2,9 +2,9 @@
 //! carries the run's tag; then only the kinds whose tags outlive them (instances stay listed
 //! `terminated`, NAT gateways `deleted`) have their state read.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use aws_sdk_ec2::types::{Filter, InstanceStateName, NatGatewayState};
+use aws_sdk_ec2::types::Filter;
 use cloudtest_core::ResourceRef;
 
 use crate::errors::AwsError;
@@ -45,205 +45,102 @@ pub fn kind_of_tag_type(resource_type: &str) -> (&'static str, &'static str) {
     }
 }
 
-fn reference(kind: &str, cloud_type: &str, id: String) -> ResourceRef {
-    ResourceRef {
-        kind: kind.to_string(),
-        cloud_type: cloud_type.to_string(),
-        id,
-        sku: None,
-        spot: false,
-    }
+/// The kind of an EC2 id by its prefix, for `DescribeTags` answers whose `resourceType` is
+/// not one of the above (moto answers some that way).
+pub fn kind_of_id(id: &str) -> Option<&'static str> {
+    let prefix = id.split('-').next()?;
+    Some(match prefix {
+        "i" => "instance",
+        "vol" => "volume",
+        "eni" => "network_interface",
+        "eipalloc" => "public_ip",
+        "nat" => "nat_gateway",
+        "sg" => "security_group",
+        "lt" => "launch_template",
+        "rtb" => "route_table",
+        "igw" => "internet_gateway",
+        "subnet" => "subnet",
+        "vpc" => "vpc",
+        _ => return None,
+    })
 }
 
 impl Ec2Inventory {
-    /// `DescribeTags` for `cloudtest:run-id=<run_id>`, every page: `(resource type, id)`.
-    pub async fn tagged_with_run(&self, run_id: &str) -> Result<Vec<(String, String)>, AwsError> {
-        let target = format!("resources tagged {RUN_ID_TAG}={run_id}");
+    /// The leak kinds among the resources `DescribeTags` lists for `filters` (every page).
+    async fn kinds_tagged(
+        &self,
+        filters: Vec<Filter>,
+        target: &str,
+    ) -> Result<Vec<&'static str>, AwsError> {
         let mut pages = self
             .client()
             .describe_tags()
-            .filters(Filter::builder().name("key").values(RUN_ID_TAG).build())
-            .filters(Filter::builder().name("value").values(run_id).build())
+            .set_filters(Some(filters))
             .into_paginator()
             .send();
-        let mut out = Vec::new();
+        let mut kinds = BTreeSet::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeTags", &target, e))?;
+            let page = page.map_err(|e| self.fail("DescribeTags", target, e))?;
             for t in page.tags() {
-                if let (Some(ty), Some(id)) = (t.resource_type(), t.resource_id()) {
-                    out.push((ty.as_str().to_string(), id.to_string()));
-                }
+                let by_type = t.resource_type().map(|ty| kind_of_tag_type(ty.as_str()).0);
+                let kind = match by_type {
+                    Some(k) if k != "other" => Some(k),
+                    _ => t.resource_id().and_then(kind_of_id),
+                };
+                kinds.extend(kind);
             }
         }
-        Ok(out)
-    }
-
-    /// Of these instances, the ones that still exist (not `terminated`), with type and spot.
-    async fn live_instances(&self, ids: &[String]) -> Result<Vec<ResourceRef>, AwsError> {
-        let mut out = Vec::new();
-        let mut pages = self
-            .client()
-            .describe_instances()
-            .set_instance_ids(Some(ids.to_vec()))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeInstances", &ids.join(","), e))?;
-            for i in page.reservations().iter().flat_map(|r| r.instances()) {
-                if i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Terminated) {
-                    continue;
-                }
-                let Some(id) = i.instance_id() else { continue };
-                let mut r = reference("instance", "AWS::EC2::Instance", id.to_string());
-                r.sku = i.instance_type().map(|t| t.as_str().to_string());
-                r.spot = i.instance_lifecycle()
-                    == Some(&aws_sdk_ec2::types::InstanceLifecycleType::Spot);
-                out.push(r);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Of these NAT gateways, the ones not `deleted`.
-    async fn live_nat_gateways(&self, ids: &[String]) -> Result<Vec<ResourceRef>, AwsError> {
-        let mut out = Vec::new();
-        let mut pages = self
-            .client()
-            .describe_nat_gateways()
-            .set_nat_gateway_ids(Some(ids.to_vec()))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeNatGateways", &ids.join(","), e))?;
-            for g in page.nat_gateways() {
-                if g.state() == Some(&NatGatewayState::Deleted) {
-                    continue;
-                }
-                if let Some(id) = g.nat_gateway_id() {
-                    out.push(reference(
-                        "nat_gateway",
-                        "AWS::EC2::NatGateway",
-                        id.to_string(),
-                    ));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every EC2 resource of any type with a `cloudtest:run-id` tag, with all its tags:
-    /// one `DescribeTags` for the key, then its tags by resource id (200 ids a call);
-    /// terminated instances and deleted NAT gateways left out.
-    pub async fn all_tagged_resources(&self) -> Result<Vec<TaggedResource>, AwsError> {
-        let target = format!("resources with tag {RUN_ID_TAG}");
-        let mut types: BTreeMap<String, String> = BTreeMap::new();
-        let mut pages = self
-            .client()
-            .describe_tags()
-            .filters(Filter::builder().name("key").values(RUN_ID_TAG).build())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeTags", &target, e))?;
-            for t in page.tags() {
-                if let (Some(ty), Some(id)) = (t.resource_type(), t.resource_id()) {
-                    types.insert(id.to_string(), ty.as_str().to_string());
-                }
-            }
-        }
-        let ids: Vec<String> = types.keys().cloned().collect();
-        let mut tags: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for chunk in ids.chunks(200) {
-            let mut pages = self
-                .client()
-                .describe_tags()
-                .filters(
-                    Filter::builder()
-                        .name("resource-id")
-                        .set_values(Some(chunk.to_vec()))
-                        .build(),
-                )
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("DescribeTags", &target, e))?;
-                for t in page.tags() {
-                    if let (Some(id), Some(k)) = (t.resource_id(), t.key()) {
-                        tags.entry(id.to_string()).or_default().insert(
-                            k.to_string(),
-                            t.value().unwrap_or_default().to_string(),
-                        );
-                    }
-                }
-            }
-        }
-        let by_kind = |wanted: &str| -> Vec<String> {
-            types
-                .iter()
-                .filter(|(_, ty)| ty.as_str() == wanted)
-                .map(|(id, _)| id.clone())
-                .collect()
-        };
-        let (instances, nat_gateways) = (by_kind("instance"), by_kind("natgateway"));
-        let mut live = Vec::new();
-        if !instances.is_empty() {
-            live.extend(self.live_instances(&instances).await?);
-        }
-        if !nat_gateways.is_empty() {
-            live.extend(self.live_nat_gateways(&nat_gateways).await?);
-        }
-        for (id, ty) in &types {
-            if ty != "instance" && ty != "natgateway" {
-                let (kind, cloud_type) = kind_of_tag_type(ty);
-                live.push(reference(kind, cloud_type, id.clone()));
-            }
-        }
-        Ok(live
+        Ok(LEAK_KINDS
             .into_iter()
-            .map(|resource| TaggedResource {
-                tags: tags.remove(&resource.id).unwrap_or_default(),
-                resource,
-            })
+            .filter(|k| kinds.contains(k))
             .collect())
     }
 
     /// Everything tagged `cloudtest:run-id=<run_id>` that still exists, of any EC2 type:
-    /// one `DescribeTags`, plus one state read per kind that stays listed after deletion.
+    /// one paginated `DescribeTags`, then one describe per kind it named, which drops what
+    /// is gone (a `terminated` instance keeps its tags for a while; some emulators keep the
+    /// tags of deleted resources). A clean account costs one call.
     pub async fn leaks(&self, run_id: &str) -> Result<Vec<ResourceRef>, AwsError> {
-        let tagged = self.tagged_with_run(run_id).await?;
-        let mut seen = BTreeSet::new();
-        let mut instances = Vec::new();
-        let mut nat_gateways = Vec::new();
-        let mut out = Vec::new();
-        for (ty, id) in tagged {
-            if !seen.insert(id.clone()) {
-                continue;
-            }
-            match ty.as_str() {
-                "instance" => instances.push(id),
-                "natgateway" => nat_gateways.push(id),
-                _ => {
-                    let (kind, cloud_type) = kind_of_tag_type(&ty);
-                    out.push(reference(kind, cloud_type, id));
-                }
-            }
-        }
-        if !instances.is_empty() {
-            out.extend(self.live_instances(&instances).await?);
-        }
-        if !nat_gateways.is_empty() {
-            out.extend(self.live_nat_gateways(&nat_gateways).await?);
-        }
-        out.sort_by_key(|r| {
-            (
-                LEAK_KINDS
-                    .iter()
-                    .position(|k| *k == r.kind)
-                    .unwrap_or(LEAK_KINDS.len()),
-                r.id.clone(),
+        let target = format!("resources tagged {RUN_ID_TAG}={run_id}");
+        let kinds = self
+            .kinds_tagged(
+                vec![
+                    Filter::builder().name("key").values(RUN_ID_TAG).build(),
+                    Filter::builder().name("value").values(run_id).build(),
+                ],
+                &target,
             )
-        });
-        Ok(out)
+            .await?;
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filter = Filter::builder()
+            .name(format!("tag:{RUN_ID_TAG}"))
+            .values(run_id)
+            .build();
+        Ok(self
+            .tagged_of_kinds(filter, &target, &kinds)
+            .await?
+            .into_iter()
+            .map(|t| t.resource)
+            .collect())
+    }
+
+    /// Every EC2 resource of any kind with a `cloudtest:run-id` tag, with all its tags (for
+    /// `sweep`): `DescribeTags` for the key, then one describe per kind it named.
+    pub async fn all_tagged_resources(&self) -> Result<Vec<TaggedResource>, AwsError> {
+        let target = format!("resources with tag {RUN_ID_TAG}");
+        let kinds = self
+            .kinds_tagged(
+                vec![Filter::builder().name("key").values(RUN_ID_TAG).build()],
+                &target,
+            )
+            .await?;
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filter = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
+        self.tagged_of_kinds(filter, &target, &kinds).await
     }
 }
 
@@ -269,6 +166,15 @@ mod tests {
         let kinds: Vec<&str> = tag_types.iter().map(|t| kind_of_tag_type(t).0).collect();
         assert_eq!(kinds, LEAK_KINDS);
         assert_eq!(kind_of_tag_type("dhcp-options").0, "other");
+    }
+
+    #[test]
+    fn ids_name_their_kind_when_the_type_does_not() {
+        assert_eq!(kind_of_id("eipalloc-0abc"), Some("public_ip"));
+        assert_eq!(kind_of_id("i-0abc"), Some("instance"));
+        assert_eq!(kind_of_id("rtb-1"), Some("route_table"));
+        assert_eq!(kind_of_id("127.0.0.1"), None);
+        assert_eq!(kind_of_id("dopt-1"), None);
     }
 }
 
@@ -326,7 +232,8 @@ mod coverage {
             .filter(|ty| !covered.contains(&ty.as_str()))
             .filter(|ty| {
                 !readme.lines().any(|l| {
-                    l.starts_with(&format!("| `{ty}` |")) && l.trim_end().ends_with('|')
+                    l.starts_with(&format!("| `{ty}` |"))
+                        && l.trim_end().ends_with('|')
                         && l.len() > ty.len() + 12
                 })
             })

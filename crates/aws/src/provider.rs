@@ -9,9 +9,9 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, SecondsFormat, Utc};
 use cloudtest_core::outputs::{parse_outputs, OutputContext, OutputError};
 use cloudtest_core::{
-    poll_until, Backoff, CreateFacts, DeploymentFacts, LeakFacts, LifecycleId, PhaseContext,
-    EvidenceItem, Phase, PhaseError, PollError, PollStep, Provider, RequirementId, ResourceRef,
-    Secret, ServerIdentity, TeardownFacts,
+    poll_until, Backoff, CreateFacts, DeploymentFacts, EvidenceItem, LeakFacts, LifecycleId, Phase,
+    PhaseContext, PhaseError, PollError, PollStep, Provider, RequirementId, ResourceRef, Secret,
+    ServerIdentity, TeardownFacts,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -26,10 +26,10 @@ use crate::evidence::{boot_signal_text, failed_events_text, redact};
 use crate::identity::{
     console_fingerprint, is_presigned_url, IdentityCheck, CA_CONSOLE_MARKER, CA_MISMATCH,
 };
-use crate::teardown::{DeleteRequests, NextStep, SendOutcome};
 use crate::inventory::{Ec2Inventory, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 use crate::leak::LEAK_KINDS;
 use crate::stacks::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
+use crate::teardown::{DeleteRequests, NextStep, SendOutcome};
 use crate::template::{declared_parameters, select_parameters, ParameterValue};
 use cloudtest_core::{read_again, Strikes};
 
@@ -518,7 +518,9 @@ impl Provider for CloudFormationProvider {
                 None
             }
             Ok(Err(e)) => Some(format!("(newer events could not be read: {e})\n")),
-            Err(_) => Some("(newer events could not be read before the evidence deadline)\n".to_string()),
+            Err(_) => {
+                Some("(newer events could not be read before the evidence deadline)\n".to_string())
+            }
         };
         let mut events = failed_events_text(&self.stack_name, &self.events);
         if let Some(note) = events_note {
@@ -574,7 +576,9 @@ impl Provider for CloudFormationProvider {
         deployment: &DeploymentFacts,
     ) -> Result<Option<ServerIdentity>, PhaseError> {
         if let IdentityCheck::NotVerifiable(why) = &self.identity {
-            cx.progress(format!("server CA: not verifiable on this endpoint ({why})"));
+            cx.progress(format!(
+                "server CA: not verifiable on this endpoint ({why})"
+            ));
             return Ok(Some(ServerIdentity::NotVerifiable(format!(
                 "not verifiable on this endpoint: {why}"
             ))));

@@ -132,7 +132,9 @@ impl DeleteRequests {
             // CloudFormation may accept a delete of a busy stack (it cancels a create), so
             // the first request goes out at once; after a refusal, wait for it to settle.
             DeletePhase::Busy if self.first => self.send(),
-            DeletePhase::Busy => NextStep::Wait("waiting for the stack to settle before DeleteStack"),
+            DeletePhase::Busy => {
+                NextStep::Wait("waiting for the stack to settle before DeleteStack")
+            }
             // First request, a resend after a refusal, or a request that did not take
             // effect (same token: AWS treats it as the same request).
             DeletePhase::Settled => self.send(),
@@ -143,10 +145,14 @@ impl DeleteRequests {
     pub fn on_sent(&mut self, outcome: SendOutcome) -> NextStep {
         match outcome {
             SendOutcome::Accepted => NextStep::Wait("DeleteStack accepted"),
-            SendOutcome::Unknown => NextStep::Wait("DeleteStack unanswered; checking whether it took effect"),
+            SendOutcome::Unknown => {
+                NextStep::Wait("DeleteStack unanswered; checking whether it took effect")
+            }
             SendOutcome::Refused => {
                 self.fresh_next = true;
-                NextStep::Wait("DeleteStack refused while the stack is busy; waiting for it to settle")
+                NextStep::Wait(
+                    "DeleteStack refused while the stack is busy; waiting for it to settle",
+                )
             }
             SendOutcome::Failed => self.failed(),
         }
@@ -178,11 +184,23 @@ mod tests {
         let mut r = DeleteRequests::new("r1");
         assert_eq!(r.on_status("ROLLBACK_IN_PROGRESS"), token(1));
         assert!(matches!(r.on_sent(SendOutcome::Refused), NextStep::Wait(_)));
-        assert!(matches!(r.on_status("ROLLBACK_IN_PROGRESS"), NextStep::Wait(_)));
-        assert!(matches!(r.on_status("ROLLBACK_IN_PROGRESS"), NextStep::Wait(_)));
+        assert!(matches!(
+            r.on_status("ROLLBACK_IN_PROGRESS"),
+            NextStep::Wait(_)
+        ));
+        assert!(matches!(
+            r.on_status("ROLLBACK_IN_PROGRESS"),
+            NextStep::Wait(_)
+        ));
         assert_eq!(r.on_status("ROLLBACK_COMPLETE"), token(2));
-        assert!(matches!(r.on_sent(SendOutcome::Accepted), NextStep::Wait(_)));
-        assert!(matches!(r.on_status("DELETE_IN_PROGRESS"), NextStep::Wait(_)));
+        assert!(matches!(
+            r.on_sent(SendOutcome::Accepted),
+            NextStep::Wait(_)
+        ));
+        assert!(matches!(
+            r.on_status("DELETE_IN_PROGRESS"),
+            NextStep::Wait(_)
+        ));
         assert_eq!(r.on_status("DELETE_COMPLETE"), NextStep::Done);
         assert_eq!(r.retries(), 1);
     }
@@ -208,7 +226,10 @@ mod tests {
         assert!(matches!(r.on_status("DELETE_FAILED"), NextStep::Wait(_)));
         assert_eq!(r.on_status("DELETE_FAILED"), token(2));
         r.on_sent(SendOutcome::Accepted);
-        assert!(matches!(r.on_status("DELETE_IN_PROGRESS"), NextStep::Wait(_)));
+        assert!(matches!(
+            r.on_status("DELETE_IN_PROGRESS"),
+            NextStep::Wait(_)
+        ));
         assert_eq!(r.on_status("DELETE_FAILED"), NextStep::GiveUp);
     }
 

@@ -602,15 +602,18 @@ async fn rollback_slow_refuses_delete_until_the_rollback_settles() {
                 .expect_err("DeleteStack must be refused while rolling back");
             let meta = aws_sdk_cloudformation::error::ProvideErrorMetadata::meta(&err);
             assert_eq!(meta.code(), Some("ValidationError"));
-            assert!(meta
-                .message()
-                .is_some_and(|m| m.contains("cannot be deleted while in status ROLLBACK_IN_PROGRESS")));
+            assert!(meta.message().is_some_and(
+                |m| m.contains("cannot be deleted while in status ROLLBACK_IN_PROGRESS")
+            ));
             refused += 1;
         }
         assert!(started.elapsed() < Duration::from_secs(5), "{statuses:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(refused >= 2, "the rollback outlived several polls: {statuses:?}");
+    assert!(
+        refused >= 2,
+        "the rollback outlived several polls: {statuses:?}"
+    );
     // Create (1 latency) plus a rollback of 3 latencies (40 ms each).
     assert!(started.elapsed() >= Duration::from_millis(150));
     let (events, _) = h.all_events("rolling").await;
@@ -618,7 +621,10 @@ async fn rollback_slow_refuses_delete_until_the_rollback_settles() {
         .iter()
         .filter(|e| e.resource_status().map(|s| s.as_str()) == Some("DELETE_COMPLETE"))
         .count();
-    assert!(deleted >= 2, "each created resource is deleted by the rollback");
+    assert!(
+        deleted >= 2,
+        "each created resource is deleted by the rollback"
+    );
     h.delete("rolling").await;
     assert_eq!(
         h.settle(&id).await.stack_status,
@@ -955,7 +961,9 @@ async fn console_output_carries_the_boot_log_and_the_ca_fingerprint() {
         Err("UnsupportedOperation".to_string()),
         "no live console once terminated"
     );
-    let buffered = console(&h, &instance, false).await.expect("buffered console");
+    let buffered = console(&h, &instance, false)
+        .await
+        .expect("buffered console");
     assert!(buffered.contains("cloudtest-ca-sha256="), "{buffered}");
 }
 
@@ -972,7 +980,10 @@ async fn ca_spoofed_publishes_a_ca_the_console_does_not_show() {
     let instance = server_instance(&h, "spoofed").await;
     let text = console(&h, &instance, true).await.expect("console");
     let real_fp = cloudtest_core::outputs::pem_fingerprint(PLACEHOLDER_CA_PEM).expect("fp");
-    assert!(text.contains(&format!("cloudtest-ca-sha256={real_fp}")), "{text}");
+    assert!(
+        text.contains(&format!("cloudtest-ca-sha256={real_fp}")),
+        "{text}"
+    );
     assert_ne!(published_fp, real_fp);
 }
 
@@ -991,7 +1002,12 @@ async fn describe_tags_pages_through_every_tagged_type() {
         let out = h
             .ec2
             .describe_tags()
-            .filters(Filter::builder().name("key").values("cloudtest:run-id").build())
+            .filters(
+                Filter::builder()
+                    .name("key")
+                    .values("cloudtest:run-id")
+                    .build(),
+            )
             .filters(Filter::builder().name("value").values(RUN_ID).build())
             .max_results(5)
             .set_next_token(token.take())
@@ -1008,7 +1024,15 @@ async fn describe_tags_pages_through_every_tagged_type() {
             _ => break,
         }
     }
-    for ty in ["vpc", "subnet", "security-group", "instance", "volume", "network-interface", "elastic-ip"] {
+    for ty in [
+        "vpc",
+        "subnet",
+        "security-group",
+        "instance",
+        "volume",
+        "network-interface",
+        "elastic-ip",
+    ] {
         assert!(types.contains(ty), "no {ty} in {types:?}");
     }
     assert!(!types.iter().any(|t| t.contains("Wait")), "{types:?}");
@@ -1022,7 +1046,14 @@ async fn describe_tags_pages_through_every_tagged_type() {
         .send()
         .await
         .expect("DescribeTags");
-    let left: Vec<&str> = after.tags().iter().filter_map(|t| t.resource_id()).collect();
-    assert!(left.contains(&instance.as_str()), "terminated instance keeps its tags: {left:?}");
+    let left: Vec<&str> = after
+        .tags()
+        .iter()
+        .filter_map(|t| t.resource_id())
+        .collect();
+    assert!(
+        left.contains(&instance.as_str()),
+        "terminated instance keeps its tags: {left:?}"
+    );
     assert!(pages >= 2 && ids.len() >= 7, "{pages} pages, {ids:?}");
 }

@@ -226,10 +226,14 @@ impl Stack {
         }
         let mut steps = spread(actions, latency);
         if !rollback_actions.is_empty() {
-            steps.extend(spread(rollback_actions, rollback).into_iter().map(|s| Step {
-                at: s.at + latency,
-                ..s
-            }));
+            steps.extend(
+                spread(rollback_actions, rollback)
+                    .into_iter()
+                    .map(|s| Step {
+                        at: s.at + latency,
+                        ..s
+                    }),
+            );
         }
         stack.start_steps(steps, None);
         stack
@@ -609,10 +613,16 @@ impl Stack {
             .unwrap_or_default();
         let mut lines = vec![
             "[    0.000000] Linux version 6.1.0-1.amzn2023.x86_64 (cloudtest emulator)".to_string(),
-            "[    4.215731] cloud-init[1203]: Cloud-init v. 22.2.2 running 'modules:final'".to_string(),
+            "[    4.215731] cloud-init[1203]: Cloud-init v. 22.2.2 running 'modules:final'"
+                .to_string(),
         ];
-        let role = if self.server == Some(i) { "server" } else { "client" };
-        let log = |msg: &str| format!("[   12.400000] cloud-init[1203]: cloudtest-boot[{role}]: {msg}");
+        let role = if self.server == Some(i) {
+            "server"
+        } else {
+            "client"
+        };
+        let log =
+            |msg: &str| format!("[   12.400000] cloud-init[1203]: cloudtest-boot[{role}]: {msg}");
         lines.push(log(&format!("downloading Velociraptor {version}")));
         lines.push(log("checksum verified"));
         if self.server == Some(i) {
