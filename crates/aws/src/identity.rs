@@ -27,18 +27,15 @@ pub enum IdentityCheck {
 
 /// The fingerprint the console printed last (a reboot prints it again), normalised.
 pub fn console_fingerprint(console: &str) -> Option<String> {
-    console
-        .lines()
-        .filter_map(|line| {
-            let at = line.find(CA_CONSOLE_MARKER)?;
-            let value = line[at + CA_CONSOLE_MARKER.len()..].trim();
-            let value: String = value
-                .chars()
-                .take_while(|c| c.is_ascii_hexdigit() || *c == ':')
-                .collect();
-            (!value.is_empty()).then(|| normalise_fingerprint(&value))
-        })
-        .last()
+    console.lines().rev().find_map(|line| {
+        let at = line.find(CA_CONSOLE_MARKER)?;
+        let value = line[at + CA_CONSOLE_MARKER.len()..].trim();
+        let value: String = value
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || *c == ':')
+            .collect();
+        (!value.is_empty()).then(|| normalise_fingerprint(&value))
+    })
 }
 
 /// Whether an id is (or holds) a pre-signed URL, which must never reach facts, results,
