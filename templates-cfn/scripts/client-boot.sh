@@ -22,8 +22,13 @@ readonly CT_CONFIG_DIR=/etc/velociraptor
 readonly CT_PINNED_NAME=VelociraptorServer
 readonly CT_LOG=/var/log/cloudtest-boot.log
 
+# Each line also goes to stderr, which cloud-init copies to the serial console that
+# GetConsoleOutput reads: failure evidence after the instance is gone. Never log a secret.
 log() {
-  printf '%s cloudtest-boot: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$CT_LOG"
+  local line
+  line="$(date -u +%Y-%m-%dT%H:%M:%SZ) cloudtest-boot: $*"
+  printf '%s\n' "$line" >>"$CT_LOG"
+  printf '%s\n' "$line" >&2
 }
 
 require_match() {
@@ -60,7 +65,7 @@ install_binary() {
   local url="https://github.com/Velocidex/velociraptor/releases/download/v${CT_VELOCIRAPTOR_VERSION}/${asset}"
   mkdir -p "$CT_INSTALL_DIR"
   log "downloading $url"
-  curl -fsSL --retry 20 --retry-delay 5 --retry-all-errors --connect-timeout 10 \
+  curl -fsSL --max-time 300 --retry 20 --retry-delay 5 --retry-all-errors --connect-timeout 10 \
     -o "$CT_INSTALL_DIR/velociraptor.download" "$url"
   echo "${CT_VELOCIRAPTOR_SHA256}  $CT_INSTALL_DIR/velociraptor.download" | sha256sum -c - >>"$CT_LOG"
   install -m 0755 "$CT_INSTALL_DIR/velociraptor.download" /usr/local/bin/velociraptor

@@ -24,8 +24,13 @@ readonly CT_CONFIG_DIR=/etc/velociraptor
 readonly CT_PINNED_NAME=VelociraptorServer
 readonly CT_LOG=/var/log/cloudtest-boot.log
 
+# Each line also goes to stderr, which cloud-init copies to the serial console that
+# GetConsoleOutput reads: failure evidence after the instance is gone. Never log a secret.
 log() {
-  printf '%s cloudtest-boot: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$CT_LOG"
+  local line
+  line="$(date -u +%Y-%m-%dT%H:%M:%SZ) cloudtest-boot: $*"
+  printf '%s\n' "$line" >>"$CT_LOG"
+  printf '%s\n' "$line" >&2
 }
 
 # Fails unless $2 matches the extended regex $3; $1 names the value in the message.
@@ -63,16 +68,16 @@ merge_document() {
 
 imds_get() {
   local token
-  token="$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
+  token="$(curl -fsS --max-time 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' \
     http://169.254.169.254/latest/api/token)"
-  curl -fsS -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
+  curl -fsS --max-time 5 -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
 }
 
 # Sends one wait-condition signal; $1 handle URL, $2 status, $3 id, $4 data, $5 reason.
 signal_handle() {
   local body
   body="$(printf '{"Status":"%s","Reason":"%s","UniqueId":"%s","Data":"%s"}' "$2" "$5" "$3" "$4")"
-  curl -fsS --retry 5 --retry-all-errors -X PUT -H 'Content-Type:' --data-binary "$body" "$1"
+  curl -fsS --max-time 30 --retry 5 --retry-all-errors -X PUT -H 'Content-Type:' --data-binary "$body" "$1"
 }
 
 on_failure() {
@@ -87,7 +92,7 @@ install_binary() {
   mkdir -p "$CT_INSTALL_DIR"
   log "downloading $url"
   # Generous retries: egress starts once the Elastic IP is associated, after launch.
-  curl -fsSL --retry 40 --retry-delay 5 --retry-all-errors --connect-timeout 10 \
+  curl -fsSL --max-time 300 --retry 40 --retry-delay 5 --retry-all-errors --connect-timeout 10 \
     -o "$CT_INSTALL_DIR/velociraptor.download" "$url"
   echo "${CT_VELOCIRAPTOR_SHA256}  $CT_INSTALL_DIR/velociraptor.download" | sha256sum -c - >>"$CT_LOG"
   install -m 0755 "$CT_INSTALL_DIR/velociraptor.download" /usr/local/bin/velociraptor
@@ -128,7 +133,7 @@ UNIT
 wait_healthy() {
   local private_ip="$1" attempt
   for attempt in $(seq 1 60); do
-    if curl -fsS --cacert "$CT_CONFIG_DIR/ca.pem" \
+    if curl -fsS --max-time 10 --cacert "$CT_CONFIG_DIR/ca.pem" \
       --resolve "$CT_PINNED_NAME:$CT_FRONTEND_PORT:$private_ip" \
       "https://$CT_PINNED_NAME:$CT_FRONTEND_PORT/healthz" >/dev/null 2>&1; then
       log "frontend healthy after $attempt attempts"
@@ -153,6 +158,15 @@ main() {
   merge_document "$private_ip" >"$CT_CONFIG_DIR/merge.json"
   velociraptor config generate --merge_file "$CT_CONFIG_DIR/merge.json" >"$CT_CONFIG_DIR/server.config.yaml"
   client_field ca_certificate >"$CT_CONFIG_DIR/ca.pem"
+  # Read once, as root, before the data store changes owner, and checked: an empty nonce
+  # would be signalled and the client would never enroll.
+  local nonce ca_b64
+  nonce="$(client_field nonce)"
+  ca_b64="$(base64 -w0 "$CT_CONFIG_DIR/ca.pem")"
+  if [[ -z "$nonce" || -z "$ca_b64" ]]; then
+    log "the generated configuration has no client nonce or no CA"
+    return 1
+  fi
 
   local password
   password="$(admin_password)"
@@ -162,14 +176,18 @@ main() {
 
   chown -R velociraptor:velociraptor "$CT_CONFIG_DIR" "$CT_INSTALL_DIR"
   chmod 0644 "$CT_CONFIG_DIR/ca.pem"
+  # The CA bound to this instance: cloudtest compares it, read back through
+  # GetConsoleOutput, with the CA published through the wait condition.
+  printf 'cloudtest-ca-sha256=%s\n' \
+    "$(openssl x509 -in "$CT_CONFIG_DIR/ca.pem" -outform DER | sha256sum | cut -d' ' -f1)" >&2
   write_unit
   systemctl daemon-reload
   systemctl enable --now velociraptor-server.service
   wait_healthy "$private_ip"
 
   # The CA is public; the wait-condition handle is the authenticated channel to the stack.
-  signal_handle "$CT_ENROLL_HANDLE" SUCCESS nonce "$(client_field nonce)" "enrollment nonce"
-  signal_handle "$CT_READY_HANDLE" SUCCESS ca "$(base64 -w0 "$CT_CONFIG_DIR/ca.pem")" "Velociraptor answered /healthz"
+  signal_handle "$CT_ENROLL_HANDLE" SUCCESS nonce "$nonce" "enrollment nonce"
+  signal_handle "$CT_READY_HANDLE" SUCCESS ca "$ca_b64" "Velociraptor answered /healthz"
   log "server ready"
 }
 

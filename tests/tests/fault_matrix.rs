@@ -16,15 +16,14 @@ use cloudtest_e2e::{mock_leftovers, phase_status, run_cloudtest, Run};
 const KINDS: [&str; 5] = ["error", "timeout", "throttle", "reset", "malformed"];
 
 /// Phase → the operation that phase calls first and that no earlier phase calls, on AWS.
-/// (`DescribeInstances` is also read by wait_ready and teardown, so the leak check's own
-/// first EC2 call is `DescribeVolumes`.)
+/// (The leak check starts with one `DescribeTags` for the run's tag.)
 const AWS: [(&str, &str); 6] = [
     ("create", "CreateStack"),
     ("wait_ready", "DescribeStacks"),
     ("health", "healthz"),
     ("enrollment", "SearchClients"),
     ("teardown", "DeleteStack"),
-    ("leak_check", "DescribeVolumes"),
+    ("leak_check", "DescribeTags"),
 ];
 
 /// The same for Azure Resource Manager. `create` targets the deployment PUT (the call that

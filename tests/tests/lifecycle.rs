@@ -281,6 +281,82 @@ fn scenario_create_fails_names_the_resource_and_tears_down() {
     assert_state_empty(&run);
 }
 
+/// Issue 15 §1: the stack is still `ROLLBACK_IN_PROGRESS` when wait_ready fails, and the
+/// emulator refuses DeleteStack until the rollback settles (3 × latency). Teardown waits
+/// and sends it again; the leak check runs only after deletion finished.
+#[test]
+fn scenario_rollback_slow_waits_for_the_rollback_then_tears_down() {
+    let run = run_cloudtest(
+        &[
+            "run",
+            "--provider",
+            "aws",
+            "--scenario",
+            "rollback-slow",
+            "--mock-latency",
+            "300ms",
+        ],
+        &[],
+    );
+    assert_exit(&run, 1);
+    let (phase, detail) = first_failure(&run, "CLOUD-01");
+    assert!(
+        phase == "create" || phase == "wait_ready",
+        "failed in {phase}: {detail}"
+    );
+    assert!(detail.contains("ServerInstance"), "{detail}");
+    assert_torn_down(&run, "CLOUD-01");
+    assert!(
+        run.stderr()
+            .contains("cannot be deleted while in status ROLLBACK_IN_PROGRESS")
+            || run
+                .stdout()
+                .contains("cannot be deleted while in status ROLLBACK_IN_PROGRESS"),
+        "the refusal should be visible as progress\n{}",
+        run.transcript()
+    );
+    assert_state_empty(&run);
+}
+
+/// Issue 15 §4: the wait condition publishes a CA other than the one the server printed on
+/// its console; health fails before any probe trusts it.
+#[test]
+fn scenario_ca_spoofed_fails_health_with_the_console_mismatch() {
+    let run = run_cloudtest(
+        &["run", "--provider", "aws", "--scenario", "ca-spoofed"],
+        &[],
+    );
+    assert_exit(&run, 1);
+    assert_phase(&run, "CLOUD-01", "wait_ready", "passed");
+    let detail = assert_phase(&run, "CLOUD-01", "health", "failed");
+    assert!(
+        detail.contains(
+            "the CA published through the wait condition does not match the one the server printed on its console"
+        ),
+        "{detail}"
+    );
+    assert_phase(&run, "CLOUD-01", "enrollment", "skipped");
+    assert_torn_down(&run, "CLOUD-01");
+    assert_state_empty(&run);
+}
+
+/// Issue 15 §4: in a healthy run the CA is checked against the server's console, and no
+/// pre-signed wait-condition URL reaches results.json.
+#[test]
+fn healthy_run_verifies_the_ca_and_writes_no_presigned_url() {
+    let run = run_cloudtest(&["run", "--provider", "aws"], &[]);
+    assert_exit(&run, 0);
+    let identity = &run.requirement("CLOUD-01")["facts"]["server_identity"];
+    assert_eq!(identity["status"], "verified", "{identity}");
+    let results = std::fs::read_to_string(run.out().join("results.json")).expect("results.json");
+    for needle in ["waitcondition", "X-Amz-Signature", "https://cloudformation"] {
+        assert!(
+            !results.contains(needle),
+            "results.json must not carry a pre-signed URL ({needle})"
+        );
+    }
+}
+
 #[test]
 fn scenario_health_timeout_reports_last_status_and_tears_down() {
     let run = run_cloudtest(

@@ -354,6 +354,46 @@ fn embedded_scripts_equal_their_source_files() {
     }
 }
 
+/// Issue 15 §7 and §3/§4: every `curl` in the AWS boot scripts is bounded (a stalled call
+/// cannot hang the health wait), every log line also reaches the serial console, and the
+/// server prints its CA fingerprint there for the provider to compare.
+#[test]
+fn cfn_boot_scripts_bound_curl_and_write_to_the_console() {
+    for script in [
+        "templates-cfn/scripts/server-boot.sh",
+        "templates-cfn/scripts/client-boot.sh",
+    ] {
+        let text = read(script);
+        let mut calls = 0;
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split('#').next().unwrap_or("");
+            if code.contains("curl ") {
+                calls += 1;
+                assert!(
+                    code.contains("--max-time"),
+                    "{script}:{}: curl without --max-time: {line}",
+                    n + 1
+                );
+            }
+        }
+        assert!(calls > 0, "{script} has no curl call");
+        let log = text
+            .split("log() {")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}").next())
+            .unwrap_or_else(|| panic!("{script} has no log()"));
+        assert!(
+            log.contains(">&2"),
+            "{script}: log() must also write to stderr (the console)"
+        );
+    }
+    let server = read("templates-cfn/scripts/server-boot.sh");
+    assert!(
+        server.contains("cloudtest-ca-sha256=") && server.contains("-outform DER | sha256sum"),
+        "the server must print its CA's SHA-256 to the console"
+    );
+}
+
 #[test]
 fn arm_declares_contract_parameters_and_outputs() {
     let a = arm();

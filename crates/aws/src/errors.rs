@@ -256,6 +256,15 @@ impl AwsError {
             if code == "ValidationError" && message.contains("does not exist"))
     }
 
+    /// CloudFormation refusing `DeleteStack` because the stack is busy: `ValidationError`
+    /// "Stack [X] cannot be deleted while in status ..." (AWS documents it for updates; it
+    /// is treated the same in any `*_IN_PROGRESS` state). Pending, not failed: the stack
+    /// settles and the request is sent again.
+    pub fn is_delete_refused(&self) -> bool {
+        matches!(self, AwsError::Api { code, message, .. }
+            if code == "ValidationError" && message.contains("cannot be deleted while in status"))
+    }
+
     /// `Failed` when AWS rejected what the template asked for (validation, capabilities,
     /// limits); `Error` when the tool could not do its job (credentials, permissions,
     /// network, a response without a required field).

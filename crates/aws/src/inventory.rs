@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::types::{Filter, InstanceLifecycleType, Tag};
+use aws_sdk_ec2::types::{Filter, InstanceLifecycleType, InstanceStateName, Tag};
 use aws_sdk_ec2::Client;
 use cloudtest_core::ResourceRef;
 
@@ -12,6 +12,10 @@ use crate::calls::CallCounter;
 use crate::errors::{AwsError, ErrorContext};
 
 const SERVICE: &str = "ec2";
+
+/// Sweep waits for a terminated instance at most this many times this long.
+const TERMINATE_POLLS: u32 = 60;
+const TERMINATE_POLL_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub use cloudtest_core::tags::{EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 
@@ -71,7 +75,11 @@ impl Ec2Inventory {
         self.errors.credential_source = source.to_string();
     }
 
-    fn fail<E, R>(
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn fail<E, R>(
         &self,
         op: &'static str,
         target: &str,
@@ -82,6 +90,36 @@ impl Ec2Inventory {
         R: std::fmt::Debug + Send + Sync + 'static,
     {
         AwsError::from_sdk(op, target, SERVICE, &self.errors, err)
+    }
+
+    /// `GetConsoleOutput`, decoded (AWS sends base64); `None` while there is none yet.
+    /// `latest` asks for the live console, which AWS serves only for Nitro instances while
+    /// they run; otherwise the buffered output (posted at state changes, kept for a while
+    /// after termination) is returned.
+    pub async fn console_output(
+        &self,
+        instance_id: &str,
+        latest: bool,
+    ) -> Result<Option<String>, AwsError> {
+        use base64::Engine;
+        let mut call = self.client.get_console_output().instance_id(instance_id);
+        if latest {
+            call = call.latest(true);
+        }
+        let out = call
+            .send()
+            .await
+            .map_err(|e| self.fail("GetConsoleOutput", instance_id, e))?;
+        let Some(encoded) = out.output.filter(|o| !o.trim().is_empty()) else {
+            return Ok(None);
+        };
+        // Not base64 (some emulators send plain text): take it as it is.
+        Ok(Some(
+            match base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(_) => encoded,
+            },
+        ))
     }
 
     /// Everything tagged `cloudtest:run-id=<run_id>` that still exists (instances that are
@@ -101,162 +139,278 @@ impl Ec2Inventory {
             .collect())
     }
 
-    /// Everything carrying a `cloudtest:run-id` tag at all (for `sweep`).
+    /// Everything of any EC2 type carrying a `cloudtest:run-id` tag at all, with all of
+    /// its tags (for `sweep`): see [`Ec2Inventory::all_tagged_resources`].
     pub async fn all_cloudtest(&self) -> Result<Vec<TaggedResource>, AwsError> {
-        let filter = Filter::builder().name("tag-key").values(RUN_ID_TAG).build();
-        self.tagged(filter, &format!("resources with tag {RUN_ID_TAG}"))
-            .await
+        self.all_tagged_resources().await
     }
 
     async fn tagged(&self, filter: Filter, target: &str) -> Result<Vec<TaggedResource>, AwsError> {
+        self.tagged_of_kinds(filter, target, &crate::leak::LEAK_KINDS)
+            .await
+    }
+
+    /// The resources of `kinds` matching `filter`, one paginated describe per kind, with
+    /// their tags (terminated instances and deleted NAT gateways left out).
+    pub(crate) async fn tagged_of_kinds(
+        &self,
+        filter: Filter,
+        target: &str,
+        kinds: &[&str],
+    ) -> Result<Vec<TaggedResource>, AwsError> {
+        let want = |k: &str| kinds.contains(&k);
         let mut out = Vec::new();
 
-        let mut pages = self
-            .client
-            .describe_instances()
-            .filters(filter.clone())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeInstances", target, e))?;
-            for inst in page.reservations().iter().flat_map(|r| r.instances()) {
-                let state = inst.state().and_then(|s| s.name()).map(|n| n.as_str());
-                if state == Some("terminated") {
-                    continue;
+        if want("instance") {
+            let mut pages = self
+                .client
+                .describe_instances()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeInstances", target, e))?;
+                for inst in page.reservations().iter().flat_map(|r| r.instances()) {
+                    let state = inst.state().and_then(|s| s.name()).map(|n| n.as_str());
+                    if state == Some("terminated") {
+                        continue;
+                    }
+                    let Some(id) = inst.instance_id() else {
+                        continue;
+                    };
+                    let mut r = reference("instance", "AWS::EC2::Instance", id.to_string());
+                    r.sku = inst.instance_type().map(|t| t.as_str().to_string());
+                    r.spot = inst.instance_lifecycle() == Some(&InstanceLifecycleType::Spot);
+                    out.push(TaggedResource {
+                        resource: r,
+                        tags: tags_of(inst.tags()),
+                    });
                 }
-                let Some(id) = inst.instance_id() else {
-                    continue;
-                };
-                let mut r = reference("instance", "AWS::EC2::Instance", id.to_string());
-                r.sku = inst.instance_type().map(|t| t.as_str().to_string());
-                r.spot = inst.instance_lifecycle() == Some(&InstanceLifecycleType::Spot);
-                out.push(TaggedResource {
-                    resource: r,
-                    tags: tags_of(inst.tags()),
-                });
             }
         }
 
-        let mut pages = self
-            .client
-            .describe_volumes()
-            .filters(filter.clone())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeVolumes", target, e))?;
-            for v in page.volumes() {
-                let Some(id) = v.volume_id() else { continue };
-                let mut r = reference("volume", "AWS::EC2::Volume", id.to_string());
-                r.sku = match (v.volume_type(), v.size()) {
-                    (Some(t), Some(size)) => Some(format!("{}:{size}", t.as_str())),
-                    _ => None,
-                };
-                out.push(TaggedResource {
-                    resource: r,
-                    tags: tags_of(v.tags()),
-                });
-            }
-        }
-
-        let mut pages = self
-            .client
-            .describe_network_interfaces()
-            .filters(filter.clone())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeNetworkInterfaces", target, e))?;
-            for n in page.network_interfaces() {
-                let Some(id) = n.network_interface_id() else {
-                    continue;
-                };
-                out.push(TaggedResource {
-                    resource: reference(
-                        "network_interface",
-                        "AWS::EC2::NetworkInterface",
-                        id.to_string(),
-                    ),
-                    tags: tags_of(n.tag_set()),
-                });
-            }
-        }
-
-        let addrs = self
-            .client
-            .describe_addresses()
-            .filters(filter.clone())
-            .send()
-            .await
-            .map_err(|e| self.fail("DescribeAddresses", target, e))?;
-        for a in addrs.addresses() {
-            let Some(id) = a.allocation_id().or(a.public_ip()) else {
-                continue;
-            };
-            out.push(TaggedResource {
-                resource: reference("public_ip", "AWS::EC2::EIP", id.to_string()),
-                tags: tags_of(a.tags()),
-            });
-        }
-
-        let mut pages = self
-            .client
-            .describe_security_groups()
-            .filters(filter.clone())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeSecurityGroups", target, e))?;
-            for g in page.security_groups() {
-                let Some(id) = g.group_id() else { continue };
-                out.push(TaggedResource {
-                    resource: reference(
-                        "security_group",
-                        "AWS::EC2::SecurityGroup",
-                        id.to_string(),
-                    ),
-                    tags: tags_of(g.tags()),
-                });
-            }
-        }
-
-        let mut pages = self
-            .client
-            .describe_vpcs()
-            .filters(filter.clone())
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeVpcs", target, e))?;
-            for v in page.vpcs() {
-                let Some(id) = v.vpc_id() else { continue };
-                out.push(TaggedResource {
-                    resource: reference("vpc", "AWS::EC2::VPC", id.to_string()),
-                    tags: tags_of(v.tags()),
-                });
-            }
-        }
-
-        let mut pages = self
-            .client
-            .describe_nat_gateways()
-            .filter(filter)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeNatGateways", target, e))?;
-            for g in page.nat_gateways() {
-                let state = g.state().map(|s| s.as_str());
-                if state == Some("deleted") {
-                    continue;
+        if want("volume") {
+            let mut pages = self
+                .client
+                .describe_volumes()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeVolumes", target, e))?;
+                for v in page.volumes() {
+                    let Some(id) = v.volume_id() else { continue };
+                    let mut r = reference("volume", "AWS::EC2::Volume", id.to_string());
+                    r.sku = match (v.volume_type(), v.size()) {
+                        (Some(t), Some(size)) => Some(format!("{}:{size}", t.as_str())),
+                        _ => None,
+                    };
+                    out.push(TaggedResource {
+                        resource: r,
+                        tags: tags_of(v.tags()),
+                    });
                 }
-                let Some(id) = g.nat_gateway_id() else {
+            }
+        }
+
+        if want("network_interface") {
+            let mut pages = self
+                .client
+                .describe_network_interfaces()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeNetworkInterfaces", target, e))?;
+                for n in page.network_interfaces() {
+                    let Some(id) = n.network_interface_id() else {
+                        continue;
+                    };
+                    out.push(TaggedResource {
+                        resource: reference(
+                            "network_interface",
+                            "AWS::EC2::NetworkInterface",
+                            id.to_string(),
+                        ),
+                        tags: tags_of(n.tag_set()),
+                    });
+                }
+            }
+        }
+
+        if want("public_ip") {
+            let addrs = self
+                .client
+                .describe_addresses()
+                .filters(filter.clone())
+                .send()
+                .await
+                .map_err(|e| self.fail("DescribeAddresses", target, e))?;
+            for a in addrs.addresses() {
+                let Some(id) = a.allocation_id().or(a.public_ip()) else {
                     continue;
                 };
                 out.push(TaggedResource {
-                    resource: reference("nat_gateway", "AWS::EC2::NatGateway", id.to_string()),
-                    tags: tags_of(g.tags()),
+                    resource: reference("public_ip", "AWS::EC2::EIP", id.to_string()),
+                    tags: tags_of(a.tags()),
                 });
+            }
+        }
+
+        if want("security_group") {
+            let mut pages = self
+                .client
+                .describe_security_groups()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeSecurityGroups", target, e))?;
+                for g in page.security_groups() {
+                    let Some(id) = g.group_id() else { continue };
+                    out.push(TaggedResource {
+                        resource: reference(
+                            "security_group",
+                            "AWS::EC2::SecurityGroup",
+                            id.to_string(),
+                        ),
+                        tags: tags_of(g.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("vpc") {
+            let mut pages = self
+                .client
+                .describe_vpcs()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeVpcs", target, e))?;
+                for v in page.vpcs() {
+                    let Some(id) = v.vpc_id() else { continue };
+                    out.push(TaggedResource {
+                        resource: reference("vpc", "AWS::EC2::VPC", id.to_string()),
+                        tags: tags_of(v.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("nat_gateway") {
+            let mut pages = self
+                .client
+                .describe_nat_gateways()
+                .filter(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeNatGateways", target, e))?;
+                for g in page.nat_gateways() {
+                    let state = g.state().map(|s| s.as_str());
+                    if state == Some("deleted") {
+                        continue;
+                    }
+                    let Some(id) = g.nat_gateway_id() else {
+                        continue;
+                    };
+                    out.push(TaggedResource {
+                        resource: reference("nat_gateway", "AWS::EC2::NatGateway", id.to_string()),
+                        tags: tags_of(g.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("launch_template") {
+            let mut pages = self
+                .client
+                .describe_launch_templates()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeLaunchTemplates", target, e))?;
+                for x in page.launch_templates() {
+                    let Some(id) = x.launch_template_id() else {
+                        continue;
+                    };
+                    out.push(TaggedResource {
+                        resource: reference(
+                            "launch_template",
+                            "AWS::EC2::LaunchTemplate",
+                            id.to_string(),
+                        ),
+                        tags: tags_of(x.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("route_table") {
+            let mut pages = self
+                .client
+                .describe_route_tables()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeRouteTables", target, e))?;
+                for x in page.route_tables() {
+                    let Some(id) = x.route_table_id() else {
+                        continue;
+                    };
+                    out.push(TaggedResource {
+                        resource: reference("route_table", "AWS::EC2::RouteTable", id.to_string()),
+                        tags: tags_of(x.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("internet_gateway") {
+            let mut pages = self
+                .client
+                .describe_internet_gateways()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeInternetGateways", target, e))?;
+                for x in page.internet_gateways() {
+                    let Some(id) = x.internet_gateway_id() else {
+                        continue;
+                    };
+                    out.push(TaggedResource {
+                        resource: reference(
+                            "internet_gateway",
+                            "AWS::EC2::InternetGateway",
+                            id.to_string(),
+                        ),
+                        tags: tags_of(x.tags()),
+                    });
+                }
+            }
+        }
+
+        if want("subnet") {
+            let mut pages = self
+                .client
+                .describe_subnets()
+                .filters(filter.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| self.fail("DescribeSubnets", target, e))?;
+                for x in page.subnets() {
+                    let Some(id) = x.subnet_id() else { continue };
+                    out.push(TaggedResource {
+                        resource: reference("subnet", "AWS::EC2::Subnet", id.to_string()),
+                        tags: tags_of(x.tags()),
+                    });
+                }
             }
         }
         Ok(out)
@@ -293,19 +447,154 @@ impl Ec2Inventory {
             .collect())
     }
 
-    /// Deletes one stray resource (sweep). Instances are terminated, the rest deleted or
-    /// released; order (instances first, VPCs last) is the caller's.
+    /// Terminates an instance and waits (bounded) until it is `terminated`: its volumes,
+    /// interfaces and addresses cannot go before.
+    async fn terminate_and_wait(&self, id: &str) -> Result<(), AwsError> {
+        self.client
+            .terminate_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| self.fail("TerminateInstances", id, e))?;
+        for _ in 0..TERMINATE_POLLS {
+            let out = self
+                .client
+                .describe_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .map_err(|e| self.fail("DescribeInstances", id, e))?;
+            let terminated = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .all(|i| i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Terminated));
+            if terminated {
+                return Ok(());
+            }
+            tokio::time::sleep(TERMINATE_POLL_EVERY).await;
+        }
+        Err(AwsError::Other {
+            operation: "TerminateInstances",
+            target: id.to_string(),
+            detail: "still not terminated after waiting; run the sweep again later".into(),
+        })
+    }
+
+    /// Disassociates an Elastic IP (if associated), then releases it.
+    async fn release_address(&self, allocation: &str) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .describe_addresses()
+            .allocation_ids(allocation)
+            .send()
+            .await
+            .map_err(|e| self.fail("DescribeAddresses", allocation, e))?;
+        for association in out.addresses().iter().filter_map(|a| a.association_id()) {
+            self.client
+                .disassociate_address()
+                .association_id(association)
+                .send()
+                .await
+                .map_err(|e| self.fail("DisassociateAddress", association, e))?;
+        }
+        self.client
+            .release_address()
+            .allocation_id(allocation)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail("ReleaseAddress", allocation, e))
+    }
+
+    /// Removes a route table's subnet associations (its routes go with it), then deletes it.
+    async fn delete_route_table(&self, id: &str) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .describe_route_tables()
+            .route_table_ids(id)
+            .send()
+            .await
+            .map_err(|e| self.fail("DescribeRouteTables", id, e))?;
+        for assoc in out
+            .route_tables()
+            .iter()
+            .flat_map(|t| t.associations())
+            .filter(|a| a.main() != Some(true))
+            .filter_map(|a| a.route_table_association_id())
+        {
+            self.client
+                .disassociate_route_table()
+                .association_id(assoc)
+                .send()
+                .await
+                .map_err(|e| self.fail("DisassociateRouteTable", assoc, e))?;
+        }
+        self.client
+            .delete_route_table()
+            .route_table_id(id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail("DeleteRouteTable", id, e))
+    }
+
+    /// Detaches an internet gateway from its VPCs, then deletes it.
+    async fn delete_internet_gateway(&self, id: &str) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .describe_internet_gateways()
+            .internet_gateway_ids(id)
+            .send()
+            .await
+            .map_err(|e| self.fail("DescribeInternetGateways", id, e))?;
+        for vpc in out
+            .internet_gateways()
+            .iter()
+            .flat_map(|g| g.attachments())
+            .filter_map(|a| a.vpc_id())
+        {
+            self.client
+                .detach_internet_gateway()
+                .internet_gateway_id(id)
+                .vpc_id(vpc)
+                .send()
+                .await
+                .map_err(|e| self.fail("DetachInternetGateway", id, e))?;
+        }
+        self.client
+            .delete_internet_gateway()
+            .internet_gateway_id(id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fail("DeleteInternetGateway", id, e))
+    }
+
+    /// Deletes one stray resource (sweep) the way its kind must go: instances terminated
+    /// (and waited for), addresses disassociated and released, route tables disassociated,
+    /// gateways detached. Order (instances first, VPCs last) is the caller's.
     pub async fn delete(&self, r: &ResourceRef) -> Result<(), AwsError> {
         let id = r.id.clone();
         let c = &self.client;
         match r.kind.as_str() {
-            "instance" => c
-                .terminate_instances()
-                .instance_ids(&id)
+            "instance" => self.terminate_and_wait(&id).await,
+            "route_table" => self.delete_route_table(&id).await,
+            "internet_gateway" => self.delete_internet_gateway(&id).await,
+            "launch_template" => c
+                .delete_launch_template()
+                .launch_template_id(&id)
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.fail("TerminateInstances", &id, e)),
+                .map_err(|e| self.fail("DeleteLaunchTemplate", &id, e)),
+            "subnet" => c
+                .delete_subnet()
+                .subnet_id(&id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.fail("DeleteSubnet", &id, e)),
             "volume" => c
                 .delete_volume()
                 .volume_id(&id)
@@ -320,13 +609,7 @@ impl Ec2Inventory {
                 .await
                 .map(|_| ())
                 .map_err(|e| self.fail("DeleteNetworkInterface", &id, e)),
-            "public_ip" => c
-                .release_address()
-                .allocation_id(&id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| self.fail("ReleaseAddress", &id, e)),
+            "public_ip" => self.release_address(&id).await,
             "security_group" => c
                 .delete_security_group()
                 .group_id(&id)

@@ -9,8 +9,9 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, SecondsFormat, Utc};
 use cloudtest_core::outputs::{parse_outputs, OutputContext, OutputError};
 use cloudtest_core::{
-    poll_until, Backoff, CreateFacts, DeploymentFacts, LeakFacts, LifecycleId, PhaseContext,
-    PhaseError, PollError, PollStep, Provider, RequirementId, ResourceRef, Secret, TeardownFacts,
+    poll_until, Backoff, CreateFacts, DeploymentFacts, EvidenceItem, LeakFacts, LifecycleId, Phase,
+    PhaseContext, PhaseError, PollError, PollStep, Provider, RequirementId, ResourceRef, Secret,
+    ServerIdentity, TeardownFacts,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -19,11 +20,16 @@ use crate::calls::CallCounter;
 use crate::connection::credential_source;
 use crate::errors::{AwsError, ErrorContext};
 use crate::events::{
-    classify_create, classify_delete, failure_line, CreateState, DeleteState, StackEventPager,
-    StackEventRecord,
+    classify_create, failure_line, CreateState, StackEventPager, StackEventRecord,
 };
-use crate::inventory::{Ec2Inventory, CHECKED_KINDS, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
+use crate::evidence::{boot_signal_text, failed_events_text, redact};
+use crate::identity::{
+    console_fingerprint, is_presigned_url, IdentityCheck, CA_CONSOLE_MARKER, CA_MISMATCH,
+};
+use crate::inventory::{Ec2Inventory, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
+use crate::leak::LEAK_KINDS;
 use crate::stacks::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
+use crate::teardown::{DeleteRequests, NextStep, SendOutcome};
 use crate::template::{declared_parameters, select_parameters, ParameterValue};
 use cloudtest_core::tags::{KEEP_TAG, KEEP_UNTIL_EXPIRY};
 use cloudtest_core::{read_again, Strikes};
@@ -45,6 +51,9 @@ pub struct StackPlan {
     pub use_spot: bool,
     pub expires_at: DateTime<Utc>,
     pub poll: Backoff,
+    /// `--keep-on-failure`: create with `OnFailure=DO_NOTHING`, so a failed create keeps
+    /// its resources (and the server's console) instead of rolling back.
+    pub keep_on_failure: bool,
 }
 
 impl StackPlan {
@@ -133,6 +142,17 @@ pub struct CloudFormationProvider {
     last_outputs: BTreeMap<String, String>,
     /// `--keep-on-failure`: the stack (and so every resource) carries the keep tag.
     keep_until_expiry: bool,
+    /// Set when teardown's deadline passed while the stack was still being deleted.
+    deletion_unfinished: Option<String>,
+    identity: IdentityCheck,
+    /// What wait_ready found the stack made of (teardown reports it as deleted).
+    deployed_resources: Option<Vec<ResourceRef>>,
+    /// Instance ids of the stack's server and client (from its resources).
+    server_instance: Option<String>,
+    client_instance: Option<String>,
+    /// `GetConsoleOutput --latest` was refused once (not Nitro, or an emulator): use the
+    /// buffered output from then on.
+    console_latest_refused: bool,
 }
 
 impl CloudFormationProvider {
@@ -155,6 +175,12 @@ impl CloudFormationProvider {
             output_overrides: BTreeMap::new(),
             last_outputs: BTreeMap::new(),
             keep_until_expiry: false,
+            deletion_unfinished: None,
+            identity: IdentityCheck::Console,
+            deployed_resources: None,
+            server_instance: None,
+            client_instance: None,
+            console_latest_refused: false,
         }
     }
 
@@ -190,6 +216,32 @@ impl CloudFormationProvider {
     pub fn with_output_overrides(mut self, overrides: BTreeMap<String, String>) -> Self {
         self.output_overrides = overrides;
         self
+    }
+
+    /// How `verify_server` checks the CA (default: against the server's console). The CLI
+    /// passes [`IdentityCheck::NotVerifiable`] for an external endpoint such as moto, whose
+    /// console output is canned text.
+    pub fn with_identity_check(mut self, check: IdentityCheck) -> Self {
+        self.identity = check;
+        self
+    }
+
+    /// The instance's console: the live one first, else the buffered one.
+    async fn console(&mut self, instance: &str) -> Result<Option<String>, AwsError> {
+        if !self.console_latest_refused {
+            match self.inventory.console_output(instance, true).await {
+                Err(AwsError::Api { code, .. })
+                    if matches!(
+                        code.as_str(),
+                        "UnsupportedOperation" | "InvalidParameterValue" | "InvalidParameter"
+                    ) =>
+                {
+                    self.console_latest_refused = true;
+                }
+                other => return other,
+            }
+        }
+        self.inventory.console_output(instance, false).await
     }
 
     /// The stack name chosen up front (`cloudtest-<run_id>`).
@@ -230,69 +282,6 @@ impl CloudFormationProvider {
         Ok(())
     }
 
-    /// Polls until the stack is gone (or `DELETE_COMPLETE`), streaming events. A stack whose
-    /// status shows no deletion under way means CloudFormation never received the
-    /// DeleteStack (its answer was lost or unreadable): it is sent again with the same
-    /// `token`, which makes the repeat idempotent.
-    async fn wait_deleted(&mut self, cx: &PhaseContext, token: &str) -> Result<(), DeleteWait> {
-        let pager = Mutex::new(std::mem::take(&mut self.pager));
-        let seen = Mutex::new(Vec::new());
-        let strikes = Strikes::default();
-        let stacks = &self.stacks;
-        let name = self.stack_name.as_str();
-        let error = |e: AwsError| DeleteWait::Error(e.into());
-        let result = poll_until(cx.deadline(), self.plan.poll, |_| {
-            let (pager, seen, strikes) = (&pager, &seen, &strikes);
-            async move {
-                let snap = match stacks.describe(name).await {
-                    Ok(Some(s)) => s,
-                    Ok(None) => return PollStep::Done(()),
-                    Err(e) => return strikes.step(e, error),
-                };
-                if let Err(e) = Self::stream_events(stacks, name, pager, seen, cx).await {
-                    // The stack can finish deleting between DescribeStacks and
-                    // DescribeStackEvents; by name, a deleted stack "does not exist".
-                    return match stacks.describe(name).await {
-                        Ok(None) => PollStep::Done(()),
-                        _ => strikes.step(e, error),
-                    };
-                }
-                strikes.clear();
-                match classify_delete(&snap.status) {
-                    DeleteState::Deleted => PollStep::Done(()),
-                    DeleteState::Failed => PollStep::Fail(DeleteWait::DeleteFailed(snap)),
-                    DeleteState::Pending if !snap.status.starts_with("DELETE_") => {
-                        cx.progress(format!(
-                            "stack {name} is still {}: the DeleteStack did not take effect; sending it again",
-                            snap.status
-                        ));
-                        match stacks.delete(name, token).await {
-                            Ok(()) => PollStep::Pending(snap.status),
-                            Err(e) if e.is_stack_missing() => PollStep::Done(()),
-                            Err(e) if e.is_transient() => {
-                                PollStep::Pending(format!("{} (DeleteStack again: {e})", snap.status))
-                            }
-                            Err(e) => PollStep::Fail(error(e)),
-                        }
-                    }
-                    DeleteState::Pending => PollStep::Pending(snap.status),
-                }
-            }
-        })
-        .await;
-        self.pager = pager.into_inner();
-        self.events.extend(seen.into_inner());
-        match result {
-            Ok(((), _)) => Ok(()),
-            Err(PollError::Failed(e)) => Err(e),
-            Err(PollError::Deadline { attempts, last }) => Err(DeleteWait::Error(PhaseError::failed(format!(
-                "stack {} was still {} when the teardown deadline passed ({attempts} polls); deletion is NOT finished: check the CloudFormation console or run `cloudtest sweep`",
-                self.stack_name,
-                last.as_deref().unwrap_or("present")
-            )))),
-        }
-    }
-
     /// `Logical (Type physical): reason` for each resource CloudFormation could not delete.
     async fn failed_resources(&self) -> String {
         match self.stacks.resources(&self.stack_name).await {
@@ -323,6 +312,12 @@ impl CloudFormationProvider {
     async fn deployment_resources(&self, resources: &[StackResourceRecord]) -> Vec<ResourceRef> {
         let mut refs: Vec<ResourceRef> = resources
             .iter()
+            // A wait-condition handle's physical id is a pre-signed URL that lets its holder
+            // signal the stack: it never goes into facts, results or logs.
+            .filter(|r| {
+                r.resource_type != "AWS::CloudFormation::WaitConditionHandle"
+                    && !r.physical_id.as_deref().is_some_and(is_presigned_url)
+            })
             .filter_map(|r| {
                 Some(ResourceRef {
                     kind: kind_of(&r.resource_type).to_string(),
@@ -366,8 +361,19 @@ impl CloudFormationProvider {
 
 /// How waiting for deletion ended badly.
 enum DeleteWait {
+    /// `DELETE_FAILED` again after the retry.
     DeleteFailed(StackSnapshot),
+    /// DeleteStack itself rejected again after the retry.
+    Rejected(String),
     Error(PhaseError),
+}
+
+/// The physical id of the first instance whose logical id contains `role`.
+fn instance_of(resources: &[StackResourceRecord], role: &str) -> Option<String> {
+    resources
+        .iter()
+        .filter(|r| r.resource_type == "AWS::EC2::Instance" && r.logical_id.contains(role))
+        .find_map(|r| r.physical_id.clone())
 }
 
 /// The pricing kind of a CloudFormation resource type.
@@ -385,7 +391,7 @@ pub fn kind_of(resource_type: &str) -> &'static str {
     }
 }
 
-fn token(kind: &str, run_id: &str) -> String {
+pub(crate) fn token(kind: &str, run_id: &str) -> String {
     // Same alphabet as stack names: [a-zA-Z0-9-], at most 128.
     let mut t = stack_name(run_id).replacen("cloudtest-", &format!("cloudtest-{kind}-"), 1);
     t.truncate(128);
@@ -421,6 +427,7 @@ impl Provider for CloudFormationProvider {
             parameters: selection.send,
             tags: self.tags(),
             client_request_token: token("create", &self.plan.run_id),
+            keep_on_failure: self.plan.keep_on_failure,
         };
         cx.progress(format!(
             "CreateStack {} from {} in {}",
@@ -497,7 +504,10 @@ impl Provider for CloudFormationProvider {
         }
         let resources =
             read_again(self.plan.poll, || self.stacks.resources(&self.stack_name)).await?;
+        self.server_instance = instance_of(&resources, "Server");
+        self.client_instance = instance_of(&resources, "Client");
         let resources = self.deployment_resources(&resources).await;
+        self.deployed_resources = Some(resources.clone());
         parse_outputs(
             &outputs,
             OutputContext {
@@ -507,6 +517,135 @@ impl Provider for CloudFormationProvider {
             },
         )
         .map_err(|e| self.outputs_error(e))
+    }
+
+    async fn collect_evidence(&mut self, cx: &PhaseContext, failed: Phase) -> Vec<EvidenceItem> {
+        let deadline = cx.deadline();
+        let mut items = Vec::new();
+        // Events not streamed yet (the failure may have come from another phase).
+        let fresh = {
+            let mut pager = std::mem::take(&mut self.pager);
+            let read = tokio::time::timeout_at(
+                deadline,
+                self.stacks.new_events(&self.stack_name, &mut pager),
+            )
+            .await;
+            self.pager = pager;
+            read
+        };
+        let events_note = match fresh {
+            Ok(Ok(fresh)) => {
+                self.events.extend(fresh);
+                None
+            }
+            Ok(Err(e)) => Some(format!("(newer events could not be read: {e})\n")),
+            Err(_) => {
+                Some("(newer events could not be read before the evidence deadline)\n".to_string())
+            }
+        };
+        let mut events = failed_events_text(&self.stack_name, &self.events);
+        if let Some(note) = events_note {
+            events.push_str(&note);
+        }
+        items.push(EvidenceItem {
+            name: "stack-events.txt".into(),
+            text: format!("{} failed; {events}", failed.as_str()),
+        });
+        if let Some(signal) = boot_signal_text(&self.events) {
+            items.push(EvidenceItem {
+                name: "boot-signal.txt".into(),
+                text: signal,
+            });
+        }
+        // wait_ready did not finish: find the instances from the stack's resources.
+        if self.server_instance.is_none() || self.client_instance.is_none() {
+            if let Ok(Ok(resources)) =
+                tokio::time::timeout_at(deadline, self.stacks.resources(&self.stack_name)).await
+            {
+                self.server_instance = instance_of(&resources, "Server");
+                self.client_instance = instance_of(&resources, "Client");
+            }
+        }
+        let password = self.plan.admin_password.expose().to_string();
+        for (role, instance) in [
+            ("server", self.server_instance.clone()),
+            ("client", self.client_instance.clone()),
+        ] {
+            let name = format!("console-{role}.txt");
+            let text = match instance {
+                None => format!("no {role} instance was listed by the stack; no console to read\n"),
+                Some(id) => match tokio::time::timeout_at(deadline, self.console(&id)).await {
+                    Ok(Ok(Some(text))) => format!(
+                        "GetConsoleOutput of {role} instance {id}\n\n{}",
+                        redact(&text, &[&password])
+                    ),
+                    Ok(Ok(None)) => format!("{role} instance {id}: no console output yet\n"),
+                    Ok(Err(e)) => format!("{role} instance {id}: could not read its console: {e}\n"),
+                    Err(_) => format!(
+                        "{role} instance {id}: its console could not be read before the evidence deadline\n"
+                    ),
+                },
+            };
+            items.push(EvidenceItem { name, text });
+        }
+        items
+    }
+
+    async fn verify_server(
+        &mut self,
+        cx: &PhaseContext,
+        deployment: &DeploymentFacts,
+    ) -> Result<Option<ServerIdentity>, PhaseError> {
+        if let IdentityCheck::NotVerifiable(why) = &self.identity {
+            cx.progress(format!(
+                "server CA: not verifiable on this endpoint ({why})"
+            ));
+            return Ok(Some(ServerIdentity::NotVerifiable(format!(
+                "not verifiable on this endpoint: {why}"
+            ))));
+        }
+        let Some(instance) = self.server_instance.clone() else {
+            return Err(PhaseError::failed(format!(
+                "stack {} lists no server instance, so the CA published through the wait condition cannot be checked against the server's console",
+                self.stack_name
+            )));
+        };
+        let published = deployment.ca_fingerprint.clone();
+        let mut reads = 0u32;
+        let mut last: String;
+        loop {
+            reads += 1;
+            match self.console(&instance).await {
+                Ok(Some(text)) => match console_fingerprint(&text) {
+                    Some(fp) if fp == published => {
+                        cx.progress(format!(
+                            "server CA {published} matches the one instance {instance} printed on its console"
+                        ));
+                        return Ok(Some(ServerIdentity::Verified(format!(
+                            "CA {published} matches the cloudtest-ca-sha256 line on the console of instance {instance}"
+                        ))));
+                    }
+                    Some(fp) => {
+                        return Err(PhaseError::failed(format!(
+                            "{CA_MISMATCH} (published {published}, console of instance {instance} {fp}); the probes will not trust it"
+                        )))
+                    }
+                    None => last = format!("console has no {CA_CONSOLE_MARKER} line yet"),
+                },
+                Ok(None) => last = "no console output yet".to_string(),
+                Err(e) if e.is_transient() => last = e.to_string(),
+                Err(e) => return Err(e.into()),
+            }
+            let now = Instant::now();
+            if now >= cx.deadline() {
+                break;
+            }
+            let wait = self.plan.poll.delay(reads - 1).min(cx.deadline() - now);
+            tokio::time::sleep(wait).await;
+        }
+        Err(PhaseError::failed(format!(
+            "the console of server instance {instance} showed no {CA_CONSOLE_MARKER} line before the verify_server deadline ({reads} reads, last: {last}), so the CA published through the wait condition cannot be trusted"
+        )))
     }
 
     async fn teardown(&mut self, cx: &PhaseContext) -> Result<TeardownFacts, PhaseError> {
@@ -524,12 +663,16 @@ impl Provider for CloudFormationProvider {
                 retries: 0,
             });
         };
-        let resources_deleted = match self.stacks.resources(&self.stack_name).await {
-            Ok(rs) => self.deployment_resources(&rs).await,
-            Err(e) => {
-                tracing::warn!(stack = %self.stack_name, "could not list resources before delete: {e}");
-                Vec::new()
-            }
+        // wait_ready listed them already when it finished; a create that failed did not.
+        let resources_deleted = match self.deployed_resources.clone() {
+            Some(known) => known,
+            None => match self.stacks.resources(&self.stack_name).await {
+                Ok(rs) => self.deployment_resources(&rs).await,
+                Err(e) => {
+                    tracing::warn!(stack = %self.stack_name, "could not list resources before delete: {e}");
+                    Vec::new()
+                }
+            },
         };
         cx.progress(format!(
             "DeleteStack {} (was {}, {} resources)",
@@ -537,63 +680,105 @@ impl Provider for CloudFormationProvider {
             snap.status,
             resources_deleted.len()
         ));
-        let mut retries = 0;
-        loop {
-            let attempt_token = token(&format!("delete{}", retries + 1), &self.plan.run_id);
-            let sent = match self.stacks.delete(&self.stack_name, &attempt_token).await {
-                Err(e) if e.is_stack_missing() => break,
-                // Throttled, timed out or unreadable: whether CloudFormation received it is
-                // unknown; waiting re-reads the stack and sends it again if it did not.
-                Err(e) if e.is_transient() => {
-                    cx.progress(format!(
-                        "DeleteStack {}: {e}; checking whether it took effect",
-                        self.stack_name
-                    ));
-                    Ok(())
+        let requests = Mutex::new(DeleteRequests::new(&self.plan.run_id));
+        let pager = Mutex::new(std::mem::take(&mut self.pager));
+        let seen = Mutex::new(Vec::new());
+        let strikes = Strikes::default();
+        let stacks = &self.stacks;
+        let name = self.stack_name.as_str();
+        let error = |e: AwsError| DeleteWait::Error(e.into());
+        let result = poll_until(cx.deadline(), self.plan.poll, |_| {
+            let (requests, pager, seen, strikes) = (&requests, &pager, &seen, &strikes);
+            async move {
+                let snap = match stacks.describe(name).await {
+                    Ok(Some(s)) => s,
+                    Ok(None) => return PollStep::Done(()),
+                    Err(e) => return strikes.step(e, error),
+                };
+                if let Err(e) = Self::stream_events(stacks, name, pager, seen, cx).await {
+                    // The stack can finish deleting between DescribeStacks and
+                    // DescribeStackEvents; by name, a deleted stack "does not exist".
+                    return match stacks.describe(name).await {
+                        Ok(None) => PollStep::Done(()),
+                        _ => strikes.step(e, error),
+                    };
                 }
-                // Emulators that delete synchronously (moto) report a resource they could not
-                // delete as the DeleteStack error instead of a DELETE_FAILED status.
-                Err(e @ AwsError::Api { .. }) => Err(e.to_string()),
-                Err(e) => return Err(e.into()),
-                Ok(()) => Ok(()),
-            };
-            let failure = match sent {
-                Err(failure) => failure,
-                Ok(()) => match self.wait_deleted(cx, &attempt_token).await {
-                    Ok(()) => break,
-                    Err(DeleteWait::Error(e)) => return Err(e),
-                    Err(DeleteWait::DeleteFailed(snap)) => format!(
-                        "DELETE_FAILED ({}); failed resources: {}",
-                        snap.reason.as_deref().unwrap_or("no reason given"),
-                        self.failed_resources().await
-                    ),
-                },
-            };
-            if retries == 0 {
-                cx.progress(format!(
-                    "stack {}: {failure}; retrying DeleteStack once",
-                    self.stack_name
-                ));
-                retries += 1;
-                continue;
+                strikes.clear();
+                let mut requests = requests.lock().await;
+                let token = match requests.on_status(&snap.status) {
+                    NextStep::Done => return PollStep::Done(()),
+                    NextStep::GiveUp => return PollStep::Fail(DeleteWait::DeleteFailed(snap)),
+                    NextStep::Wait(why) => {
+                        return PollStep::Pending(format!("{} ({why})", snap.status))
+                    }
+                    NextStep::Send(token) => token,
+                };
+                let (outcome, said) = match stacks.delete(name, &token).await {
+                    Ok(()) => (SendOutcome::Accepted, None),
+                    Err(e) if e.is_stack_missing() => return PollStep::Done(()),
+                    Err(e) if e.is_delete_refused() => (SendOutcome::Refused, Some(e)),
+                    Err(e) if e.is_transient() => (SendOutcome::Unknown, Some(e)),
+                    Err(e @ AwsError::Api { .. }) => (SendOutcome::Failed, Some(e)),
+                    Err(e) => return PollStep::Fail(error(e)),
+                };
+                match requests.on_sent(outcome) {
+                    NextStep::GiveUp => PollStep::Fail(DeleteWait::Rejected(
+                        said.map(|e| e.to_string()).unwrap_or_default(),
+                    )),
+                    NextStep::Wait(why) => {
+                        if let Some(e) = &said {
+                            cx.progress(format!("DeleteStack {name}: {e}; {why}"));
+                        }
+                        PollStep::Pending(format!("{} ({why})", snap.status))
+                    }
+                    _ => PollStep::Pending(snap.status),
+                }
             }
-            return Err(PhaseError::failed(format!(
-                "stack {} could not be deleted on the second attempt either: {failure}; delete what is left by hand or with `cloudtest sweep`",
-                self.stack_name
-            )));
-        }
-        Ok(TeardownFacts {
-            deletion_ms: started.elapsed().as_millis() as u64,
-            resources_deleted,
-            retries,
         })
+        .await;
+        self.pager = pager.into_inner();
+        self.events.extend(seen.into_inner());
+        let retries = requests.into_inner().retries();
+        let failure = match result {
+            Ok(((), _)) => {
+                return Ok(TeardownFacts {
+                    deletion_ms: started.elapsed().as_millis() as u64,
+                    resources_deleted,
+                    retries,
+                })
+            }
+            Err(PollError::Failed(DeleteWait::Error(e))) => return Err(e),
+            Err(PollError::Failed(DeleteWait::Rejected(e))) => e,
+            Err(PollError::Failed(DeleteWait::DeleteFailed(snap))) => format!(
+                "DELETE_FAILED ({}); failed resources: {}",
+                snap.reason.as_deref().unwrap_or("no reason given"),
+                self.failed_resources().await
+            ),
+            Err(PollError::Deadline { attempts, last }) => {
+                let message = format!(
+                    "stack {} was still {} when the teardown deadline passed ({attempts} polls); deletion is NOT finished: check the CloudFormation console or run `cloudtest sweep`",
+                    self.stack_name,
+                    last.as_deref().unwrap_or("present")
+                );
+                self.deletion_unfinished = Some(message.clone());
+                return Err(PhaseError::failed(message));
+            }
+        };
+        Err(PhaseError::failed(format!(
+            "stack {} could not be deleted on the second attempt either: {failure}; delete what is left by hand or with `cloudtest sweep`",
+            self.stack_name
+        )))
     }
 
     async fn leak_check(&mut self, cx: &PhaseContext) -> Result<LeakFacts, PhaseError> {
-        let remaining = read_again(self.plan.poll, || {
-            self.inventory.remaining(&self.plan.run_id)
-        })
-        .await?;
+        // Resources CloudFormation is still deleting would all look like leaks.
+        if let Some(unfinished) = &self.deletion_unfinished {
+            return Err(PhaseError::failed(format!(
+                "not checked: {unfinished}; its resources are still being deleted, so listing them now would report them as leaks"
+            )));
+        }
+        let remaining =
+            read_again(self.plan.poll, || self.inventory.leaks(&self.plan.run_id)).await?;
         for r in &remaining {
             cx.progress(format!("still present: {} {}", r.kind, r.id));
         }
@@ -603,7 +788,7 @@ impl Provider for CloudFormationProvider {
         ));
         Ok(LeakFacts {
             remaining,
-            checked: CHECKED_KINDS.iter().map(|k| k.to_string()).collect(),
+            checked: LEAK_KINDS.iter().map(|k| k.to_string()).collect(),
         })
     }
 }
@@ -630,6 +815,7 @@ mod tests {
                 .expect("valid")
                 .with_timezone(&Utc),
             poll: Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
+            keep_on_failure: false,
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_cloudformation::primitives::{DateTime, DateTimeFormat};
-use aws_sdk_cloudformation::types::{Capability, Parameter, Stack, StackEvent, Tag};
+use aws_sdk_cloudformation::types::{Capability, OnFailure, Parameter, Stack, StackEvent, Tag};
 use aws_sdk_cloudformation::Client;
 
 use crate::calls::CallCounter;
@@ -47,6 +47,8 @@ pub struct CreateStackRequest {
     pub tags: BTreeMap<String, String>,
     /// Makes SDK retries of CreateStack idempotent.
     pub client_request_token: String,
+    /// `OnFailure=DO_NOTHING` instead of the default rollback.
+    pub keep_on_failure: bool,
 }
 
 /// A CloudFormation client plus what its error messages need.
@@ -90,7 +92,8 @@ impl CfnStacks {
     }
 
     /// Starts the stack and returns its id. Rollback stays enabled (no `OnFailure=DELETE`):
-    /// the events survive for the failure line and teardown deletes what is left.
+    /// the events survive for the failure line and teardown deletes what is left. With
+    /// `keep_on_failure`, `OnFailure=DO_NOTHING` keeps a failed create's resources.
     pub async fn create(&self, req: &CreateStackRequest) -> Result<String, AwsError> {
         let mut call = self
             .client
@@ -100,6 +103,9 @@ impl CfnStacks {
             .client_request_token(&req.client_request_token)
             .capabilities(Capability::CapabilityIam)
             .capabilities(Capability::CapabilityNamedIam);
+        if req.keep_on_failure {
+            call = call.on_failure(OnFailure::DoNothing);
+        }
         for (key, value) in &req.parameters {
             call = call.parameters(
                 Parameter::builder()

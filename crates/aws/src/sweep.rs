@@ -43,17 +43,23 @@ pub struct SweepItem {
     pub why: String,
 }
 
-/// Deletion order for stray resources: what holds others first, VPCs last.
+/// Deletion order for stray resources, dependants before what they depend on: instances
+/// (waited for), Elastic IPs, NAT gateways, left-over interfaces and volumes, launch
+/// templates, security groups, route tables (after their associations), internet gateways
+/// (after detaching), subnets, and the VPC last.
 fn order(kind: &str) -> u8 {
     match kind {
         "instance" => 0,
-        "nat_gateway" => 1,
-        "network_interface" => 2,
-        "volume" => 3,
-        "public_ip" => 4,
+        "public_ip" => 1,
+        "nat_gateway" => 2,
+        "network_interface" | "volume" => 3,
+        "launch_template" => 4,
         "security_group" => 5,
-        "vpc" => 6,
-        _ => 7,
+        "route_table" => 6,
+        "internet_gateway" => 7,
+        "subnet" => 8,
+        "vpc" => 9,
+        _ => 10,
     }
 }
 
@@ -166,12 +172,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strays_are_deleted_holders_first_vpcs_last() {
-        let mut kinds = ["vpc", "instance", "security_group", "public_ip", "volume"];
+    fn strays_are_deleted_dependants_first_vpcs_last() {
+        let mut kinds = [
+            "vpc",
+            "subnet",
+            "internet_gateway",
+            "route_table",
+            "security_group",
+            "launch_template",
+            "volume",
+            "nat_gateway",
+            "public_ip",
+            "instance",
+        ];
         kinds.sort_by_key(|k| order(k));
         assert_eq!(
             kinds,
-            ["instance", "volume", "public_ip", "security_group", "vpc"]
+            [
+                "instance",
+                "public_ip",
+                "nat_gateway",
+                "volume",
+                "launch_template",
+                "security_group",
+                "route_table",
+                "internet_gateway",
+                "subnet",
+                "vpc"
+            ]
         );
     }
 }

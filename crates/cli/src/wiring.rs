@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cloudtest_aws::{load_sdk_config, AwsConnection, CloudFormationProvider, StackPlan};
+use cloudtest_aws::{
+    load_sdk_config, AwsConnection, CloudFormationProvider, IdentityCheck, StackPlan,
+};
 use cloudtest_azure::{ArmConnection, ArmProvider, DeploymentPlan};
 use cloudtest_core::skip::{self, Credentials, Environment, ProcessEnvironment};
 use cloudtest_core::{
@@ -329,9 +331,17 @@ pub async fn build_providers(
                 use_spot: aws.use_spot,
                 expires_at: plan.expires_at,
                 poll: poll_backoff(plan),
+                keep_on_failure: plan.keep_on_failure,
             };
             let mut provider = CloudFormationProvider::new(&sdk, stack_plan)
                 .with_keep_until_expiry(plan.keep_on_failure);
+            if let Some(endpoint) = &aws.endpoint {
+                // An external endpoint (moto) answers GetConsoleOutput with canned text, not
+                // the console of an instance that booted the server.
+                provider = provider.with_identity_check(IdentityCheck::NotVerifiable(format!(
+                    "{endpoint} does not serve the instances' real console output"
+                )));
+            }
             if let Some(source) = guards.sources.get(&ProviderArg::Aws) {
                 provider = provider.with_credential_source(source.clone());
             }

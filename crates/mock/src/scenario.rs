@@ -33,10 +33,17 @@ pub enum Scenario {
     /// wait_ready's deadline; deleting its group without cancelling it leaves what it goes on
     /// creating. (CloudFormation is unaffected.)
     SlowDeployment,
+    /// Like `create-fails`, but CloudFormation's rollback takes 3 × latency, and `DeleteStack`
+    /// is refused until it settles (as it is on AWS while a stack is `*_IN_PROGRESS`). Azure
+    /// plays `create-fails`.
+    RollbackSlow,
+    /// The wait condition publishes a CA other than the one the server prints on its serial
+    /// console (someone signalled first). AWS only; Azure plays `healthy`.
+    CaSpoofed,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Healthy,
         Scenario::CreateFails,
         Scenario::HealthTimeout,
@@ -46,6 +53,8 @@ impl Scenario {
         Scenario::DeleteFails,
         Scenario::VersionMismatch,
         Scenario::SlowDeployment,
+        Scenario::RollbackSlow,
+        Scenario::CaSpoofed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +68,23 @@ impl Scenario {
             Scenario::DeleteFails => "delete-fails",
             Scenario::VersionMismatch => "version-mismatch",
             Scenario::SlowDeployment => "slow-deployment",
+            Scenario::RollbackSlow => "rollback-slow",
+            Scenario::CaSpoofed => "ca-spoofed",
+        }
+    }
+
+    /// A resource fails during creation (`create-fails`, and `rollback-slow` which only
+    /// stretches the rollback).
+    pub fn create_fails(self) -> bool {
+        matches!(self, Scenario::CreateFails | Scenario::RollbackSlow)
+    }
+
+    /// How long CloudFormation's rollback of a failed create takes, in emulator latencies.
+    pub fn rollback_latencies(self) -> u32 {
+        if self == Scenario::RollbackSlow {
+            3
+        } else {
+            1
         }
     }
 

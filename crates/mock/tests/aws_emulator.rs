@@ -577,6 +577,62 @@ async fn create_fails_rolls_back_and_deletes_cleanly() {
     assert!(h.emulator.remaining().is_empty());
 }
 
+/// Issue 15 §1: a failed create rolls back resource by resource, and DeleteStack is
+/// refused (as on AWS while a stack is busy) until the rollback has settled.
+#[tokio::test]
+async fn rollback_slow_refuses_delete_until_the_rollback_settles() {
+    let h = harness(Scenario::RollbackSlow).await;
+    let id = h.create_test_stack("rolling").await;
+    let mut refused = 0;
+    let mut statuses = Vec::new();
+    let started = tokio::time::Instant::now();
+    loop {
+        let status = h.status("rolling").await.stack_status.expect("status");
+        statuses.push(status.as_str().to_string());
+        if status == StackStatus::RollbackComplete {
+            break;
+        }
+        if status == StackStatus::RollbackInProgress {
+            let err = h
+                .cfn
+                .delete_stack()
+                .stack_name("rolling")
+                .send()
+                .await
+                .expect_err("DeleteStack must be refused while rolling back");
+            let meta = aws_sdk_cloudformation::error::ProvideErrorMetadata::meta(&err);
+            assert_eq!(meta.code(), Some("ValidationError"));
+            assert!(meta.message().is_some_and(
+                |m| m.contains("cannot be deleted while in status ROLLBACK_IN_PROGRESS")
+            ));
+            refused += 1;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{statuses:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        refused >= 2,
+        "the rollback outlived several polls: {statuses:?}"
+    );
+    // Create (1 latency) plus a rollback of 3 latencies (40 ms each).
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let (events, _) = h.all_events("rolling").await;
+    let deleted = events
+        .iter()
+        .filter(|e| e.resource_status().map(|s| s.as_str()) == Some("DELETE_COMPLETE"))
+        .count();
+    assert!(
+        deleted >= 2,
+        "each created resource is deleted by the rollback"
+    );
+    h.delete("rolling").await;
+    assert_eq!(
+        h.settle(&id).await.stack_status,
+        Some(StackStatus::DeleteComplete)
+    );
+    assert!(h.emulator.remaining().is_empty());
+}
+
 #[tokio::test]
 async fn teardown_leaks_keeps_exactly_one_tagged_volume() {
     let h = harness(Scenario::TeardownLeaks).await;
@@ -846,4 +902,158 @@ async fn the_project_template_creates_and_deletes() {
         "{:?}",
         h.emulator.remaining()
     );
+}
+
+async fn console(h: &Harness, instance: &str, latest: bool) -> Result<String, String> {
+    let mut call = h.ec2.get_console_output().instance_id(instance);
+    if latest {
+        call = call.latest(true);
+    }
+    match call.send().await {
+        Ok(out) => {
+            let raw = out.output.unwrap_or_default();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .map_err(|e| format!("not base64: {e}"))?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        Err(e) => Err(aws_sdk_ec2::error::ProvideErrorMetadata::code(&e)
+            .unwrap_or("no code")
+            .to_string()),
+    }
+}
+
+async fn server_instance(h: &Harness, name: &str) -> String {
+    h.cfn
+        .describe_stack_resources()
+        .stack_name(name)
+        .logical_resource_id("ServerInstance")
+        .send()
+        .await
+        .expect("DescribeStackResources")
+        .stack_resources()
+        .first()
+        .and_then(|r| r.physical_resource_id())
+        .expect("server instance id")
+        .to_string()
+}
+
+/// Issue 15 §3/§4: the server's console (base64, as AWS sends it) carries the boot log and
+/// the CA fingerprint line; `Latest=true` only while it runs, the buffered output after.
+#[tokio::test]
+async fn console_output_carries_the_boot_log_and_the_ca_fingerprint() {
+    let h = harness(Scenario::Healthy).await;
+    let id = h.create_test_stack("console").await;
+    h.settle("console").await;
+    let instance = server_instance(&h, "console").await;
+    let live = console(&h, &instance, true).await.expect("latest console");
+    let fp = cloudtest_core::outputs::pem_fingerprint(PLACEHOLDER_CA_PEM).expect("fingerprint");
+    assert!(
+        live.contains(&format!("cloudtest-ca-sha256={fp}")),
+        "{live}"
+    );
+    assert!(live.contains("cloudtest-boot[server]"), "{live}");
+    assert!(!live.contains(PASSWORD), "no secret on the console");
+    h.delete("console").await;
+    h.settle(&id).await;
+    assert_eq!(
+        console(&h, &instance, true).await,
+        Err("UnsupportedOperation".to_string()),
+        "no live console once terminated"
+    );
+    let buffered = console(&h, &instance, false)
+        .await
+        .expect("buffered console");
+    assert!(buffered.contains("cloudtest-ca-sha256="), "{buffered}");
+}
+
+/// Issue 15 §4: `ca-spoofed` publishes a CA through the wait condition whose fingerprint is
+/// not the one on the server's console.
+#[tokio::test]
+async fn ca_spoofed_publishes_a_ca_the_console_does_not_show() {
+    let h = harness(Scenario::CaSpoofed).await;
+    h.create_test_stack("spoofed").await;
+    let stack = h.settle("spoofed").await;
+    let published = output(&stack, "CaCertificate");
+    let pem = cloudtest_core::outputs::decode_ca(&published).expect("a CA");
+    let published_fp = cloudtest_core::outputs::pem_fingerprint(&pem).expect("fingerprint");
+    let instance = server_instance(&h, "spoofed").await;
+    let text = console(&h, &instance, true).await.expect("console");
+    let real_fp = cloudtest_core::outputs::pem_fingerprint(PLACEHOLDER_CA_PEM).expect("fp");
+    assert!(
+        text.contains(&format!("cloudtest-ca-sha256={real_fp}")),
+        "{text}"
+    );
+    assert_ne!(published_fp, real_fp);
+}
+
+/// Issue 15 §5: DescribeTags lists every tagged EC2 resource of any type, page by page,
+/// and keeps a terminated instance's tags (so the caller must check its state).
+#[tokio::test]
+async fn describe_tags_pages_through_every_tagged_type() {
+    let h = harness(Scenario::Healthy).await;
+    let id = h.create_test_stack("tags").await;
+    h.settle("tags").await;
+    let mut types = std::collections::BTreeSet::new();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut pages = 0;
+    let mut token: Option<String> = None;
+    loop {
+        let out = h
+            .ec2
+            .describe_tags()
+            .filters(
+                Filter::builder()
+                    .name("key")
+                    .values("cloudtest:run-id")
+                    .build(),
+            )
+            .filters(Filter::builder().name("value").values(RUN_ID).build())
+            .max_results(5)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .expect("DescribeTags");
+        pages += 1;
+        for t in out.tags() {
+            types.insert(t.resource_type().expect("type").as_str().to_string());
+            ids.insert(t.resource_id().expect("id").to_string());
+        }
+        match out.next_token {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => break,
+        }
+    }
+    for ty in [
+        "vpc",
+        "subnet",
+        "security-group",
+        "instance",
+        "volume",
+        "network-interface",
+        "elastic-ip",
+    ] {
+        assert!(types.contains(ty), "no {ty} in {types:?}");
+    }
+    assert!(!types.iter().any(|t| t.contains("Wait")), "{types:?}");
+    let instance = server_instance(&h, "tags").await;
+    h.delete("tags").await;
+    h.settle(&id).await;
+    let after = h
+        .ec2
+        .describe_tags()
+        .filters(Filter::builder().name("value").values(RUN_ID).build())
+        .send()
+        .await
+        .expect("DescribeTags");
+    let left: Vec<&str> = after
+        .tags()
+        .iter()
+        .filter_map(|t| t.resource_id())
+        .collect();
+    assert!(
+        left.contains(&instance.as_str()),
+        "terminated instance keeps its tags: {left:?}"
+    );
+    assert!(pages >= 2 && ids.len() >= 7, "{pages} pages, {ids:?}");
 }

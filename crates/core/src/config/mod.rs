@@ -110,6 +110,22 @@ impl Config {
                 }
             }
         }
+        // The templates' default hash is 0.77.2's: another version without its own hash
+        // fails every boot at the checksum.
+        let version = self.velociraptor.version.as_deref();
+        if version.is_some_and(|v| v != velociraptor::DEFAULT_VERSION)
+            && self.velociraptor.sha256.is_none()
+        {
+            return Err(invalid(
+                "velociraptor.version",
+                &format!(
+                    "is set to {} without `velociraptor.sha256`; the templates' default hash is {}'s, so every boot would fail its checksum: set `velociraptor.sha256` to the SHA-256 of velociraptor-v{}-linux-amd64 as well",
+                    version.unwrap_or_default(),
+                    velociraptor::DEFAULT_VERSION,
+                    version.unwrap_or_default()
+                ),
+            ));
+        }
         if let Some(n) = self.velociraptor.expected_clients {
             if n == 0 {
                 return Err(invalid(
@@ -141,6 +157,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("cloudtest.toml"))
+    }
+
+    #[test]
+    fn a_version_override_needs_its_own_hash() {
+        let err = parse("[velociraptor]\nversion = \"0.78.0\"\n")
+            .and_then(|c| c.validate("cloudtest.toml").map(|_| c))
+            .expect_err("version without sha256");
+        let text = err.to_string();
+        assert!(
+            text.contains("velociraptor.version") && text.contains("velociraptor.sha256"),
+            "{text}"
+        );
+        let ok = parse("[velociraptor]\nversion = \"0.78.0\"\nsha256 = \"ab\"\n").expect("parses");
+        assert!(ok.validate("cloudtest.toml").is_ok());
+        let pinned = parse("[velociraptor]\nversion = \"0.77.2\"\n").expect("parses");
+        assert!(pinned.validate("cloudtest.toml").is_ok());
     }
 
     #[test]

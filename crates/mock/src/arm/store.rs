@@ -678,7 +678,7 @@ impl Store {
         let deployment_id = d.id();
         let boot = d.boot.clone();
         let already_booted = d.booted;
-        let fails = ctx.scenario == Scenario::CreateFails;
+        let fails = ctx.scenario.create_fails();
         if let (Some(boot), false, false) = (&boot, already_booted, fails) {
             tracing::debug!(deployment = %deployment_id, "emulated VM boots a Velociraptor server");
             ctx.servers.deploy(boot.clone());

@@ -16,6 +16,10 @@ use super::{World, ACCOUNT_ID};
 use crate::hooks::{EmulatedServers, ServerDeployment};
 use crate::scenario::Scenario;
 
+/// What `ca-spoofed` publishes instead of the server's CA: a well-formed PEM whose
+/// fingerprint is not the server's.
+const SPOOFED_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nY2xvdWR0ZXN0OiBub3QgdGhlIHNlcnZlcidzIENBOyBzaWduYWxsZWQgZmlyc3QgYnkgc29tZW9uZSBlbHNl\n-----END CERTIFICATE-----\n";
+
 /// Events per `DescribeStackEvents` page.
 pub const EVENTS_PAGE_SIZE: usize = 10;
 
@@ -163,9 +167,17 @@ fn create_stack(q: &QueryRequest, world: &mut World, cx: &CfnContext) -> CfnResu
         region: cx.region.to_string(),
         account: ACCOUNT_ID.to_string(),
     };
+    let real_ca = cx.servers.ca_pem();
+    let console_ca = cloudtest_core::outputs::pem_fingerprint(&real_ca).ok();
+    // `ca-spoofed`: someone signalled the wait condition first, with their own CA.
+    let published_ca = if cx.scenario == Scenario::CaSpoofed {
+        SPOOFED_CA_PEM.to_string()
+    } else {
+        real_ca
+    };
     let boot = BootFacts {
         address: cx.servers.address(),
-        ca_pem: cx.servers.ca_pem(),
+        ca_pem: published_ca,
     };
     let planned = plan_stack(&template, &params, &identity, &boot)
         .map_err(|e| ApiError::validation(e.to_string()))?;
@@ -178,7 +190,9 @@ fn create_stack(q: &QueryRequest, world: &mut World, cx: &CfnContext) -> CfnResu
         version: param("VelociraptorVersion").unwrap_or_default(),
         expected_clients: 1,
     });
-    let fail = (cx.scenario == Scenario::CreateFails)
+    let fail = cx
+        .scenario
+        .create_fails()
         .then(|| server.unwrap_or(planned.resources.len().saturating_sub(1)));
     let disable_rollback =
         q.get("DisableRollback") == Some("true") || q.get("OnFailure") == Some("DO_NOTHING");
@@ -196,8 +210,10 @@ fn create_stack(q: &QueryRequest, world: &mut World, cx: &CfnContext) -> CfnResu
             resources: planned.resources,
             outputs: planned.outputs,
             deployment,
+            console_ca,
         },
         cx.latency,
+        cx.latency * cx.scenario.rollback_latencies(),
         fail,
         disable_rollback,
     );
@@ -374,6 +390,9 @@ fn delete_stack(q: &QueryRequest, world: &mut World, cx: &CfnContext) -> CfnResu
     let Some(i) = find(world, name) else {
         return Ok(None);
     };
+    if let Some(refusal) = world.stacks[i].delete_refusal() {
+        return Err(ApiError::validation(refusal));
+    }
     let plan = DeletePlan {
         fail_once: cx.scenario == Scenario::DeleteFails && !world.delete_failed_once,
         leak_volume: cx.scenario == Scenario::TeardownLeaks && !world.leaked_once,

@@ -49,6 +49,8 @@ pub fn handle(action: &str, q: &QueryRequest, inv: &mut Inventory) -> Ec2Result 
             "natGatewaySet",
             nat_item,
         ),
+        "GetConsoleOutput" => get_console_output(q, inv),
+        "DescribeTags" => describe_tags(q, inv),
         "TerminateInstances" => terminate_instances(q, inv),
         "DeleteVolume" => delete_one(q, inv, Kind::Volume, "VolumeId"),
         "DeleteSecurityGroup" => delete_one(q, inv, Kind::SecurityGroup, "GroupId"),
@@ -63,6 +65,121 @@ pub fn handle(action: &str, q: &QueryRequest, inv: &mut Inventory) -> Ec2Result 
             format!("The action {other} is not valid for this web service."),
         )),
     }
+}
+
+/// `GetConsoleOutput`: the instance's serial console, base64-encoded as AWS sends it.
+/// `Latest=true` is served only while the instance runs (on AWS: Nitro instances only); a
+/// terminated instance keeps its buffered output for a while.
+fn get_console_output(q: &QueryRequest, inv: &mut Inventory) -> Ec2Result {
+    use base64::Engine;
+    let id = q.get("InstanceId").ok_or_else(|| {
+        ApiError::sender(
+            "MissingParameter",
+            "The request must contain the parameter InstanceId",
+        )
+    })?;
+    let r = inv
+        .get(id)
+        .filter(|r| r.kind() == Kind::Instance)
+        .ok_or_else(|| not_found(Kind::Instance, id))?;
+    if q.get("Latest") == Some("true") && r.state != "running" {
+        return Err(ApiError::sender(
+            "UnsupportedOperation",
+            "The latest console output is only available for running instances built on the Nitro system.",
+        ));
+    }
+    let mut out = vec![
+        Node::text("instanceId", id),
+        Node::text("timestamp", time(Some(Utc::now()))),
+    ];
+    if !r.console.is_empty() {
+        let mut text = r.console.join("\r\n");
+        text.push_str("\r\n");
+        out.push(Node::text(
+            "output",
+            base64::engine::general_purpose::STANDARD.encode(text),
+        ));
+    }
+    Ok(out)
+}
+
+/// `DescribeTags` pages hold at most this many tags unless `MaxResults` asks for fewer
+/// (AWS: up to 1000); small, so callers must page.
+pub const TAGS_PAGE_SIZE: usize = 10;
+
+/// `DescribeTags`' `resourceType` of a CloudFormation type; `None` for what EC2 cannot tag
+/// (routes, associations, attachments) and non-EC2 types.
+pub fn tag_resource_type(cfn_type: &str) -> Option<&'static str> {
+    Some(match cfn_type {
+        "AWS::EC2::Instance" => "instance",
+        "AWS::EC2::Volume" => "volume",
+        "AWS::EC2::NetworkInterface" => "network-interface",
+        "AWS::EC2::EIP" => "elastic-ip",
+        "AWS::EC2::NatGateway" => "natgateway",
+        "AWS::EC2::SecurityGroup" => "security-group",
+        "AWS::EC2::LaunchTemplate" => "launch-template",
+        "AWS::EC2::RouteTable" => "route-table",
+        "AWS::EC2::InternetGateway" => "internet-gateway",
+        "AWS::EC2::Subnet" => "subnet",
+        "AWS::EC2::VPC" => "vpc",
+        _ => return None,
+    })
+}
+
+/// `DescribeTags`: one entry per tag of every EC2 resource, filtered by `key`, `value`,
+/// `resource-type`, `resource-id`, paginated. As on AWS, a terminated instance keeps its
+/// tags listed for a while, so callers must check its state.
+fn describe_tags(q: &QueryRequest, inv: &mut Inventory) -> Ec2Result {
+    let filters = q.ec2_filters();
+    let page_size = q
+        .get("MaxResults")
+        .and_then(|m| m.parse::<usize>().ok())
+        .map_or(TAGS_PAGE_SIZE, |m| m.clamp(1, TAGS_PAGE_SIZE));
+    let offset = match q.get("NextToken") {
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| ApiError::sender("InvalidNextToken", "The token is not valid"))?,
+        None => 0,
+    };
+    let mut all = Vec::new();
+    for r in inv.all() {
+        let Some(ty) = tag_resource_type(&r.cfn_type) else {
+            continue;
+        };
+        for (k, v) in &r.tags {
+            let mut keep = true;
+            for (name, values) in &filters {
+                let field = match name.as_str() {
+                    "key" => k.as_str(),
+                    "value" => v.as_str(),
+                    "resource-type" => ty,
+                    "resource-id" => r.id.as_str(),
+                    other => {
+                        return Err(ApiError::sender(
+                            "InvalidParameterValue",
+                            format!("The filter '{other}' is invalid"),
+                        ))
+                    }
+                };
+                keep &= values.iter().any(|x| x == field);
+            }
+            if keep {
+                all.push(vec![
+                    Node::text("resourceId", &r.id),
+                    Node::text("resourceType", ty),
+                    Node::text("key", k),
+                    Node::text("value", v),
+                ]);
+            }
+        }
+    }
+    let total = all.len();
+    let page: Vec<Vec<Node>> = all.into_iter().skip(offset).take(page_size).collect();
+    let mut out = vec![Node::items("tagSet", page)];
+    if offset + page_size < total {
+        out.push(Node::text("nextToken", (offset + page_size).to_string()));
+    }
+    Ok(out)
 }
 
 fn not_found(kind: Kind, id: &str) -> ApiError {

@@ -48,6 +48,8 @@ pub struct Resource {
     pub spot: bool,
     /// The root volume deletes with its instance.
     pub delete_on_termination: bool,
+    /// An instance's serial console, line by line (`GetConsoleOutput`).
+    pub console: Vec<String>,
 }
 
 impl Resource {
@@ -162,6 +164,11 @@ impl Inventory {
 
     pub fn remove(&mut self, id: &str) -> Option<Resource> {
         self.resources.remove(id)
+    }
+
+    /// Every resource, in id order.
+    pub fn all(&self) -> impl Iterator<Item = &Resource> {
+        self.resources.values()
     }
 
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Resource> {

@@ -90,6 +90,8 @@ pub struct Stack {
     pub server: Option<usize>,
     pub deployed: bool,
     deployment: Option<ServerDeployment>,
+    /// Fingerprint of the server's real CA, which its boot script prints on the console.
+    console_ca: Option<String>,
     op: Option<Operation>,
 }
 
@@ -105,6 +107,8 @@ pub struct NewStack {
     pub resources: Vec<PlannedResource>,
     pub outputs: Vec<PlannedOutput>,
     pub deployment: Option<ServerDeployment>,
+    /// Fingerprint of the server's real CA (printed on its console).
+    pub console_ca: Option<String>,
 }
 
 /// Spreads `steps` evenly over `latency`.
@@ -130,10 +134,13 @@ fn handler_message(msg: &str) -> String {
 
 impl Stack {
     /// A stack in `CREATE_IN_PROGRESS`; `fail` makes that resource fail and the stack roll
-    /// back (or stop at `CREATE_FAILED` when `disable_rollback`).
+    /// back (or stop at `CREATE_FAILED` when `disable_rollback`). The create takes `latency`;
+    /// a rollback then takes `rollback` more: on AWS it deletes every created resource, one
+    /// by one, and an instance takes minutes to terminate.
     pub fn create(
         new: NewStack,
         latency: Duration,
+        rollback: Duration,
         fail: Option<usize>,
         disable_rollback: bool,
     ) -> Stack {
@@ -171,10 +178,12 @@ impl Stack {
             server,
             deployed: false,
             deployment: new.deployment,
+            console_ca: new.console_ca,
             op: None,
         };
         stack.stack_event("CREATE_IN_PROGRESS", Some("User Initiated".into()));
         let mut actions = Vec::new();
+        let mut rollback_actions = Vec::new();
         let count = stack.resources.len();
         for i in 0..count {
             actions.push(Action::Resource(i, "CREATE_IN_PROGRESS", None));
@@ -203,10 +212,10 @@ impl Stack {
                         )),
                     ));
                     for j in (0..=i).rev() {
-                        actions.push(Action::Resource(j, "DELETE_IN_PROGRESS", None));
-                        actions.push(Action::Resource(j, "DELETE_COMPLETE", None));
+                        rollback_actions.push(Action::Resource(j, "DELETE_IN_PROGRESS", None));
+                        rollback_actions.push(Action::Resource(j, "DELETE_COMPLETE", None));
                     }
-                    actions.push(Action::Stack("ROLLBACK_COMPLETE", None));
+                    rollback_actions.push(Action::Stack("ROLLBACK_COMPLETE", None));
                 }
                 break;
             }
@@ -215,17 +224,44 @@ impl Stack {
         if fail.is_none_or(|f| f >= count) {
             actions.push(Action::Stack("CREATE_COMPLETE", None));
         }
-        stack.start(actions, latency, None);
+        let mut steps = spread(actions, latency);
+        if !rollback_actions.is_empty() {
+            steps.extend(
+                spread(rollback_actions, rollback)
+                    .into_iter()
+                    .map(|s| Step {
+                        at: s.at + latency,
+                        ..s
+                    }),
+            );
+        }
+        stack.start_steps(steps, None);
         stack
     }
 
     fn start(&mut self, actions: Vec<Action>, latency: Duration, leak: Option<String>) {
+        self.start_steps(spread(actions, latency), leak);
+    }
+
+    fn start_steps(&mut self, steps: VecDeque<Step>, leak: Option<String>) {
         self.op = Some(Operation {
             started: Instant::now(),
             polls_at_start: self.polls,
-            steps: spread(actions, latency),
+            steps,
             leak,
         });
+    }
+
+    /// Why `DeleteStack` is refused now, if it is: AWS refuses it while the stack is in an
+    /// `*_IN_PROGRESS` state other than `DELETE_IN_PROGRESS` (documented for updates;
+    /// assumed for `CREATE_`/`ROLLBACK_IN_PROGRESS` too, the pessimistic reading).
+    pub fn delete_refusal(&self) -> Option<String> {
+        (self.status.ends_with("_IN_PROGRESS") && self.status != "DELETE_IN_PROGRESS").then(|| {
+            format!(
+                "Stack [{}] cannot be deleted while in status {}",
+                self.name, self.status
+            )
+        })
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -478,9 +514,11 @@ impl Stack {
                 let az = attr("AvailabilityZone");
                 let volume_id = ec2_id("vol");
                 let eni_id = ec2_id("eni");
+                let console = self.console_lines(i);
                 inventory.insert(Resource {
                     kind: Some(Kind::Instance),
                     state: "running".into(),
+                    console,
                     instance_type: Some(from("InstanceType").unwrap_or_else(|| "m1.small".into())),
                     image_id: from("ImageId"),
                     private_ip: attr("PrivateIp"),
@@ -561,6 +599,44 @@ impl Stack {
                 vec![r.physical_id.clone()]
             }
         }
+    }
+
+    /// What an instance's serial console shows once booted: kernel and cloud-init noise, the
+    /// boot script's log lines (it copies them to the console), and on the server the CA
+    /// fingerprint line (templates-cfn/scripts/server-boot.sh).
+    fn console_lines(&self, i: usize) -> Vec<String> {
+        let r = &self.resources[i].planned;
+        let version = self
+            .deployment
+            .as_ref()
+            .map(|d| d.version.clone())
+            .unwrap_or_default();
+        let mut lines = vec![
+            "[    0.000000] Linux version 6.1.0-1.amzn2023.x86_64 (cloudtest emulator)".to_string(),
+            "[    4.215731] cloud-init[1203]: Cloud-init v. 22.2.2 running 'modules:final'"
+                .to_string(),
+        ];
+        let role = if self.server == Some(i) {
+            "server"
+        } else {
+            "client"
+        };
+        let log =
+            |msg: &str| format!("[   12.400000] cloud-init[1203]: cloudtest-boot[{role}]: {msg}");
+        lines.push(log(&format!("downloading Velociraptor {version}")));
+        lines.push(log("checksum verified"));
+        if self.server == Some(i) {
+            lines.push(log("configuration generated"));
+            if let Some(fp) = &self.console_ca {
+                lines.push(format!(
+                    "[   13.100000] cloud-init[1203]: cloudtest-ca-sha256={fp}"
+                ));
+            }
+            lines.push(log("server ready; signalling ServerReady"));
+        } else {
+            lines.push(log(&format!("{} started; enrolling", r.logical_id)));
+        }
+        lines
     }
 
     /// `LaunchTemplateData` of the stack's launch template an instance names, if any.
