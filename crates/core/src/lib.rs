@@ -15,6 +15,7 @@ pub mod facts;
 pub mod outputs;
 pub mod phase;
 pub mod poll;
+pub mod preflight;
 pub mod probe;
 pub mod provider;
 pub mod regions;
@@ -33,6 +34,7 @@ pub use facts::{
     RequirementFacts, ResourceRef, TeardownFacts,
 };
 pub use phase::{Phase, PhaseRecord, PhaseStatus};
+pub use preflight::{Check, CheckStatus};
 pub use poll::{poll_until, read_again, Backoff, PollError, PollStep, Strikes, Transient};
 pub use probe::ServerProbe;
 pub use provider::{PhaseContext, PhaseError, PhaseErrorKind, Provider};
