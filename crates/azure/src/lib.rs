@@ -14,6 +14,7 @@ pub mod errors;
 pub mod leak;
 mod lro;
 mod parameters;
+pub mod preflight;
 pub mod resource_group;
 pub mod resource_kind;
 pub mod sweep;
@@ -35,6 +36,7 @@ pub use connection::{
     live_credential, static_token_credential, ArmConnection, ARM_SCOPE, PUBLIC_ARM_ENDPOINT,
 };
 pub use errors::AzureError;
+pub use preflight::{ArmPreflight, ArmPreflightPlan};
 
 use cloudtest_core::{read_again, Strikes};
 use connection::ArmClients;

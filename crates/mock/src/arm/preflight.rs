@@ -168,10 +168,15 @@ pub fn answer(op: &Operation, query: &[(String, String)], scenario: Scenario) ->
         Operation::ProviderGet { sub, namespace } => {
             let unregistered = scenario == Scenario::ProviderUnregistered
                 && namespace.eq_ignore_ascii_case("Microsoft.Compute");
+            let state = if unregistered {
+                "NotRegistered"
+            } else {
+                "Registered"
+            };
             ok(json!({
                 "id": format!("/subscriptions/{sub}/providers/{namespace}"),
                 "namespace": namespace,
-                "registrationState": if unregistered { "NotRegistered" } else { "Registered" },
+                "registrationState": state,
                 "registrationPolicy": "RegistrationRequired",
                 "resourceTypes": []
             }))
@@ -301,6 +306,7 @@ fn skus(location: &str, scenario: Scenario) -> Vec<Value> {
             } else {
                 json!([])
             };
+            let low_priority = if *spot { "True" } else { "False" };
             json!({
                 "resourceType": "virtualMachines",
                 "name": name,
@@ -311,7 +317,7 @@ fn skus(location: &str, scenario: Scenario) -> Vec<Value> {
                 "locationInfo": [{"location": location, "zones": ["1", "2", "3"]}],
                 "capabilities": [
                     {"name": "vCPUs", "value": vcpus.to_string()},
-                    {"name": "LowPriorityCapable", "value": if *spot { "True" } else { "False" }}
+                    {"name": "LowPriorityCapable", "value": low_priority}
                 ],
                 "restrictions": restrictions
             })
@@ -321,10 +327,11 @@ fn skus(location: &str, scenario: Scenario) -> Vec<Value> {
 
 fn usages(location: &str, scenario: Scenario) -> Vec<Value> {
     let exhausted = scenario == Scenario::QuotaExhausted;
+    let current = |limit: u32| if exhausted { limit } else { 0 };
     let entry = |name: &str, localized: &str, limit: u32| {
         json!({
             "unit": "Count",
-            "currentValue": if exhausted { limit } else { 0 },
+            "currentValue": current(limit),
             "limit": limit,
             "name": {"value": name, "localizedValue": localized}
         })

@@ -183,28 +183,46 @@ fn simulate(q: &QueryRequest, scenario: Scenario) -> Result<Vec<Node>, ApiError>
         .into_iter()
         .filter_map(|m| m.get("ContextKeyName").cloned())
         .collect();
+    // One result per action, its decision the most restrictive over every resource given,
+    // with the per-resource decisions in ResourceSpecificResults (the simulator's current
+    // behaviour). An action on another service's resource matches no statement: a client
+    // that reads only the top-level decision of a mixed group sees denials.
     let mut results = Vec::new();
     for action in &actions {
+        let missing: Vec<String> = required_context(action)
+            .iter()
+            .filter(|k| !context.iter().any(|c| c.eq_ignore_ascii_case(k)))
+            .map(|k| k.to_string())
+            .collect();
+        let denied = scenario == Scenario::NoPermission && action == DENIED_ACTION;
+        let service = action.split(':').next().unwrap_or_default();
+        let mut aggregate = "allowed";
+        let mut specific = Vec::new();
         for resource in &resources {
-            let missing: Vec<String> = required_context(action)
-                .iter()
-                .filter(|k| !context.iter().any(|c| c.eq_ignore_ascii_case(k)))
-                .map(|k| k.to_string())
-                .collect();
-            let denied = scenario == Scenario::NoPermission && action == DENIED_ACTION;
-            let decision = if denied || !missing.is_empty() {
+            let same_service = resource == "*"
+                || resource.split(':').nth(2).is_some_and(|s| s == service);
+            let decision = if denied || !missing.is_empty() || !same_service {
                 "implicitDeny"
             } else {
                 "allowed"
             };
-            results.push(vec![
-                Node::text("EvalActionName", action),
+            if decision != "allowed" {
+                aggregate = decision;
+            }
+            specific.push(vec![
                 Node::text("EvalResourceName", resource),
-                Node::text("EvalDecision", decision),
+                Node::text("EvalResourceDecision", decision),
                 Node::members("MatchedStatements", Vec::new()),
                 Node::scalar_members("MissingContextValues", &missing),
             ]);
         }
+        results.push(vec![
+            Node::text("EvalActionName", action),
+            Node::text("EvalDecision", aggregate),
+            Node::members("MatchedStatements", Vec::new()),
+            Node::scalar_members("MissingContextValues", &missing),
+            Node::members("ResourceSpecificResults", specific),
+        ]);
     }
     Ok(vec![
         Node::members("EvaluationResults", results),
@@ -283,7 +301,7 @@ pub fn handle_ec2(
                     ]);
                 }
             }
-            Ok(vec![Node::items("instanceTypeOfferings", items)])
+            Ok(vec![Node::items("instanceTypeOfferingSet", items)])
         }
         "DescribeInstanceTypes" => {
             let mut items = Vec::new();
