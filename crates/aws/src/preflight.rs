@@ -315,7 +315,11 @@ impl AwsPreflight {
                     "account {account}, principal {arn} (credentials: {})",
                     self.errors.credential_source
                 );
-                Ok((account, arn, Check::ok(PROVIDER, region, "identity", detail)))
+                Ok((
+                    account,
+                    arn,
+                    Check::ok(PROVIDER, region, "identity", detail),
+                ))
             }
             Err(e) => {
                 let e = self.err("GetCallerIdentity", "the caller", "sts", e);
@@ -325,7 +329,13 @@ impl AwsPreflight {
                     }
                     _ => "check the region, --aws-endpoint and network access to STS",
                 };
-                Err(Check::fail(PROVIDER, region, "identity", e.to_string(), fix))
+                Err(Check::fail(
+                    PROVIDER,
+                    region,
+                    "identity",
+                    e.to_string(),
+                    fix,
+                ))
             }
         }
     }
@@ -676,7 +686,10 @@ impl AwsPreflight {
         let (code, label) = if plan.use_spot {
             (SPOT_STANDARD_QUOTA, "Standard Spot Instance Requests")
         } else {
-            (ON_DEMAND_STANDARD_QUOTA, "Running On-Demand Standard instances")
+            (
+                ON_DEMAND_STANDARD_QUOTA,
+                "Running On-Demand Standard instances",
+            )
         };
         let limit = match self
             .quotas
@@ -711,9 +724,8 @@ impl AwsPreflight {
         };
         let limit = limit.max(0.0).floor() as u32;
         let free = limit.saturating_sub(used);
-        let detail = format!(
-            "{label} ({code}): limit {limit} vCPUs, {used} in use, this run needs {need}"
-        );
+        let detail =
+            format!("{label} ({code}): limit {limit} vCPUs, {used} in use, this run needs {need}");
         if need <= free {
             Check::ok(PROVIDER, region, "quota", detail)
         } else {

@@ -76,7 +76,11 @@ async fn a_healthy_account_passes_every_check_and_nothing_is_created() {
             perms[0].detail
         );
         assert!(calls >= 8, "{calls} calls");
-        assert!(emulator.remaining().is_empty(), "{:?}", emulator.remaining());
+        assert!(
+            emulator.remaining().is_empty(),
+            "{:?}",
+            emulator.remaining()
+        );
         let served = emulator.calls();
         assert!(!served.contains_key("aws:CreateStack"), "{served:?}");
     }
@@ -116,7 +120,10 @@ async fn an_expired_login_fails_identity_and_stops_there() {
     let (checks, _, _) = preflight(Scenario::TokenExpired, false).await;
     assert_eq!(checks.len(), 1, "{checks:#?}");
     let c = &checks[0];
-    assert_eq!((c.check.as_str(), c.status), ("identity", CheckStatus::Fail));
+    assert_eq!(
+        (c.check.as_str(), c.status),
+        ("identity", CheckStatus::Fail)
+    );
     assert!(c.detail.contains("ExpiredToken"), "{c:#?}");
     assert!(c.fix.contains("aws sso login"), "{c:#?}");
 }

@@ -221,11 +221,13 @@ impl ArmPreflight {
             code: String::new(),
             message: e.to_string(),
         })?;
-        let url = base.join(path.trim_start_matches('/')).map_err(|e| CallError {
-            status: None,
-            code: String::new(),
-            message: format!("{path} is not a URL path: {e}"),
-        })?;
+        let url = base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| CallError {
+                status: None,
+                code: String::new(),
+                message: format!("{path} is not a URL path: {e}"),
+            })?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -339,7 +341,10 @@ impl ArmPreflight {
         })?;
         let sub = self.sub().to_string();
         match self
-            .get(&token, &format!("subscriptions/{sub}?api-version={SUBSCRIPTION_API}"))
+            .get(
+                &token,
+                &format!("subscriptions/{sub}?api-version={SUBSCRIPTION_API}"),
+            )
             .await
         {
             Ok(v) => {
@@ -398,7 +403,9 @@ impl ArmPreflight {
                             location,
                             "registration",
                             detail,
-                            format!("register {ns}: az provider register -n {ns} --subscription {sub}"),
+                            format!(
+                                "register {ns}: az provider register -n {ns} --subscription {sub}"
+                            ),
                         ));
                     }
                 }
@@ -454,8 +461,17 @@ impl ArmPreflight {
                 Ok(v) => v,
                 Err(e) => return self.could_not(location, "permissions", "role definitions", &e),
             };
-            names.push(def["properties"]["roleName"].as_str().unwrap_or(role).to_string());
-            for p in def["properties"]["permissions"].as_array().into_iter().flatten() {
+            names.push(
+                def["properties"]["roleName"]
+                    .as_str()
+                    .unwrap_or(role)
+                    .to_string(),
+            );
+            for p in def["properties"]["permissions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 let list = |k: &str| -> Vec<String> {
                     p[k].as_array()
                         .into_iter()
@@ -566,10 +582,11 @@ fn capacity(location: &str, sizes: &[String], skus: &[Value]) -> (Check, Vec<Siz
     let mut problems = Vec::new();
     let mut found = Vec::new();
     for size in sizes {
-        let Some(sku) = skus
-            .iter()
-            .find(|s| s["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(size)))
-        else {
+        let Some(sku) = skus.iter().find(|s| {
+            s["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(size))
+        }) else {
             problems.push(format!("{size} is not offered in {location}"));
             continue;
         };
@@ -601,7 +618,10 @@ fn capacity(location: &str, sizes: &[String], skus: &[Value]) -> (Check, Vec<Siz
             PROVIDER,
             location,
             "capacity",
-            format!("{} offered in {location} without restriction", sizes.join(", ")),
+            format!(
+                "{} offered in {location} without restriction",
+                sizes.join(", ")
+            ),
         )
     } else {
         Check::fail(
@@ -626,7 +646,10 @@ fn spot(location: &str, sizes: &[Size]) -> Check {
             PROVIDER,
             location,
             "spot",
-            format!("{} cannot run as Spot (LowPriorityCapable is False)", not.join(", ")),
+            format!(
+                "{} cannot run as Spot (LowPriorityCapable is False)",
+                not.join(", ")
+            ),
             "set [azure] use_spot = false, or pick Spot-capable sizes (e.g. Standard_D2as_v5)",
         )
     } else {
@@ -649,17 +672,21 @@ fn quota_check(location: &str, sizes: &[Size], spot: bool, usages: &[Value]) -> 
     let mut lines = Vec::new();
     let mut short = Vec::new();
     for (name, n) in &need {
-        let Some(u) = usages
-            .iter()
-            .find(|u| u["name"]["value"].as_str().is_some_and(|v| v.eq_ignore_ascii_case(name)))
-        else {
+        let Some(u) = usages.iter().find(|u| {
+            u["name"]["value"]
+                .as_str()
+                .is_some_and(|v| v.eq_ignore_ascii_case(name))
+        }) else {
             lines.push(format!("{name}: no usage reported"));
             continue;
         };
         let limit = u["limit"].as_u64().unwrap_or(0) as u32;
         let current = u["currentValue"].as_u64().unwrap_or(0) as u32;
         let free = limit.saturating_sub(current);
-        let label = u["name"]["localizedValue"].as_str().unwrap_or(name).to_string();
+        let label = u["name"]["localizedValue"]
+            .as_str()
+            .unwrap_or(name)
+            .to_string();
         lines.push(format!("{label}: {current}/{limit}, need {n}"));
         if *n > free {
             short.push(format!(
@@ -675,7 +702,10 @@ fn quota_check(location: &str, sizes: &[Size], spot: bool, usages: &[Value]) -> 
             location,
             "quota",
             lines.join("; "),
-            format!("{} (portal: Subscriptions > Usage + quotas)", short.join("; ")),
+            format!(
+                "{} (portal: Subscriptions > Usage + quotas)",
+                short.join("; ")
+            ),
         )
     }
 }
@@ -687,15 +717,27 @@ mod tests {
 
     #[test]
     fn wildcards_match_across_segments_and_ignore_case() {
-        assert!(action_matches("*", "Microsoft.Compute/virtualMachines/write"));
+        assert!(action_matches(
+            "*",
+            "Microsoft.Compute/virtualMachines/write"
+        ));
         assert!(action_matches("*/read", "Microsoft.Compute/skus/read"));
-        assert!(!action_matches("*/read", "Microsoft.Compute/virtualMachines/write"));
+        assert!(!action_matches(
+            "*/read",
+            "Microsoft.Compute/virtualMachines/write"
+        ));
         assert!(action_matches(
             "microsoft.compute/*",
             "Microsoft.Compute/virtualMachines/extensions/write"
         ));
-        assert!(action_matches("Microsoft.*/virtualMachines/*", "Microsoft.Compute/virtualMachines/write"));
-        assert!(!action_matches("Microsoft.Network/*", "Microsoft.Compute/disks/read"));
+        assert!(action_matches(
+            "Microsoft.*/virtualMachines/*",
+            "Microsoft.Compute/virtualMachines/write"
+        ));
+        assert!(!action_matches(
+            "Microsoft.Network/*",
+            "Microsoft.Compute/disks/read"
+        ));
     }
 
     #[test]
@@ -749,7 +791,10 @@ mod tests {
             json!({"name": {"value": "standardDASv5Family", "localizedValue": "Standard DASv5 Family vCPUs"}, "currentValue": 10, "limit": 10}),
             json!({"name": {"value": "lowPriorityCores", "localizedValue": "Total Regional Low-priority vCPUs"}, "currentValue": 0, "limit": 3}),
         ];
-        assert_eq!(quota_check("eastus", &sizes, true, &usages).status, cloudtest_core::CheckStatus::Ok);
+        assert_eq!(
+            quota_check("eastus", &sizes, true, &usages).status,
+            cloudtest_core::CheckStatus::Ok
+        );
         let regular = quota_check("eastus", &sizes, false, &usages);
         assert_eq!(regular.status, cloudtest_core::CheckStatus::Fail);
         assert!(regular.fix.contains("need 2, have 0"), "{}", regular.fix);
@@ -758,7 +803,11 @@ mod tests {
     #[test]
     fn principal_comes_from_the_oid_claim() {
         let enc = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-        let token = format!("{}.{}.sig", enc(json!({"alg": "RS256"})), enc(json!({"oid": "abc"})));
+        let token = format!(
+            "{}.{}.sig",
+            enc(json!({"alg": "RS256"})),
+            enc(json!({"oid": "abc"}))
+        );
         assert_eq!(principal_of(&token).as_deref(), Some("abc"));
         assert_eq!(principal_of("opaque-token"), None);
     }

@@ -70,17 +70,28 @@ async fn the_shipped_role_passes_every_check_and_nothing_is_created() {
         assert_eq!(c.status, CheckStatus::Ok, "{c:#?}");
     }
     let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
-    for want in ["identity", "registration", "permissions", "capacity", "quota"] {
+    for want in [
+        "identity",
+        "registration",
+        "permissions",
+        "capacity",
+        "quota",
+    ] {
         assert!(names.contains(&want), "{want} missing: {names:?}");
     }
-    let perms = checks.iter().find(|c| c.check == "permissions").expect("perms");
+    let perms = checks
+        .iter()
+        .find(|c| c.check == "permissions")
+        .expect("perms");
     assert!(perms.detail.contains("Policy"), "{}", perms.detail);
     assert!(arm.remaining().is_empty());
 }
 
 #[tokio::test]
 async fn spot_needs_spot_capable_sizes_and_counts_low_priority_cores() {
-    let b_series = run_with(Scenario::Healthy, plan(true, BTreeMap::new())).await.0;
+    let b_series = run_with(Scenario::Healthy, plan(true, BTreeMap::new()))
+        .await
+        .0;
     let c = failed(&b_series, "spot");
     assert!(c.detail.contains("Standard_B2s"), "{c:#?}");
     let sizes: BTreeMap<String, String> = [
@@ -89,18 +100,30 @@ async fn spot_needs_spot_capable_sizes_and_counts_low_priority_cores() {
     ]
     .into();
     let d_series = run_with(Scenario::Healthy, plan(true, sizes)).await.0;
-    assert!(d_series.iter().any(|c| c.check == "spot" && c.status == CheckStatus::Ok));
+    assert!(d_series
+        .iter()
+        .any(|c| c.check == "spot" && c.status == CheckStatus::Ok));
     // Two 2-vCPU Spot VMs do not fit the emulated 3 low-priority vCPUs.
     let q = failed(&d_series, "quota");
-    assert!(q.fix.contains("Low-priority") && q.fix.contains("need 4, have 3"), "{q:#?}");
+    assert!(
+        q.fix.contains("Low-priority") && q.fix.contains("need 4, have 3"),
+        "{q:#?}"
+    );
 }
 
 #[tokio::test]
 async fn no_permission_lists_the_missing_action() {
     let checks = run(Scenario::NoPermission).await;
     let c = failed(&checks, "permissions");
-    assert!(c.detail.contains("Microsoft.Compute/virtualMachines/write"), "{c:#?}");
-    assert!(c.fix.contains("grant Microsoft.Compute/virtualMachines/write"), "{c:#?}");
+    assert!(
+        c.detail.contains("Microsoft.Compute/virtualMachines/write"),
+        "{c:#?}"
+    );
+    assert!(
+        c.fix
+            .contains("grant Microsoft.Compute/virtualMachines/write"),
+        "{c:#?}"
+    );
 }
 
 #[tokio::test]
@@ -108,7 +131,8 @@ async fn quota_exhausted_names_family_region_need_and_have() {
     let checks = run(Scenario::QuotaExhausted).await;
     let c = failed(&checks, "quota");
     assert!(
-        c.fix.contains("Standard BS Family vCPUs in eastus: need 3, have 0"),
+        c.fix
+            .contains("Standard BS Family vCPUs in eastus: need 3, have 0"),
         "{c:#?}"
     );
 }
@@ -117,7 +141,10 @@ async fn quota_exhausted_names_family_region_need_and_have() {
 async fn an_unregistered_provider_says_how_to_register_it() {
     let checks = run(Scenario::ProviderUnregistered).await;
     let c = failed(&checks, "registration");
-    assert!(c.fix.contains("az provider register -n Microsoft.Compute"), "{c:#?}");
+    assert!(
+        c.fix.contains("az provider register -n Microsoft.Compute"),
+        "{c:#?}"
+    );
     assert!(checks
         .iter()
         .any(|c| c.detail == "Microsoft.Network is Registered" && c.status == CheckStatus::Ok));
@@ -138,7 +165,11 @@ async fn an_expired_token_fails_identity_and_stops_there() {
     let checks = run(Scenario::TokenExpired).await;
     assert_eq!(checks.len(), 1, "{checks:#?}");
     assert_eq!(checks[0].status, CheckStatus::Fail);
-    assert!(checks[0].detail.contains("ExpiredAuthenticationToken"), "{:#?}", checks[0]);
+    assert!(
+        checks[0].detail.contains("ExpiredAuthenticationToken"),
+        "{:#?}",
+        checks[0]
+    );
     assert!(checks[0].fix.contains("az login"));
 }
 
@@ -171,7 +202,11 @@ async fn a_credential_without_a_token_names_its_source_and_calls_nothing() {
     let pf = ArmPreflight::new(conn).expect("preflight");
     let checks = pf.run(&plan(false, BTreeMap::new())).await;
     assert_eq!(checks.len(), 1);
-    assert!(checks[0].detail.contains("AZURE_FEDERATED_TOKEN_FILE"), "{:#?}", checks[0]);
+    assert!(
+        checks[0].detail.contains("AZURE_FEDERATED_TOKEN_FILE"),
+        "{:#?}",
+        checks[0]
+    );
     assert!(checks[0].detail.contains("AADSTS700024"));
     assert_eq!(pf.api_calls(), 0);
 }

@@ -34,8 +34,8 @@ pub use facts::{
     RequirementFacts, ResourceRef, TeardownFacts,
 };
 pub use phase::{Phase, PhaseRecord, PhaseStatus};
-pub use preflight::{Check, CheckStatus};
 pub use poll::{poll_until, read_again, Backoff, PollError, PollStep, Strikes, Transient};
+pub use preflight::{Check, CheckStatus};
 pub use probe::ServerProbe;
 pub use provider::{PhaseContext, PhaseError, PhaseErrorKind, Provider};
 pub use requirement::{LifecycleId, RequirementId, RequirementStatus};

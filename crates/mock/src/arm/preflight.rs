@@ -107,10 +107,7 @@ pub fn route(method: &Method, path: &str) -> Option<Operation> {
         5 if is(2, "providers") && is(3, "microsoft.authorization") && is(4, "roleassignments") => {
             Operation::RoleAssignmentsList { sub }
         }
-        6 if is(2, "providers")
-            && is(3, "microsoft.authorization")
-            && is(4, "roledefinitions") =>
-        {
+        6 if is(2, "providers") && is(3, "microsoft.authorization") && is(4, "roledefinitions") => {
             Operation::RoleDefinitionGet {
                 sub,
                 id: segs[5].clone(),
@@ -243,7 +240,10 @@ fn role_definition(sub: &str, id: &str, scenario: Scenario) -> Response {
         let shipped: Value = serde_json::from_str(SHIPPED_ROLE).unwrap_or(Value::Null);
         let list = |key: &str| shipped[key].as_array().cloned().unwrap_or_default();
         (
-            shipped["Name"].as_str().unwrap_or("cloudtest runner").to_string(),
+            shipped["Name"]
+                .as_str()
+                .unwrap_or("cloudtest runner")
+                .to_string(),
             "CustomRole",
             list("Actions"),
             list("NotActions"),
@@ -357,7 +357,10 @@ mod tests {
         let sub = "/subscriptions/s";
         let cases = [
             (sub.to_string(), "Subscriptions_Get"),
-            (format!("{sub}/providers/Microsoft.Compute"), "Providers_Get"),
+            (
+                format!("{sub}/providers/Microsoft.Compute"),
+                "Providers_Get",
+            ),
             (
                 format!("{sub}/providers/microsoft.authorization/roleAssignments"),
                 "RoleAssignments_ListForSubscription",
@@ -366,7 +369,10 @@ mod tests {
                 format!("{sub}/providers/Microsoft.Authorization/roleDefinitions/x"),
                 "RoleDefinitions_GetById",
             ),
-            (format!("{sub}/providers/Microsoft.Compute/skus"), "ResourceSkus_List"),
+            (
+                format!("{sub}/providers/Microsoft.Compute/skus"),
+                "ResourceSkus_List",
+            ),
             (
                 format!("{sub}/providers/Microsoft.Compute/locations/eastus/usages"),
                 "Usage_List",

@@ -343,10 +343,7 @@ async fn fault_response(
 
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    if let Some(target) = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return handle_json(&shared, &headers, target, &body, &request_id).await;
     }
     let q = match QueryRequest::parse(&body) {

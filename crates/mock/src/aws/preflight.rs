@@ -199,8 +199,8 @@ fn simulate(q: &QueryRequest, scenario: Scenario) -> Result<Vec<Node>, ApiError>
         let mut aggregate = "allowed";
         let mut specific = Vec::new();
         for resource in &resources {
-            let same_service = resource == "*"
-                || resource.split(':').nth(2).is_some_and(|s| s == service);
+            let same_service =
+                resource == "*" || resource.split(':').nth(2).is_some_and(|s| s == service);
             let decision = if denied || !missing.is_empty() || !same_service {
                 "implicitDeny"
             } else {
@@ -447,7 +447,10 @@ mod tests {
             .expect_err("session ARN refused");
         assert_eq!(err.code, "InvalidInput");
         let pathless = query(&[
-            ("PolicySourceArn", "arn:aws:iam::123456789012:role/cloudtest-ci"),
+            (
+                "PolicySourceArn",
+                "arn:aws:iam::123456789012:role/cloudtest-ci",
+            ),
             ("ActionNames.member.1", "cloudformation:CreateStack"),
         ]);
         let err = handle_query("SimulatePrincipalPolicy", &pathless, Scenario::Healthy)
@@ -481,7 +484,10 @@ mod tests {
             handle_query("SimulatePrincipalPolicy", &tagged, Scenario::Healthy).expect("ok"),
         );
         let text = String::from_utf8(xml.to_bytes(None).expect("xml")).expect("utf8");
-        assert!(text.contains("<EvalDecision>allowed</EvalDecision>"), "{text}");
+        assert!(
+            text.contains("<EvalDecision>allowed</EvalDecision>"),
+            "{text}"
+        );
     }
 
     #[test]
