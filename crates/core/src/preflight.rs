@@ -126,7 +126,7 @@ mod tests {
         let budget = line(BUDGET_CHECK, CheckStatus::Fail);
         let quota = line("quota", CheckStatus::Fail);
         let warn = line("permissions", CheckStatus::Warn);
-        assert_eq!(verdict(&[warn.clone()]), ExitCode::Success);
+        assert_eq!(verdict(std::slice::from_ref(&warn)), ExitCode::Success);
         assert_eq!(
             verdict(&[warn.clone(), budget.clone()]),
             ExitCode::BudgetExceeded
