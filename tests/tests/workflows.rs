@@ -830,7 +830,8 @@ fn list(v: Option<&Json>) -> Vec<String> {
 
 fn is_read_only(action: &str) -> bool {
     let verb = action.split_once(':').map(|(_, v)| v).unwrap_or(action);
-    ["Describe", "List", "Get", "Validate"]
+    // `Simulate*` (the IAM policy simulator) evaluates policies and changes nothing.
+    ["Describe", "List", "Get", "Validate", "Simulate"]
         .iter()
         .any(|p| verb.starts_with(p))
 }

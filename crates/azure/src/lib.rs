@@ -16,6 +16,7 @@ mod evidence;
 pub mod leak;
 mod lro;
 mod parameters;
+pub mod preflight;
 mod provider;
 pub mod resources;
 pub mod sizes;
@@ -30,4 +31,5 @@ pub use connection::{
     live_credential, static_token_credential, ArmConnection, ARM_SCOPE, PUBLIC_ARM_ENDPOINT,
 };
 pub use errors::AzureError;
+pub use preflight::{ArmPreflight, ArmPreflightPlan};
 pub use provider::{ArmProvider, DeploymentPlan};

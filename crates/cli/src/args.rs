@@ -15,6 +15,7 @@ Examples:
   cloudtest run                                   # mock mode: CLOUD-01/02/03, no cloud, no cost
   cloudtest run --scenario create-fails           # mock mode with an injected failure
   cloudtest plan --mode live                      # what a live run would do and cost; calls no cloud
+  cloudtest preflight --mode live --json          # read-only checks a live run needs; exit 5 on a problem
   cloudtest run --mode live --provider aws --aws-regions us-east-1,eu-west-1 --out out/
   cloudtest report merge shard-aws/ shard-azure/ --out merged/
   cloudtest probe --frontend https://203.0.113.7:8000 --gui https://203.0.113.7:8889 --ca ca.pem --user admin
@@ -39,6 +40,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the lifecycle (create, wait, health, enrollment, teardown, leak check) and report.
     Run(RunArgs),
+    /// Read-only checks that a `run` with the same arguments would not fail on something
+    /// knowable for free (identity, template, permissions, capacity, quota, spot, budget).
+    /// Creates nothing; exit 5 when a check fails.
+    Preflight(PreflightArgs),
     /// Print what `run` would do: requirements, regions, skip-guard verdicts, deadlines and
     /// estimated cost. Calls no cloud.
     Plan(RunArgs),
@@ -184,6 +189,21 @@ pub struct RunArgs {
     /// outputs point at no real server. Refused in live mode.
     #[arg(long)]
     pub probe_via_mock: bool,
+
+    /// `run` only: skip the preflight that otherwise runs before anything is created.
+    #[arg(long)]
+    pub no_preflight: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Also write preflight.json (one object per check: provider, region, check, status,
+    /// detail, fix) into --out.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,8 @@ pub enum ExitCode {
     ResourcesRemain,
     /// The monthly budget would be exceeded; the live run was refused.
     BudgetExceeded,
+    /// The preflight found a problem a live run would hit; nothing was deployed.
+    PreflightFailed,
     /// Interrupted by SIGINT, after teardown.
     Interrupted,
     /// Terminated by SIGTERM, after teardown.
@@ -27,6 +29,7 @@ impl ExitCode {
             ExitCode::UsageError => 2,
             ExitCode::ResourcesRemain => 3,
             ExitCode::BudgetExceeded => 4,
+            ExitCode::PreflightFailed => 5,
             ExitCode::Interrupted => 130,
             ExitCode::Terminated => 143,
         }
@@ -41,5 +44,6 @@ Exit codes:
   2    usage, configuration or input error (nothing deployed); also a live run that tested nothing
   3    resources remained after teardown (worst outcome: money and exposure)
   4    the monthly budget would be exceeded; the live run was refused
+  5    preflight failed: nothing was deployed (`cloudtest preflight`, or `run` before it starts)
   130  interrupted by SIGINT (after teardown and leak check)
   143  terminated by SIGTERM (after teardown and leak check)";

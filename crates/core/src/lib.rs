@@ -15,6 +15,7 @@ pub mod facts;
 pub mod outputs;
 pub mod phase;
 pub mod poll;
+pub mod preflight;
 pub mod probe;
 pub mod provider;
 pub mod regions;
@@ -35,6 +36,7 @@ pub use facts::{
 };
 pub use phase::{Phase, PhaseRecord, PhaseStatus};
 pub use poll::{poll_until, read_again, Backoff, PollError, PollStep, Strikes, Transient};
+pub use preflight::{Check, CheckStatus};
 pub use probe::ServerProbe;
 pub use provider::{PhaseContext, PhaseError, PhaseErrorKind, Provider};
 pub use requirement::{LifecycleId, RequirementId, RequirementStatus};

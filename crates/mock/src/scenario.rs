@@ -40,10 +40,23 @@ pub enum Scenario {
     /// The wait condition publishes a CA other than the one the server prints on its serial
     /// console (someone signalled first). AWS only; Azure plays `healthy`.
     CaSpoofed,
+    /// Preflight: the permission simulator denies an action the run needs (AWS
+    /// `ec2:RunInstances`; Azure: the role lacks `Microsoft.Compute/virtualMachines/write`).
+    NoPermission,
+    /// Preflight: no vCPU quota left (AWS quotas of 0; Azure usages at their limits).
+    QuotaExhausted,
+    /// Preflight: `Microsoft.Compute` is `NotRegistered` in the subscription (Azure only).
+    ProviderUnregistered,
+    /// Preflight: the server size is not offered where the run deploys (AWS: not in the
+    /// template's zone; Azure: `NotAvailableForSubscription` in the location).
+    SkuRestricted,
+    /// Preflight: the login has expired and no token can be had (AWS `ExpiredToken` on every
+    /// call; ARM `ExpiredAuthenticationToken` on every call).
+    TokenExpired,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 16] = [
         Scenario::Healthy,
         Scenario::CreateFails,
         Scenario::HealthTimeout,
@@ -55,6 +68,20 @@ impl Scenario {
         Scenario::SlowDeployment,
         Scenario::RollbackSlow,
         Scenario::CaSpoofed,
+        Scenario::NoPermission,
+        Scenario::QuotaExhausted,
+        Scenario::ProviderUnregistered,
+        Scenario::SkuRestricted,
+        Scenario::TokenExpired,
+    ];
+
+    /// Scenarios the preflight catches: a run under one stops before creating anything.
+    pub const PREFLIGHT: [Scenario; 5] = [
+        Scenario::NoPermission,
+        Scenario::QuotaExhausted,
+        Scenario::ProviderUnregistered,
+        Scenario::SkuRestricted,
+        Scenario::TokenExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +97,11 @@ impl Scenario {
             Scenario::SlowDeployment => "slow-deployment",
             Scenario::RollbackSlow => "rollback-slow",
             Scenario::CaSpoofed => "ca-spoofed",
+            Scenario::NoPermission => "no-permission",
+            Scenario::QuotaExhausted => "quota-exhausted",
+            Scenario::ProviderUnregistered => "provider-unregistered",
+            Scenario::SkuRestricted => "sku-restricted",
+            Scenario::TokenExpired => "token-expired",
         }
     }
 

@@ -35,6 +35,38 @@ const OVERHEAD_TARGET: f64 = 1.05;
 const SCALE_WALL_TARGET: f64 = 1.2;
 const SCALE_RSS_TARGET_KIB: u64 = 200 * 1024;
 
+/// `cloudtest preflight` for both clouds in one region each must finish within this.
+const PREFLIGHT_TARGET_MS: f64 = 30_000.0;
+const PREFLIGHT_LATENCY: Duration = Duration::from_millis(200);
+
+/// From the preflight's last line, `preflight: N checks, ... in 0.1s (API calls: aws 10,
+/// azure 9)`: the seconds and the calls per provider.
+fn parse_preflight_summary(stdout: &str) -> Option<(f64, Vec<(String, u64)>)> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("preflight: "))?;
+    let secs = line
+        .split(" in ")
+        .nth(1)?
+        .split('s')
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let calls = line
+        .split("API calls: ")
+        .nth(1)?
+        .trim_end_matches(')')
+        .split(", ")
+        .filter_map(|pair| {
+            let (p, n) = pair.split_once(' ')?;
+            Some((p.to_string(), n.parse().ok()?))
+        })
+        .collect();
+    Some((secs, calls))
+}
+
 struct Options {
     short: bool,
     bin: PathBuf,
@@ -49,6 +81,7 @@ struct Plan {
     scale_latency: Duration,
     scale_runs: usize,
     moto_runs: usize,
+    preflight_runs: usize,
 }
 
 impl Plan {
@@ -61,6 +94,7 @@ impl Plan {
                 scale_latency: Duration::from_millis(200),
                 scale_runs: 1,
                 moto_runs: 1,
+                preflight_runs: 2,
             }
         } else {
             Plan {
@@ -70,6 +104,7 @@ impl Plan {
                 scale_latency: Duration::from_secs(1),
                 scale_runs: 3,
                 moto_runs: 3,
+                preflight_runs: 7,
             }
         }
     }
@@ -351,6 +386,62 @@ impl Bench {
         self.overhead();
         self.scale();
         self.moto();
+        self.preflight();
+    }
+
+    /// Figure 5: `cloudtest preflight` for both clouds, one region each, with
+    /// `--mock-latency 200ms`: wall time and API calls per provider (from its summary line).
+    fn preflight(&mut self) {
+        let mut walls = Vec::new();
+        let mut inside = Vec::new();
+        let mut calls: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for i in 0..self.plan.preflight_runs {
+            let work = match tempfile::tempdir() {
+                Ok(w) => w,
+                Err(e) => return self.fail(format!("preflight {i}: temp dir: {e}")),
+            };
+            let args = vec![
+                "preflight".into(),
+                "--no-gap-doc".into(),
+                "--json".into(),
+                "--mock-latency".into(),
+                format!("{}ms", PREFLIGHT_LATENCY.as_millis()),
+            ];
+            let run = match run_child(&self.options.bin, args, work, false) {
+                Ok(r) => r,
+                Err(e) => return self.fail(format!("preflight {i}: {e}")),
+            };
+            let stdout =
+                std::fs::read_to_string(run.work.path().join("stdout.txt")).unwrap_or_default();
+            let Some(summary) = parse_preflight_summary(&stdout) else {
+                return self.fail(format!(
+                    "preflight {i}: exit {}, no summary line; stderr ends:\n{}",
+                    run.exit,
+                    run.stderr_tail()
+                ));
+            };
+            if run.exit != 0 {
+                return self.fail(format!("preflight {i}: exit {}", run.exit));
+            }
+            walls.push(ms(run.wall));
+            inside.push(summary.0 * 1000.0);
+            for (provider, n) in summary.1 {
+                calls.entry(provider).or_default().push(n as f64);
+            }
+        }
+        let med = median(&walls);
+        let per_provider: BTreeMap<String, f64> =
+            calls.iter().map(|(p, v)| (p.clone(), median(v))).collect();
+        self.emit(json!({
+            "bench": "preflight",
+            "runs": walls.len(),
+            "mock_latency_ms": ms(PREFLIGHT_LATENCY),
+            "wall_ms_median": med,
+            "preflight_ms_median": median(&inside),
+            "api_calls_per_provider": per_provider,
+            "target_ms": PREFLIGHT_TARGET_MS,
+            "met": med < PREFLIGHT_TARGET_MS,
+        }));
     }
 
     /// Runs `cloudtest run` once; a run that did not work (wrong exit code, missing or
@@ -840,6 +931,17 @@ inflates wall times. Figures are medians to damp that.\n"
             );
         }
     }
+    if let Some(p) = find(bench, "preflight").first() {
+        let _ = writeln!(
+            d,
+            "| 5 | Preflight, both clouds, `--mock-latency {}ms`, median of {} | < {} ms | {} ms | {} |",
+            p["mock_latency_ms"],
+            p["runs"],
+            num(&p["target_ms"]),
+            num(&p["wall_ms_median"]),
+            met(&p["met"])
+        );
+    }
     let _ = writeln!(d);
 
     let _ = writeln!(d, "## 1. Mock-mode full run\n");
@@ -1034,6 +1136,31 @@ max(50 ms, L/50)), which is what the per-operation counts in section 3 show.\n",
             );
         }
     }
+    if let Some(p) = find(bench, "preflight").first() {
+        let _ = writeln!(
+            d,
+            "## 5. Preflight\n\n`cloudtest preflight --json --mock-latency {}ms` (AWS us-east-1 and Azure eastus against \
+the embedded emulators, every check, the budget line), {} runs: wall median {} ms (process start to exit, \
+emulator start-up included; target < {} ms: {}), the checks themselves {} ms. API calls per provider \
+(HTTP requests, retries included): {}. `--mock-latency` slows the emulators' long-running operations, \
+which the preflight never starts: its calls are all read-only and answer at once. In a `run` the same \
+calls appear in `mock-calls.json` under `preflight:`.\n",
+            p["mock_latency_ms"],
+            p["runs"],
+            num(&p["wall_ms_median"]),
+            num(&p["target_ms"]),
+            met(&p["met"]),
+            num(&p["preflight_ms_median"]),
+            p["api_calls_per_provider"]
+                .as_object()
+                .map(|m| m
+                    .iter()
+                    .map(|(k, v)| format!("{k} {}", num(v)))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        );
+    }
     d
 }
 
@@ -1100,6 +1227,18 @@ mod tests {
             ),
             0
         );
+    }
+
+    #[test]
+    fn preflight_summary_gives_seconds_and_calls_per_provider() {
+        let out = "PREFLIGHT\nok    aws ...\npreflight: 14 checks, 0 failed, 0 warnings in 0.3s (API calls: aws 11, azure 9)\n";
+        let (secs, calls) = parse_preflight_summary(out).expect("summary");
+        assert!((secs - 0.3).abs() < 1e-9);
+        assert_eq!(
+            calls,
+            vec![("aws".to_string(), 11), ("azure".to_string(), 9)]
+        );
+        assert!(parse_preflight_summary("no summary").is_none());
     }
 
     #[test]

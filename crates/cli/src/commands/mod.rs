@@ -2,6 +2,7 @@
 
 mod mock;
 mod plan;
+pub mod preflight;
 mod prices;
 mod probe;
 mod report;
@@ -16,6 +17,7 @@ use crate::args::{Command, MockCommand, PricesCommand};
 pub async fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
         Command::Run(args) => run::run(args).await,
+        Command::Preflight(args) => preflight::preflight(args).await,
         Command::Plan(args) => plan::plan(args).await,
         Command::Report(args) => report::report(args).await,
         Command::Probe(args) => probe::probe(args).await,

@@ -1,10 +1,13 @@
 //! `cloudtest run`: plan → (mock cloud) → lifecycles → CLOUD-03 → costs → outputs → exit code.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
 use cloudtest_core::runner::{LifecycleOptions, LifecycleRunner};
 use cloudtest_core::{ExitCode, RequirementId, RequirementStatus, RunMode, RunResults, Shutdown};
 
 use crate::args::RunArgs;
+use crate::commands::preflight;
 use crate::display::Display;
 use crate::error::usage;
 use crate::plan::RunPlan;
@@ -32,7 +35,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     wiring::check_gap_doc(&plan)?;
     let mut plan = plan;
     if plan.mode == RunMode::Live {
-        wiring::check_budget(&plan, &guards)?;
+        // With the preflight, the budget is one of its lines (and a failed check wins).
+        if args.no_preflight {
+            wiring::check_budget(&plan, &guards)?;
+        }
         if plan.allowed_cidr.is_none() {
             plan.allowed_cidr = Some(wiring::discover_runner_cidr().await?);
         }
@@ -47,6 +53,33 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
+
+    // Read-only checks before anything is created; a failure stops the run with exit 5.
+    let mut preflight_calls = BTreeMap::new();
+    if !args.no_preflight {
+        let outcome = preflight::run_checks(&plan, &guards, mock.as_ref()).await?;
+        preflight::print(&outcome);
+        preflight::write_json(&plan.out, &outcome.checks)?;
+        if let Some(m) = &mock {
+            preflight_calls = m.faults.calls();
+        }
+        let code = outcome.exit_code();
+        if code != ExitCode::Success {
+            eprintln!(
+                "preflight failed: nothing was deployed (exit {}); fix the lines marked FAIL, or skip the checks with --no-preflight",
+                code.code()
+            );
+            if let Some(m) = mock {
+                m.write_state(&plan.out)
+                    .with_context(|| format!("writing {}/mock-state.json", plan.out.display()))?;
+                write_mock_calls(&m, &plan.out, &preflight_calls)
+                    .with_context(|| format!("writing {}/mock-calls.json", plan.out.display()))?;
+                m.stop().await;
+            }
+            return Ok(code);
+        }
+        println!();
+    }
 
     let shutdown = Shutdown::new();
     signals::install(shutdown.clone()).context("installing signal handlers")?;
@@ -99,7 +132,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(m) = &mock {
         m.write_state(&plan.out)
             .with_context(|| format!("writing {}/mock-state.json", plan.out.display()))?;
-        write_mock_calls(m, &plan.out)
+        write_mock_calls(m, &plan.out, &preflight_calls)
             .with_context(|| format!("writing {}/mock-calls.json", plan.out.display()))?;
     }
     crate::evidence::write(&plan.out, &mut results)?;
@@ -187,11 +220,23 @@ pub fn print_summary(results: &RunResults) {
 }
 
 /// `mock-calls.json`: requests each embedded emulator served, keyed `emulator:operation`
-/// (the benchmark divides them by the lifecycle count).
+/// (the benchmark divides them by the lifecycle count). The preflight's requests are
+/// counted apart, keyed `preflight:emulator:operation`.
 fn write_mock_calls(
     mock: &cloudtest_mock::MockCloud,
     out: &std::path::Path,
+    preflight: &BTreeMap<String, u32>,
 ) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(&mock.faults.calls()).map_err(std::io::Error::other)?;
+    let mut calls: BTreeMap<String, u32> = BTreeMap::new();
+    for (key, n) in mock.faults.calls() {
+        let lifecycle = n.saturating_sub(preflight.get(&key).copied().unwrap_or(0));
+        if lifecycle > 0 {
+            calls.insert(key, lifecycle);
+        }
+    }
+    for (key, n) in preflight {
+        calls.insert(format!("preflight:{key}"), *n);
+    }
+    let text = serde_json::to_string_pretty(&calls).map_err(std::io::Error::other)?;
     std::fs::write(out.join("mock-calls.json"), text + "\n")
 }

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod expr;
 mod filter;
 mod refusals;
+pub mod preflight;
 mod routes;
 mod store;
 pub mod template;
@@ -71,6 +72,11 @@ impl ArmEmulator {
     /// `http://127.0.0.1:PORT`: the ARM endpoint to give the SDK client.
     pub fn endpoint(&self) -> String {
         self.server.url()
+    }
+
+    /// A bearer token naming the emulated principal (see [`preflight::bearer_token`]).
+    pub fn bearer_token(&self) -> String {
+        preflight::bearer_token()
     }
 
     /// The subscription id mock runs should use.

@@ -326,6 +326,22 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if shared.ctx.scenario == crate::scenario::Scenario::TokenExpired {
+        return super::preflight::expired_token();
+    }
+    if let Some(op) = super::preflight::route(&method, uri.path()) {
+        if let Some(fault) = inject(&shared, op.name()).await {
+            return fault;
+        }
+        if let Some(r) = missing_bearer(&headers) {
+            return r;
+        }
+        let pairs = query_pairs(&uri);
+        if let Err(e) = check_api_version(&pairs) {
+            return e.into_response();
+        }
+        return super::preflight::answer(&op, &pairs, shared.ctx.scenario);
+    }
     let Some(route) = parse_route(uri.path()) else {
         return ArmError::new(
             StatusCode::NOT_FOUND,

@@ -10,6 +10,7 @@ pub mod api;
 pub mod cfn;
 pub mod ec2;
 pub mod inventory;
+pub mod preflight;
 pub mod query;
 pub mod stacks;
 pub mod template;
@@ -342,6 +343,9 @@ async fn fault_response(
 
 async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return handle_json(&shared, &headers, target, &body, &request_id).await;
+    }
     let q = match QueryRequest::parse(&body) {
         Ok(q) => q,
         Err(e) => {
@@ -363,6 +367,29 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         }
     }
     let region = region_of(&headers);
+    if let Some(err) = preflight::expired(ctx.scenario) {
+        return render_error(protocol, &err, &request_id);
+    }
+    if preflight::serves(q.version(), &action) {
+        return match protocol {
+            Protocol::Ec2 => match preflight::handle_ec2(&action, &q, &region, ctx.scenario) {
+                Ok(fields) => render(
+                    xml::ec2_response(&action, fields, &request_id),
+                    StatusCode::OK,
+                    Some(xml::EC2_NAMESPACE),
+                ),
+                Err(e) => render_error(protocol, &e, &request_id),
+            },
+            Protocol::Cfn => match preflight::handle_query(&action, &q, ctx.scenario) {
+                Ok(result) => render(
+                    xml::cfn_response(&action, Some(result), &request_id),
+                    StatusCode::OK,
+                    None,
+                ),
+                Err(e) => render_error(protocol, &e, &request_id),
+            },
+        };
+    }
     let mut world = shared.world();
     world.advance(Instant::now(), ctx);
     match protocol {
@@ -390,5 +417,59 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             ),
             Err(e) => render_error(Protocol::Ec2, &e, &request_id),
         },
+    }
+}
+
+/// awsJson1.1 calls (`X-Amz-Target`): Service Quotas, for the preflight.
+async fn handle_json(
+    shared: &Shared,
+    headers: &HeaderMap,
+    target: &str,
+    body: &[u8],
+    request_id: &str,
+) -> Response {
+    let operation = target.rsplit('.').next().unwrap_or(target).to_string();
+    let ctx = &shared.ctx;
+    let json_error = |status: StatusCode, body: Value| {
+        let mut r = Response::new(Body::from(body.to_string()));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(request_id) {
+            r.headers_mut().insert("x-amzn-requestid", v);
+        }
+        r
+    };
+    if let Some(kind) = ctx.faults.on_call("aws", &operation) {
+        match kind {
+            FaultKind::Reset => return reset_response(),
+            FaultKind::Timeout => tokio::time::sleep(ctx.faults.timeout_delay).await,
+            FaultKind::Malformed => return json_error(StatusCode::OK, Value::String("{".into())),
+            FaultKind::Throttle => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    json!({"__type": "TooManyRequestsException", "message": "Rate exceeded"}),
+                )
+            }
+            FaultKind::Error => {
+                return json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"__type": "ServiceException", "message": "An internal error occurred."}),
+                )
+            }
+        }
+    }
+    if let Some(err) = preflight::expired(ctx.scenario) {
+        return json_error(
+            err.status,
+            json!({"__type": err.code, "message": err.message}),
+        );
+    }
+    let region = region_of(headers);
+    match preflight::handle_quotas(target, body, &region, ctx.scenario) {
+        Ok(v) => json_error(StatusCode::OK, v),
+        Err((status, v)) => json_error(status, v),
     }
 }

@@ -1,0 +1,263 @@
+//! `cloudtest preflight`: read-only checks, per provider and region, that a `run` with the
+//! same arguments would not fail on something knowable for free. Also run by `run` before
+//! anything is created (skipped with `--no-preflight`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cloudtest_aws::{load_sdk_config, AwsConnection, AwsPreflight, AwsPreflightPlan};
+use cloudtest_azure::{ArmConnection, ArmPreflight, ArmPreflightPlan};
+use cloudtest_core::preflight::{self, Check, CheckStatus, BUDGET_CHECK};
+use cloudtest_core::skip::ProcessEnvironment;
+use cloudtest_core::{ExitCode, RunMode};
+use cloudtest_mock::MockCloud;
+
+use crate::args::{PreflightArgs, ProviderArg};
+use crate::error::{usage, CliError};
+use crate::plan::RunPlan;
+use crate::redact;
+use crate::wiring::{self, Guards};
+
+/// The emulators accept any credentials (the same fixed key the lifecycles sign with).
+const MOCK_ACCESS_KEY: &str = "cloudtest-mock";
+
+/// What one preflight found, and what it cost.
+pub struct Outcome {
+    pub checks: Vec<Check>,
+    /// HTTP requests per provider (retries included).
+    pub calls: BTreeMap<&'static str, u32>,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> ExitCode {
+        preflight::verdict(&self.checks)
+    }
+}
+
+pub async fn preflight(args: PreflightArgs) -> Result<ExitCode> {
+    let plan = RunPlan::build(&args.run)?;
+    let guards = wiring::skip_guards(&plan)?;
+    if plan.mode == RunMode::Live && guards.runnable.is_empty() {
+        return Err(usage(format!(
+            "nothing to check: no provider has credentials ({})",
+            guards
+                .skipped
+                .iter()
+                .map(|s| s.reason.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    let mock = match &plan.mock {
+        Some(m) => Some(
+            wiring::start_mock(m)
+                .await
+                .context("starting the mock cloud")?,
+        ),
+        None => None,
+    };
+    let outcome = run_checks(&plan, &guards, mock.as_ref()).await?;
+    print(&outcome);
+    if args.json {
+        write_json(&plan.out, &outcome.checks)?;
+    }
+    if let Some(m) = mock {
+        m.stop().await;
+    }
+    Ok(outcome.exit_code())
+}
+
+/// Every check for every provider and region the run would start, then the budget.
+pub async fn run_checks(
+    plan: &RunPlan,
+    guards: &Guards,
+    mock: Option<&MockCloud>,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut checks = Vec::new();
+    let mut calls = BTreeMap::new();
+    if let (Some(aws), true) = (&plan.aws, guards.runnable.contains(&ProviderArg::Aws)) {
+        let mut total = 0;
+        for region in &aws.regions {
+            let conn = AwsConnection {
+                endpoint: aws
+                    .endpoint
+                    .clone()
+                    .or_else(|| mock.map(|m| m.aws.endpoint())),
+                region: region.clone(),
+                static_credentials: mock
+                    .map(|_| (MOCK_ACCESS_KEY.to_string(), MOCK_ACCESS_KEY.to_string())),
+                attempt_timeout: if mock.is_some() && aws.endpoint.is_none() {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::from_secs(30)
+                },
+            };
+            let sdk = load_sdk_config(&conn).await;
+            let mut pf = AwsPreflight::new(&sdk, region);
+            if let Some(source) = guards.sources.get(&ProviderArg::Aws) {
+                pf = pf.with_credential_source(source.clone());
+            }
+            checks.extend(
+                pf.run(&AwsPreflightPlan {
+                    region: region.clone(),
+                    run_id: plan.run_id.clone(),
+                    template_body: aws.template_body.clone(),
+                    parameters: aws.parameters.clone(),
+                    use_spot: aws.use_spot,
+                    service_role_arn: None,
+                })
+                .await,
+            );
+            total += pf.api_calls();
+        }
+        calls.insert("aws", total);
+    }
+    if let (Some(az), true) = (&plan.azure, guards.runnable.contains(&ProviderArg::Azure)) {
+        let endpoint = match az
+            .endpoint
+            .clone()
+            .or_else(|| mock.map(|m| m.arm.endpoint()))
+        {
+            Some(e) => Some(
+                url::Url::parse(&e)
+                    .map_err(|err| usage(format!("--azure-endpoint `{e}` is not a URL: {err}")))?,
+            ),
+            None => None,
+        };
+        let connection = match (mock, endpoint.clone()) {
+            (Some(m), Some(url)) => ArmConnection::with_static_token(
+                m.arm.subscription_id(),
+                url,
+                &m.arm.bearer_token(),
+            ),
+            _ => {
+                let subscription = az
+                    .subscription_id
+                    .clone()
+                    .or_else(|| std::env::var("AZURE_SUBSCRIPTION_ID").ok())
+                    .ok_or_else(|| {
+                        usage("no Azure subscription: set AZURE_SUBSCRIPTION_ID or [azure] subscription_id")
+                    })?;
+                ArmConnection::live(subscription, endpoint, &ProcessEnvironment)
+                    .map_err(|e| usage(e.to_string()))?
+            }
+        };
+        let pf = ArmPreflight::new(connection).map_err(|e| usage(e.to_string()))?;
+        for location in &az.locations {
+            checks.extend(
+                pf.run(&ArmPreflightPlan {
+                    location: location.clone(),
+                    template: az.template.clone(),
+                    parameters: az.parameters.clone(),
+                    use_spot: az.use_spot,
+                })
+                .await,
+            );
+        }
+        calls.insert("azure", pf.api_calls());
+    }
+    checks.push(budget_line(plan, guards)?);
+    Ok(Outcome {
+        checks,
+        calls,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The budget guard as a line: live runs only (mock runs cost nothing). A refusal is a
+/// `FAIL` that keeps its own exit code (4) unless another check fails too.
+fn budget_line(plan: &RunPlan, guards: &Guards) -> Result<Check> {
+    let providers: Vec<&str> = guards
+        .runnable
+        .iter()
+        .map(|p| match p {
+            ProviderArg::Aws => "aws",
+            ProviderArg::Azure => "azure",
+        })
+        .collect();
+    let who = providers.join(",");
+    if plan.mode == RunMode::Mock {
+        return Ok(Check::ok(
+            &who,
+            "-",
+            BUDGET_CHECK,
+            "mock mode costs nothing",
+        ));
+    }
+    match wiring::check_budget(plan, guards) {
+        Ok(()) => Ok(Check::ok(
+            &who,
+            "-",
+            BUDGET_CHECK,
+            format!(
+                "this run's estimate fits the monthly budget of ${:.2}",
+                plan.monthly_budget_usd
+            ),
+        )),
+        Err(e) => match e.downcast_ref::<CliError>() {
+            Some(CliError::Budget(msg)) => Ok(Check::fail(
+                &who,
+                "-",
+                BUDGET_CHECK,
+                msg.clone(),
+                "raise [budget] monthly_usd, or wait for the next month",
+            )),
+            _ => Err(e),
+        },
+    }
+}
+
+/// One line per check on stdout; a failure's fix on the line below it.
+pub fn print(outcome: &Outcome) {
+    println!("PREFLIGHT (read-only; nothing is created)");
+    for c in &outcome.checks {
+        println!(
+            "{:<4}  {:<9} {:<14} {:<12} {}",
+            c.status.label(),
+            c.provider,
+            c.region,
+            c.check,
+            redact::redact(&c.detail)
+        );
+        if c.status == CheckStatus::Fail && !c.fix.is_empty() {
+            println!("{:<4}  fix: {}", "", redact::redact(&c.fix));
+        }
+    }
+    let failed = outcome
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Fail)
+        .count();
+    let warned = outcome
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Warn)
+        .count();
+    let calls: Vec<String> = outcome
+        .calls
+        .iter()
+        .map(|(p, n)| format!("{p} {n}"))
+        .collect();
+    println!(
+        "preflight: {} checks, {failed} failed, {warned} warnings in {:.1}s (API calls: {})",
+        outcome.checks.len(),
+        outcome.elapsed.as_secs_f64(),
+        if calls.is_empty() {
+            "none".to_string()
+        } else {
+            calls.join(", ")
+        }
+    );
+}
+
+/// `preflight.json` in the output directory.
+pub fn write_json(out: &Path, checks: &[Check]) -> Result<()> {
+    let text = preflight::to_json(checks).context("serialising preflight.json")?;
+    let path = out.join("preflight.json");
+    std::fs::write(&path, redact::redact(&text) + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
