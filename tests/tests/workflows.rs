@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cloudtest_core::config::DEFAULT_EXPIRES_AFTER;
-use cloudtest_core::{Phase, PhaseDeadlines};
+use cloudtest_core::{Hook, Phase, PhaseDeadlines};
 
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
@@ -1242,12 +1242,6 @@ const SETUP_MARGIN: Duration = Duration::from_secs(10 * 60);
 const CLEANUP_MARGIN: Duration = Duration::from_secs(30 * 60);
 /// The engine gives each phase up to 5 s of grace after its deadline (core runner.rs).
 const PHASE_GRACE: Duration = Duration::from_secs(5);
-/// Live defaults of the server-verification and evidence phases, counted here until
-/// `PhaseDeadlines::live_defaults()` carries them (then they are read from there).
-const PENDING_PHASES: [(&str, Duration); 2] = [
-    ("verify_server", Duration::from_secs(3 * 60)),
-    ("evidence", Duration::from_secs(2 * 60)),
-];
 /// The daily sweep's cadence (its cron is checked to be daily above).
 const SWEEP_CADENCE: Duration = Duration::from_secs(24 * 3600);
 
@@ -1290,13 +1284,11 @@ fn longest_run(health: Duration) -> Duration {
             }
         })
         .sum();
-    let mut phases = Phase::ALL.len() as u32;
-    for (name, default) in PENDING_PHASES {
-        if Phase::parse(name).is_none() {
-            total += default;
-            phases += 1;
-        }
-    }
+    // The two provider hooks (server identity, failure evidence) run with their own
+    // deadlines and the same grace.
+    let hooks = [Hook::VerifyServer, Hook::Evidence];
+    total += hooks.iter().map(|h| deadlines.hook(*h)).sum::<Duration>();
+    let phases = (Phase::ALL.len() + hooks.len()) as u32;
     total + PHASE_GRACE * phases
 }
 
