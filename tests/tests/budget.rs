@@ -46,6 +46,7 @@ fn live_run(provider: &str, config: &Path, ledger: &Path, dir: &Path) -> std::pr
         "--out",
         &out.to_string_lossy(),
         "--no-gap-doc",
+        "--no-preflight",
         "--allowed-cidr",
         "198.51.100.7/32",
         "--aws-endpoint",

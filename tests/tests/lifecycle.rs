@@ -480,6 +480,19 @@ fn scenario_throttled_still_passes() {
         );
     }
     assert_state_empty(&run);
+    // The throttling is meant for the lifecycle, not for the preflight that runs first:
+    // each lifecycle's first call (CreateStack, the resource group's PUT) is refused three
+    // times and sent a fourth.
+    let calls = cloudtest_e2e::read_json(&run.out().join("mock-calls.json"));
+    for op in ["aws:CreateStack", "arm:ResourceGroups_CreateOrUpdate"] {
+        assert_eq!(calls[op], 4, "{op}: {calls}");
+    }
+    for op in [
+        "preflight:aws:GetCallerIdentity",
+        "preflight:arm:Subscriptions_Get",
+    ] {
+        assert_eq!(calls[op], 1, "{op}: {calls}");
+    }
 }
 
 /// Deletion fails once on each cloud; teardown retries and says so.
@@ -767,6 +780,21 @@ fn keep_on_failure(scenario: &str, extra: &[&str], aws_kept: &str, azure_kept: &
             "{id}: `{detail}` should name {deployment}"
         );
         assert_phase(&run, id, "leak_check", "skipped");
+        // The summary repeats what was kept and the command that removes it.
+        let provider = if id == "CLOUD-01" { "aws" } else { "azure" };
+        let removal =
+            format!("`cloudtest sweep --provider {provider} --run-id {run_id} --include-kept`");
+        assert!(
+            detail.contains(&removal),
+            "{id}: `{detail}` should name {removal}"
+        );
+        assert!(
+            run.stdout()
+                .lines()
+                .any(|l| l.starts_with(&format!("KEPT {id} ")) && l.contains(&removal)),
+            "{id}: the summary should list what was kept\n{}",
+            run.transcript()
+        );
     }
     assert!(
         run.stderr().contains("!!!") && run.stderr().contains("NOT torn down"),

@@ -182,6 +182,49 @@ fn run_id_deletes_that_run_and_its_regions_and_nothing_else() {
     }
 }
 
+/// Once the engineer is done with what `--keep-on-failure` kept, `--include-kept` removes
+/// that run's kept lifecycle before it expires, and still nothing of any other run.
+#[test]
+fn include_kept_removes_what_that_run_kept() {
+    let s = sweep_with(&[
+        "--run-id",
+        "abc",
+        "--include-kept",
+        "--plant",
+        "kept:abc-eastus",
+        "--plant",
+        "kept:abd-eastus",
+        "--plant",
+        "run:abc",
+        "--plant",
+        "untagged",
+    ]);
+    assert_eq!(s.code, 0, "{}", s.stdout);
+    assert!(
+        s.stdout.contains("4 found, 4 deleted, 0 failed"),
+        "{}",
+        s.stdout
+    );
+    for cloud in ["aws", "azure"] {
+        assert_eq!(
+            surviving_runs(&s.state, cloud),
+            ["-", "abd-eastus"],
+            "{cloud}: {}",
+            s.stdout
+        );
+    }
+}
+
+#[test]
+fn include_kept_needs_a_run_id() {
+    let out = command(&["sweep", "--mode", "mock", "--include-kept"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--run-id"), "{stderr}");
+}
+
 #[test]
 fn run_id_must_be_a_valid_run_id_and_excludes_older_than() {
     for args in [

@@ -1134,16 +1134,20 @@ fn azure_role_problems(role: &Json, arm_types: &[String]) -> Vec<String> {
         if a == "*" || a.starts_with("*/") || a.ends_with("/*/write") {
             problems.push(format!("wildcard action `{a}`"));
         }
-        if a.starts_with("Microsoft.Authorization/") {
+        // The preflight reads the principal's role assignments and their definitions;
+        // anything but a read there would let the role change access.
+        let authorization = a.starts_with("Microsoft.Authorization/");
+        if authorization && !a.ends_with("/read") {
             problems.push(format!("`{a}` lets the role change access"));
         }
         let namespace = a.split('/').next().unwrap_or("");
-        if ![
-            "Microsoft.Resources",
-            "Microsoft.Network",
-            "Microsoft.Compute",
-        ]
-        .contains(&namespace)
+        if !authorization
+            && ![
+                "Microsoft.Resources",
+                "Microsoft.Network",
+                "Microsoft.Compute",
+            ]
+            .contains(&namespace)
         {
             problems.push(format!("`{a}` is outside what the template deploys"));
         }

@@ -128,6 +128,7 @@ async fn run_scope_takes_one_runs_groups_and_leaves_kept_and_longer_ids() {
 
     let scope = SweepScope::Run {
         run_id: "r-new".into(),
+        include_kept: false,
     };
     let items = find_due(&conn, Utc::now(), &scope).await.expect("list");
     let mut names: Vec<String> = items

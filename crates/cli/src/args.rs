@@ -306,6 +306,10 @@ pub struct SweepArgs {
     /// stay until they expire. Example: `--run-id 20261201032300-gh1234-1`.
     #[arg(long, value_name = "ID", conflicts_with = "older_than")]
     pub run_id: Option<String>,
+    /// With `--run-id`: also delete what that run kept with `--keep-on-failure`, before it
+    /// expires (once you are done inspecting it).
+    #[arg(long, requires = "run_id")]
+    pub include_kept: bool,
     /// List only; delete nothing.
     #[arg(long)]
     pub dry_run: bool,

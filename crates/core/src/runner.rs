@@ -73,6 +73,8 @@ struct Lifecycle {
     first_problem: Option<(Phase, PhaseError)>,
     cancelled: Option<CancelReason>,
     create_attempted: bool,
+    /// The run id the provider tagged its resources with (from create).
+    run_id: Option<String>,
     deployment: Option<DeploymentFacts>,
 }
 
@@ -86,6 +88,7 @@ impl Lifecycle {
             first_problem: None,
             cancelled: None,
             create_attempted: false,
+            run_id: None,
             deployment: None,
         }
     }
@@ -275,6 +278,7 @@ impl LifecycleRunner {
         {
             Driven::Ok(c) => {
                 lc.facts.deployment_id = Some(c.deployment_id.clone());
+                lc.run_id = Some(c.run_id.clone());
                 (PhaseStatus::Passed, format!("created {}", c.deployment_id))
             }
             other => self.problem(lc, Step::Phase(Phase::Create), other),
@@ -398,9 +402,27 @@ impl LifecycleRunner {
 
     /// `--keep-on-failure` after a failure: teardown and leak check are skipped, loudly.
     fn keep(&self, lc: &mut Lifecycle) {
+        let deployment = lc
+            .facts
+            .deployment_id
+            .as_deref()
+            .unwrap_or("the deployment");
+        // The daily sweep leaves kept resources alone until they expire; name the command
+        // that removes them sooner.
+        // A per-region lifecycle is tagged `<run id>-<region>`; sweep takes the run's id.
+        let run_id = lc
+            .run_id
+            .as_deref()
+            .map(|id| id.strip_suffix(&format!("-{}", lc.id.region)).unwrap_or(id));
+        let removal = match run_id {
+            Some(run_id) => format!(
+                "when done, remove it with `cloudtest sweep --provider {} --run-id {run_id} --include-kept` (the daily sweep removes it once it expires)",
+                lc.id.requirement.provider()
+            ),
+            None => "remove it with `cloudtest sweep` once it expires, or in the cloud console".into(),
+        };
         let what = format!(
-            "--keep-on-failure: {} was NOT torn down and is still costing money; delete it with `cloudtest sweep` or the cloud console",
-            lc.facts.deployment_id.as_deref().unwrap_or("the deployment")
+            "--keep-on-failure: {deployment} was NOT torn down and is still costing money; {removal}"
         );
         tracing::warn!(lifecycle = %lc.id, "{what}");
         self.emit(

@@ -30,8 +30,9 @@ pub enum SweepScope {
     /// The daily sweep: expired, or older than the limit when one is given.
     Expired { older_than: Option<Duration> },
     /// A run's own cleanup: everything of that run (its id, or its id plus `-<region>`
-    /// for per-region lifecycles), expired or not.
-    Run { run_id: String },
+    /// for per-region lifecycles), expired or not; what a `--keep-on-failure` run kept
+    /// only with `include_kept` (the engineer is done inspecting it).
+    Run { run_id: String, include_kept: bool },
 }
 
 impl SweepScope {
@@ -44,7 +45,7 @@ impl SweepScope {
         now: DateTime<Utc>,
     ) -> Option<String> {
         let tagged_run = tags.get(RUN_ID_TAG)?;
-        if let SweepScope::Run { run_id } = self {
+        if let SweepScope::Run { run_id, .. } = self {
             if !belongs_to_run(tagged_run, run_id) {
                 return None;
             }
@@ -63,11 +64,21 @@ impl SweepScope {
             && tags
                 .get(KEEP_TAG)
                 .is_some_and(|v| v.eq_ignore_ascii_case(KEEP_UNTIL_EXPIRY));
-        if kept {
+        let include_kept = matches!(
+            self,
+            SweepScope::Run {
+                include_kept: true,
+                ..
+            }
+        );
+        if kept && !include_kept {
             return None;
         }
         match self {
-            SweepScope::Run { run_id } => Some(format!("belongs to run {run_id}")),
+            SweepScope::Run { run_id, .. } if kept => Some(format!(
+                "belongs to run {run_id}, kept until now (--include-kept)"
+            )),
+            SweepScope::Run { run_id, .. } => Some(format!("belongs to run {run_id}")),
             SweepScope::Expired { older_than } => {
                 let (limit, created) = ((*older_than)?, created?);
                 let limit_c = chrono::Duration::from_std(limit).ok()?;
@@ -280,6 +291,7 @@ mod tests {
         let fresh = "2030-01-01T18:00:00Z";
         let scope = SweepScope::Run {
             run_id: "abc".into(),
+            include_kept: false,
         };
         for own in ["abc", "abc-us-east-1", "abc-eastus", "abc-westeurope"] {
             let why = scope.due(
@@ -337,6 +349,7 @@ mod tests {
         };
         let run = SweepScope::Run {
             run_id: "abc".into(),
+            include_kept: false,
         };
         let daily = SweepScope::Expired {
             older_than: Some(Duration::from_secs(60)),
@@ -356,6 +369,24 @@ mod tests {
         // A keep tag without a readable expiry keeps nothing: there is nothing to wait for.
         let no_expiry = tags(&[(RUN_ID_TAG, "abc"), (KEEP_TAG, KEEP_UNTIL_EXPIRY)]);
         assert!(run.due(&no_expiry, None, now).is_some());
+        // Asked for by name, a kept lifecycle goes before it expires; another run's does not.
+        let done = SweepScope::Run {
+            run_id: "abc".into(),
+            include_kept: true,
+        };
+        assert_eq!(
+            done.due(&kept("2030-01-01T18:00:00Z"), long_ago, now)
+                .as_deref(),
+            Some("belongs to run abc, kept until now (--include-kept)")
+        );
+        let other = SweepScope::Run {
+            run_id: "abd".into(),
+            include_kept: true,
+        };
+        assert_eq!(
+            other.due(&kept("2030-01-01T18:00:00Z"), long_ago, now),
+            None
+        );
     }
 
     #[test]

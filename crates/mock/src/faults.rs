@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -109,8 +110,20 @@ impl FromStr for FaultSpec {
 pub struct FaultPlan {
     pending: Mutex<Vec<FaultSpec>>,
     calls: Mutex<BTreeMap<String, u32>>,
+    /// While set, calls are counted but no fault fires (see [`FaultPlan::hold`]).
+    held: AtomicBool,
     /// How long a `timeout` fault holds the response.
     pub timeout_delay: Duration,
+}
+
+/// Keeps the faults for later while it lives; dropping it lets them fire again.
+#[must_use = "the faults fire again as soon as the hold is dropped"]
+pub struct FaultHold<'a>(&'a FaultPlan);
+
+impl Drop for FaultHold<'_> {
+    fn drop(&mut self) {
+        self.0.held.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Default for FaultPlan {
@@ -124,6 +137,7 @@ impl FaultPlan {
         Self {
             pending: Mutex::new(specs),
             calls: Mutex::new(BTreeMap::new()),
+            held: AtomicBool::new(false),
             timeout_delay,
         }
     }
@@ -135,6 +149,14 @@ impl FaultPlan {
             .push(spec);
     }
 
+    /// Keeps every pending fault, scenario faults included, for the calls after the hold:
+    /// `run` holds them during its preflight, so the faults meant for the lifecycle (the
+    /// `throttled` scenario's first calls, `--fault CreateStack:...`) still reach it.
+    pub fn hold(&self) -> FaultHold<'_> {
+        self.held.store(true, Ordering::SeqCst);
+        FaultHold(self)
+    }
+
     /// Records a call to `emulator`'s `operation` and returns the fault to inject, if any.
     /// Every emulator calls this once per request, before doing anything else.
     pub fn on_call(&self, emulator: &str, operation: &str) -> Option<FaultKind> {
@@ -144,6 +166,9 @@ impl FaultPlan {
             .unwrap_or_else(|e| e.into_inner())
             .entry(format!("{emulator}:{operation}"))
             .or_insert(0) += 1;
+        if self.held.load(Ordering::SeqCst) {
+            return None;
+        }
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let wildcard = format!("{emulator}:*");
         let qualified = format!("{emulator}:{operation}");
@@ -222,5 +247,24 @@ mod tests {
             plan.on_call("arm", "ResourceGroups_Get"),
             Some(FaultKind::Throttle)
         );
+    }
+
+    #[test]
+    fn held_faults_wait_for_the_calls_after_the_hold() {
+        let plan = FaultPlan::new(
+            vec!["aws:*:throttle:1".parse().expect("ok")],
+            Duration::ZERO,
+        );
+        {
+            let _hold = plan.hold();
+            assert_eq!(plan.on_call("aws", "GetCallerIdentity"), None);
+            assert_eq!(plan.on_call("aws", "ValidateTemplate"), None);
+        }
+        assert_eq!(
+            plan.on_call("aws", "CreateStack"),
+            Some(FaultKind::Throttle)
+        );
+        assert_eq!(plan.on_call("aws", "CreateStack"), None);
+        assert_eq!(plan.calls().get("aws:ValidateTemplate"), Some(&1));
     }
 }

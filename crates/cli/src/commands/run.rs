@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use cloudtest_core::runner::{LifecycleOptions, LifecycleRunner};
-use cloudtest_core::{ExitCode, RequirementId, RequirementStatus, RunMode, RunResults, Shutdown};
+use cloudtest_core::{
+    ExitCode, Phase, PhaseStatus, RequirementId, RequirementStatus, RunMode, RunResults, Shutdown,
+};
 
 use crate::args::RunArgs;
 use crate::commands::preflight;
@@ -57,7 +59,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     // Read-only checks before anything is created; a failure stops the run with exit 5.
     let mut preflight_calls = BTreeMap::new();
     if !args.no_preflight {
-        let outcome = preflight::run_checks(&plan, &guards, mock.as_ref()).await?;
+        // The faults asked for (and the `throttled` scenario's) are meant for the lifecycle.
+        let hold = mock.as_ref().map(|m| m.faults.hold());
+        let outcome = preflight::run_checks(&plan, &guards, mock.as_ref()).await;
+        drop(hold);
+        let outcome = outcome?;
         preflight::print(&outcome);
         preflight::write_json(&plan.out, &outcome.checks)?;
         if let Some(m) = &mock {
@@ -201,6 +207,17 @@ pub fn print_summary(results: &RunResults) {
             );
         }
     }
+    // What --keep-on-failure kept: the teardown's detail names it and its removal command.
+    for r in &results.requirements {
+        let kept = r.phases.iter().find(|p| {
+            p.name == Phase::Teardown
+                && p.status == PhaseStatus::Skipped
+                && p.detail.starts_with("--keep-on-failure")
+        });
+        if let Some(p) = kept {
+            println!("KEPT {} {}: {}", r.id.as_str(), r.region, p.detail);
+        }
+    }
     let leaked: Vec<String> = results
         .requirements
         .iter()
@@ -213,8 +230,9 @@ pub fn print_summary(results: &RunResults) {
         .collect();
     if !leaked.is_empty() {
         println!(
-            "RESOURCES REMAIN after teardown: {} (run `cloudtest sweep`)",
-            leaked.join(", ")
+            "RESOURCES REMAIN after teardown: {} (remove them with `cloudtest sweep --run-id {}`)",
+            leaked.join(", "),
+            results.run_id
         );
     }
 }

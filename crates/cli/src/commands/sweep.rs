@@ -39,7 +39,10 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
     let scope = match &args.run_id {
         Some(id) => {
             tags::check_run_id(id).map_err(|why| usage(format!("--run-id `{id}`: {why}")))?;
-            SweepScope::Run { run_id: id.clone() }
+            SweepScope::Run {
+                run_id: id.clone(),
+                include_kept: args.include_kept,
+            }
         }
         None => SweepScope::Expired { older_than },
     };

@@ -373,6 +373,15 @@ async fn keep_on_failure_skips_teardown_loudly_only_after_a_failure() {
         "{}",
         teardown.detail
     );
+    // The scripted provider created `stack-1` tagged with run id `r1` on AWS.
+    assert!(
+        teardown.detail.contains("stack-1")
+            && teardown
+                .detail
+                .contains("`cloudtest sweep --provider aws --run-id r1 --include-kept`"),
+        "{}",
+        teardown.detail
+    );
 
     // On success, --keep-on-failure changes nothing.
     let calls = Arc::new(Mutex::new(vec![]));
