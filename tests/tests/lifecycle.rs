@@ -221,6 +221,56 @@ fn default_run_passes_cloud_01_02_03() {
     assert!(run.stdout().contains("exit code 0"), "{}", run.transcript());
 }
 
+/// A mock run rents nothing, but prices what both clouds reported as a live run would:
+/// results.json, the summary and report.md say what it would have cost, and the two clouds'
+/// hourly rates are in the same range (both priced from their instances, disks and IPs).
+#[test]
+fn mock_runs_say_what_each_cloud_would_have_cost_live() {
+    let run = run_cloudtest(&["run"], &[]);
+    assert_exit(&run, 0);
+    let mut hourly = Vec::new();
+    for id in ["CLOUD-01", "CLOUD-02"] {
+        let r = run.requirement(id);
+        assert_eq!(r["cost"]["estimated_usd"], 0.0, "{id}: {r}");
+        let usd = r["cost"]["would_cost_usd"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{id}: no would_cost_usd: {}", r["cost"]));
+        let ms: u64 = r["phases"]
+            .as_array()
+            .expect("phases")
+            .iter()
+            .filter(|p| p["name"] != "leak_check")
+            .filter_map(|p| p["duration_ms"].as_u64())
+            .sum();
+        assert!(usd > 0.0 && ms > 0, "{id}: ${usd} over {ms} ms");
+        hourly.push(usd * 3_600_000.0 / ms as f64);
+        assert!(
+            run.stdout()
+                .lines()
+                .any(|l| l.starts_with(&format!("would cost live: {id} "))),
+            "{id}: the summary should say what it would have cost\n{}",
+            run.transcript()
+        );
+    }
+    // Two small VMs, their IPs (and Azure's disks): cents per hour on both clouds.
+    for rate in &hourly {
+        assert!((0.02..0.5).contains(rate), "hourly rates {hourly:?}");
+    }
+    let ratio = hourly[0].max(hourly[1]) / hourly[0].min(hourly[1]);
+    assert!(
+        ratio < 3.0,
+        "AWS and Azure hourly rates differ {ratio:.1}x: {hourly:?}"
+    );
+    assert!(run.results()["requirements"]
+        .as_array()
+        .expect("requirements")
+        .iter()
+        .filter(|r| r["id"] == "CLOUD-03")
+        .all(|r| r["cost"].get("would_cost_usd").is_none()));
+    let report = std::fs::read_to_string(run.out().join("report.md")).expect("report.md");
+    assert!(report.contains("would cost"), "{report}");
+}
+
 // ------------------------------------------------------------------------- scenarios
 
 #[test]

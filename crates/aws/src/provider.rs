@@ -319,11 +319,13 @@ impl CloudFormationProvider {
                     && !r.physical_id.as_deref().is_some_and(is_presigned_url)
             })
             .filter_map(|r| {
+                let kind = kind_of(&r.resource_type);
                 Some(ResourceRef {
-                    kind: kind_of(&r.resource_type).to_string(),
+                    kind: kind.to_string(),
                     cloud_type: r.resource_type.clone(),
                     id: r.physical_id.clone()?,
-                    sku: None,
+                    // AWS charges every public IPv4 address one hourly rate: one SKU.
+                    sku: (kind == "public_ip").then(|| "public_ip".to_string()),
                     spot: false,
                 })
             })

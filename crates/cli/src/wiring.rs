@@ -477,11 +477,10 @@ pub fn price_table(config: &cloudtest_core::config::Config) -> Result<PriceTable
     Ok(base.with_overrides(&config.budget.prices))
 }
 
-/// Live runs are priced from the resources they reported; mock runs cost nothing.
+/// Runs are priced from the resources they reported: live runs for what they cost, mock
+/// runs (which cost nothing) for what the same resources would have cost live.
 pub fn price(plan: &RunPlan, results: &mut RunResults) -> Result<()> {
-    if plan.mode == RunMode::Live {
-        cost::apply_costs(results, &price_table(&plan.config)?);
-    }
+    cost::apply_costs(results, &price_table(&plan.config)?);
     Ok(())
 }
 

@@ -27,6 +27,11 @@ impl RunMode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cost {
     pub estimated_usd: f64,
+    /// Mock runs only: what the same resources would have cost on the real cloud for the
+    /// lifecycle's duration, priced exactly as a live run is (cost accounting is exercised
+    /// by every mock run). Absent in live runs, where `estimated_usd` is that figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would_cost_usd: Option<f64>,
 }
 
 /// One (requirement, region): one entry of results.json's `requirements`.

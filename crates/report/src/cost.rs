@@ -256,15 +256,24 @@ pub fn estimate_resources(
 }
 
 /// Fills `cost.estimated_usd` of every lifecycle: resource-hours × price in live mode,
-/// `0` in mock mode (nothing was rented).
+/// `0` in mock mode (nothing was rented), where `cost.would_cost_usd` gets the same
+/// resources priced as a live run would be.
 pub fn apply_costs(run: &mut RunResults, table: &PriceTable) {
     let mode = run.mode;
     for req in &mut run.requirements {
-        req.cost.estimated_usd = match mode {
-            RunMode::Mock => 0.0,
-            // Whole micro-dollars: exact enough, and stable through a JSON round trip.
-            RunMode::Live => (estimate(req, resource_lifetime(req), table).usd * 1e6).round() / 1e6,
-        };
+        // Whole micro-dollars: exact enough, and stable through a JSON round trip.
+        let priced = (estimate(req, resource_lifetime(req), table).usd * 1e6).round() / 1e6;
+        match mode {
+            RunMode::Mock => {
+                req.cost.estimated_usd = 0.0;
+                // Only where the cloud listed resources (not CLOUD-03, not a skip).
+                req.cost.would_cost_usd = (!req.facts.resources.is_empty()).then_some(priced);
+            }
+            RunMode::Live => {
+                req.cost.estimated_usd = priced;
+                req.cost.would_cost_usd = None;
+            }
+        }
     }
 }
 
@@ -455,5 +464,18 @@ mod tests {
             .requirements
             .iter()
             .all(|r| r.cost.estimated_usd == 0.0));
+        // ...and says what the same resources would have cost live, priced the same way.
+        for (m, l) in mock.requirements.iter().zip(&live.requirements) {
+            assert_eq!(
+                m.cost.would_cost_usd,
+                Some(l.cost.estimated_usd),
+                "{}",
+                m.id
+            );
+        }
+        assert!(live
+            .requirements
+            .iter()
+            .all(|r| r.cost.would_cost_usd.is_none()));
     }
 }

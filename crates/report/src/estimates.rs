@@ -35,7 +35,10 @@ pub fn duration_vs_estimate(r: &RequirementResult) -> String {
 /// `$0.08 (under the $0.10–0.20 estimate)`; mock runs say they cost nothing.
 pub fn cost_vs_estimate(r: &RequirementResult, mock: bool) -> String {
     if mock {
-        return "$0.00 (mock run)".into();
+        return match r.cost.would_cost_usd {
+            Some(usd) => format!("$0.00 (mock run; would cost {} live)", human::usd(usd)),
+            None => "$0.00 (mock run)".into(),
+        };
     }
     let usd = r.cost.estimated_usd;
     if usd == 0.0 && r.phases.is_empty() {

@@ -21,10 +21,13 @@ pub fn duration_ms(ms: u64) -> String {
     }
 }
 
-/// `$0.14`; four decimals under a cent so a short run does not read as free.
+/// `$0.14`; under a cent, at least four decimals and two significant digits (up to eight
+/// decimals) so a short run does not read as free.
 pub fn usd(amount: f64) -> String {
     if amount != 0.0 && amount.abs() < 0.01 {
-        format!("${amount:.4}")
+        let first_digit = (-amount.abs().log10()).ceil() as usize;
+        let decimals = (first_digit + 1).clamp(4, 8);
+        format!("${amount:.decimals$}")
     } else {
         format!("${amount:.2}")
     }
@@ -101,6 +104,8 @@ mod tests {
         assert_eq!(usd(0.0), "$0.00");
         assert_eq!(usd(0.1449), "$0.14");
         assert_eq!(usd(0.0042), "$0.0042");
+        assert_eq!(usd(0.000_017), "$0.000017");
+        assert_eq!(usd(0.000_000_001), "$0.00000000");
     }
 
     #[test]

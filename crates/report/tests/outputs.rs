@@ -281,7 +281,11 @@ fn gap_region_compares_against_the_documents_estimates() {
     run.mode = RunMode::Mock;
     cost::apply_costs(&mut run, &cost::PriceTable::embedded());
     let text = gap_region::render(&run, &s);
-    assert!(text.contains("$0.00 (mock run)"), "{text}");
+    // Nothing rented, but priced as live would be: the sample's 14m 40s of AWS resources.
+    assert!(
+        text.contains("| $0.00 (mock run; would cost $0.01 live) |"),
+        "{text}"
+    );
     assert!(text.contains("not recorded in the spend ledger"), "{text}");
     // Results quoting a marker cannot create a second marker.
     run.requirements[0].reason = cloudtest_report::END_MARKER.into();

@@ -8,6 +8,8 @@ use cloudtest_core::{
     ExitCode, Phase, PhaseStatus, RequirementId, RequirementStatus, RunMode, RunResults, Shutdown,
 };
 
+use cloudtest_report::human;
+
 use crate::args::RunArgs;
 use crate::commands::preflight;
 use crate::display::Display;
@@ -181,6 +183,29 @@ pub fn print_summary(results: &RunResults) {
             format!("${:.2}", r.cost.estimated_usd),
             redact::redact(&r.reason)
         );
+    }
+    // Mock runs rent nothing; what the same resources would have cost live keeps the cost
+    // accounting honest (and comparable across the two clouds).
+    for r in &results.requirements {
+        if let Some(usd) = r.cost.would_cost_usd {
+            let lifetime = cloudtest_report::cost::resource_lifetime(r);
+            let per_hour = if lifetime.is_zero() {
+                String::new()
+            } else {
+                format!(
+                    " (about {}/hour)",
+                    human::usd(usd * 3600.0 / lifetime.as_secs_f64())
+                )
+            };
+            println!(
+                "would cost live: {} {} {} {} for its {:.1}s{per_hour}",
+                r.id.as_str(),
+                r.provider,
+                r.region,
+                human::usd(usd),
+                lifetime.as_secs_f64()
+            );
+        }
     }
     let code = results.exit_code();
     println!(
