@@ -11,8 +11,9 @@ use aws_credential_types::Credentials;
 use cloudtest_core::skip::{aws_credentials, Credentials as FoundCredentials, ProcessEnvironment};
 
 /// Attempts per SDK call (first try included), in the SDK's standard retry mode: throttling,
-/// 5xx, timeouts and dropped connections are retried with jittered exponential backoff, so
-/// no caller wraps a single SDK call in a retry loop of its own.
+/// 5xx, timeouts and dropped connections are retried with jittered exponential backoff.
+/// Callers add no retries of their own for those: they ask again only for an answer that did
+/// not parse ([`crate::AwsError::is_transient`]), and only inside the phase's deadline.
 ///
 /// Not adaptive mode: its client-side rate limiter is shared by every client of a service in
 /// the process and answers one `Throttling` with a multi-second pause and about one request

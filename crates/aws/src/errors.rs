@@ -6,6 +6,7 @@ use std::error::Error as StdError;
 use std::fmt::Debug;
 
 use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_cloudformation::config::http::HttpResponse;
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use cloudtest_core::PhaseError;
 use thiserror::Error;
@@ -31,19 +32,6 @@ const PERMISSION_CODES: &[&str] = &[
     "UnauthorizedOperation",
     "OptInRequired",
     "UnauthorizedAccess",
-];
-
-/// Error codes AWS returns for throttling and server-side trouble (retry later).
-const TRANSIENT_CODES: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "InternalFailure",
-    "InternalError",
-    "ServiceUnavailable",
-    "Unavailable",
-    "RequestTimeout",
 ];
 
 /// What an error message needs to know about the connection (never a secret).
@@ -113,6 +101,14 @@ pub enum AwsError {
         code: String,
         message: String,
     },
+    /// AWS answered, but the answer could not be read (a truncated or garbled body). The
+    /// only error a caller asks again for: the SDK does not retry it.
+    #[error("{operation} on {target}: the answer could not be read ({detail})")]
+    Malformed {
+        operation: &'static str,
+        target: String,
+        detail: String,
+    },
     #[error("{operation} on {target} failed: {detail}")]
     Other {
         operation: &'static str,
@@ -130,16 +126,15 @@ pub enum AwsError {
 impl AwsError {
     /// Classifies an SDK error. `service` is the endpoint prefix (`cloudformation`, `ec2`),
     /// only used to name the regional endpoint in messages.
-    pub fn from_sdk<E, R>(
+    pub fn from_sdk<E>(
         operation: &'static str,
         target: &str,
         service: &str,
         cx: &ErrorContext,
-        err: SdkError<E, R>,
+        err: SdkError<E, HttpResponse>,
     ) -> AwsError
     where
         E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-        R: Debug + Send + Sync + 'static,
     {
         let target = target.to_string();
         let detail = DisplayErrorContext(&err).to_string();
@@ -152,7 +147,22 @@ impl AwsError {
             };
         }
         match &err {
-            SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
+            // A 2xx whose body did not parse arrives as a service error without a code.
+            SdkError::ResponseError(_) => AwsError::Malformed {
+                operation,
+                target,
+                detail,
+            },
+            SdkError::ServiceError(e)
+                if e.raw().status().is_success() && e.err().code().is_none() =>
+            {
+                AwsError::Malformed {
+                    operation,
+                    target,
+                    detail,
+                }
+            }
+            SdkError::ServiceError(_) => {
                 let code = err.code().unwrap_or("Unknown").to_string();
                 let message = err.message().unwrap_or("no message").to_string();
                 Self::from_code(operation, target, cx, code, message, detail)
@@ -235,17 +245,12 @@ impl AwsError {
         }
     }
 
-    /// Worth asking again: throttling, a server-side error, a timeout, a dropped connection
-    /// or an answer that could not be read. The SDK has already retried these; a caller that
-    /// polls or reads state may ask again a few times before giving up.
+    /// Worth asking again: only an answer that could not be read. Throttling, 5xx,
+    /// timeouts and dropped connections were already retried by the SDK
+    /// ([`crate::connection::MAX_ATTEMPTS`] attempts); asking again on top would multiply
+    /// those attempts. Unclassified errors are not transient either.
     pub fn is_transient(&self) -> bool {
-        match self {
-            AwsError::Timeout { .. } | AwsError::Unreachable { .. } | AwsError::Other { .. } => {
-                true
-            }
-            AwsError::Api { code, .. } => TRANSIENT_CODES.contains(&code.as_str()),
-            _ => false,
-        }
+        matches!(self, AwsError::Malformed { .. })
     }
 
     /// CloudFormation's answer for a stack name it does not know: `ValidationError` with
@@ -379,8 +384,23 @@ mod tests {
         assert!(gone.is_stack_missing());
         let other = by_code("Throttling", "Rate exceeded");
         assert!(!other.is_stack_missing());
-        assert!(other.is_transient());
+        // The SDK retried the throttling already; the caller does not ask again.
+        assert!(!other.is_transient());
         assert!(!gone.is_transient());
+        assert!(!by_code("InternalFailure", "oops").is_transient());
+        // An error AWS sent without code or message is unclassified: not transient either.
+        assert!(matches!(
+            by_code("Unknown", "no message"),
+            AwsError::Other { .. }
+        ));
+        assert!(!by_code("Unknown", "no message").is_transient());
+        let garbled = AwsError::Malformed {
+            operation: "DescribeStacks",
+            target: "cloudtest-r1".into(),
+            detail: "unexpected end of XML".into(),
+        };
+        assert!(garbled.is_transient());
+        assert_eq!(garbled.to_phase_error().kind, PhaseErrorKind::Error);
         assert!(!by_code("AccessDenied", "no").is_transient());
         assert_eq!(other.to_phase_error().kind, PhaseErrorKind::Error);
     }

@@ -79,15 +79,14 @@ impl Ec2Inventory {
         &self.client
     }
 
-    pub(crate) fn fail<E, R>(
+    pub(crate) fn fail<E>(
         &self,
         op: &'static str,
         target: &str,
-        err: aws_sdk_ec2::error::SdkError<E, R>,
+        err: aws_sdk_ec2::error::SdkError<E, aws_sdk_cloudformation::config::http::HttpResponse>,
     ) -> AwsError
     where
         E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
         AwsError::from_sdk(op, target, SERVICE, &self.errors, err)
     }

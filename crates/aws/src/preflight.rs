@@ -251,12 +251,15 @@ impl AwsPreflight {
         self.counter.get()
     }
 
-    fn err<E, R>(
+    fn err<E>(
         &self,
         op: &'static str,
         target: &str,
         service: &str,
-        e: aws_sdk_cloudformation::error::SdkError<E, R>,
+        e: aws_sdk_cloudformation::error::SdkError<
+            E,
+            aws_sdk_cloudformation::config::http::HttpResponse,
+        >,
     ) -> AwsError
     where
         E: aws_sdk_cloudformation::error::ProvideErrorMetadata
@@ -264,7 +267,6 @@ impl AwsPreflight {
             + Send
             + Sync
             + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
         AwsError::from_sdk(op, target, service, &self.errors, e)
     }

@@ -74,11 +74,14 @@ impl CfnStacks {
         self.errors.credential_source = source.to_string();
     }
 
-    fn fail<E, R>(
+    fn fail<E>(
         &self,
         op: &'static str,
         target: &str,
-        err: aws_sdk_cloudformation::error::SdkError<E, R>,
+        err: aws_sdk_cloudformation::error::SdkError<
+            E,
+            aws_sdk_cloudformation::config::http::HttpResponse,
+        >,
     ) -> AwsError
     where
         E: aws_sdk_cloudformation::error::ProvideErrorMetadata
@@ -86,7 +89,6 @@ impl CfnStacks {
             + Send
             + Sync
             + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
         AwsError::from_sdk(op, target, SERVICE, &self.errors, err)
     }

@@ -200,10 +200,19 @@ impl AzureError {
         }
     }
 
-    /// Worth asking again: throttling, a server-side error, a transport failure or an answer
-    /// that does not parse. The pipeline has already retried these; a caller that polls or
-    /// reads state may ask again a few times before giving up.
+    /// Worth asking again: only an answer that does not parse. The pipeline has already
+    /// retried transport failures, 408, 429 and 5xx (honouring `Retry-After`); asking again
+    /// on top would multiply its attempts. The operation-status polls in `lro` and
+    /// `teardown`, which do not go through the pipeline, treat those as "not yet" inside
+    /// the phase deadline instead.
     pub fn is_transient(&self) -> bool {
+        matches!(self, AzureError::Malformed { .. })
+    }
+
+    /// Worth sending again, for the calls cloudtest sends itself over `reqwest`
+    /// ([`crate::connection::ArmClients::call`]), which no pipeline retried: a transport
+    /// failure, 408, 429, 5xx, or an answer that does not parse.
+    pub fn is_retryable(&self) -> bool {
         match self {
             AzureError::Transport { .. } | AzureError::Malformed { .. } => true,
             AzureError::Api { status, .. } => *status == 408 || *status == 429 || *status >= 500,
@@ -289,6 +298,33 @@ mod tests {
             "no capacity",
         ] {
             assert!(p.message.contains(part), "{p}");
+        }
+    }
+
+    #[test]
+    fn only_garbled_answers_are_asked_again_after_the_pipeline_retried() {
+        let api = |status| AzureError::Api {
+            operation: "get deployment".into(),
+            status,
+            code: "c".into(),
+            message: "m".into(),
+        };
+        let transport = || AzureError::Transport {
+            operation: "delete resource group".into(),
+            message: "connection reset".into(),
+        };
+        let garbled = AzureError::Malformed {
+            operation: "get deployment".into(),
+            why: "expected value at line 1".into(),
+        };
+        // Pipeline calls: 429, 5xx and transport failures were retried by the pipeline.
+        for e in [api(429), api(500), api(503), api(408), transport()] {
+            assert!(!e.is_transient(), "{e}");
+            assert!(e.is_retryable(), "{e}");
+        }
+        assert!(garbled.is_transient() && garbled.is_retryable());
+        for e in [api(400), api(403), api(404), api(409)] {
+            assert!(!e.is_transient() && !e.is_retryable(), "{e}");
         }
     }
 }

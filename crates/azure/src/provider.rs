@@ -403,7 +403,7 @@ impl ArmProvider {
             Ok(started) => started,
             // Whether ARM received it is unknown: waiting re-reads the group and sends the
             // DELETE again if no deletion is under way.
-            Err(e) if e.is_transient() => {
+            Err(e) if e.is_retryable() => {
                 cx.progress(format!("{e}; checking whether the delete took effect"));
                 None
             }

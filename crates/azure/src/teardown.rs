@@ -212,7 +212,7 @@ async fn delete_again_unless_deleting(
     match begin_delete(clients, name).await {
         Ok(None) => PollStep::Done(()),
         Ok(Some(_)) => still("DELETE sent again"),
-        Err(e) if e.is_transient() => still(&format!("DELETE again: {e}")),
+        Err(e) if e.is_retryable() => still(&format!("DELETE again: {e}")),
         Err(e) => PollStep::Fail(e),
     }
 }

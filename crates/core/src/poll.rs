@@ -194,8 +194,9 @@ mod tests {
     }
 }
 
-/// An error that may go away if the same read is simply asked again (a throttled or
-/// garbled answer), as opposed to one that will not (a missing stack, a refused credential).
+/// An error that may go away if the same read is simply asked again: an answer that did not
+/// parse. Throttling and transport failures are the SDKs' to retry (they already did), and a
+/// missing stack or a refused credential will not go away.
 pub trait Transient {
     fn is_transient(&self) -> bool;
 }
@@ -206,9 +207,10 @@ pub const TRANSIENT_TOLERANCE: u32 = 3;
 /// Calls `read` until it succeeds, fails with a non-transient error, or has failed
 /// transiently [`TRANSIENT_TOLERANCE`] times in a row, waiting `backoff` between attempts.
 ///
-/// Only for reads of state, where asking again is safe. The SDKs retry each call already;
-/// this covers what they do not (an answer that does not parse) and a burst longer than
-/// their attempts, while a failure that persists still ends the phase with its own message.
+/// Only for reads of state, where asking again is safe, and always inside a phase whose
+/// deadline bounds it. The SDKs retry throttling and transport failures themselves; this
+/// covers only what they do not (an answer that does not parse, see [`Transient`]), while a
+/// failure that persists still ends the phase with its own message.
 pub async fn read_again<T, E, F, Fut>(backoff: Backoff, mut read: F) -> Result<T, E>
 where
     E: Transient + std::fmt::Display,
