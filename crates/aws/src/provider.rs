@@ -689,13 +689,20 @@ impl Provider for CloudFormationProvider {
         let stacks = &self.stacks;
         let name = self.stack_name.as_str();
         let error = |e: AwsError| DeleteWait::Error(e.into());
+        // The first round uses the state just read instead of asking again at once.
+        let first = Mutex::new(Some(snap));
         let result = poll_until(cx.deadline(), self.plan.poll, |_| {
             let (requests, pager, seen, strikes) = (&requests, &pager, &seen, &strikes);
+            let first = &first;
             async move {
-                let snap = match stacks.describe(name).await {
-                    Ok(Some(s)) => s,
-                    Ok(None) => return PollStep::Done(()),
-                    Err(e) => return strikes.step(e, error),
+                let fresh = first.lock().await.take();
+                let snap = match fresh {
+                    Some(s) => s,
+                    None => match stacks.describe(name).await {
+                        Ok(Some(s)) => s,
+                        Ok(None) => return PollStep::Done(()),
+                        Err(e) => return strikes.step(e, error),
+                    },
                 };
                 if let Err(e) = Self::stream_events(stacks, name, pager, seen, cx).await {
                     // The stack can finish deleting between DescribeStacks and

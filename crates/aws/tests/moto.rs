@@ -658,12 +658,12 @@ async fn sweep_removes_tagged_strays_of_every_kind_and_spares_untagged() {
 }
 
 /// Issue 15: one full CLOUD-01 against moto (create, wait, server check, teardown, leak
-/// check; the probes go to no AWS endpoint) sends no more AWS requests than the 18 measured
-/// before the DescribeTags leak check (docs/PERFORMANCE.md §4). 4 of them are the leak
-/// check confirming the VPC, route table and gateway moto leaves behind; on a clean
-/// account the leak check is one DescribeTags.
+/// check; the probes go to no AWS endpoint) sends fewer AWS requests than the 18 measured
+/// before the DescribeTags leak check (docs/PERFORMANCE.md §4): teardown's first round uses
+/// the stack state it has just read. Several of them are the leak check confirming the
+/// network moto leaves behind; on a clean account the leak check is one DescribeTags.
 #[tokio::test]
-async fn one_lifecycle_costs_at_most_18_requests() {
+async fn one_lifecycle_costs_fewer_than_18_requests() {
     let Some(moto) = start_moto() else { return };
     let path = workspace_root().join("templates-cfn/velociraptor.yaml");
     let body = std::fs::read_to_string(&path).expect("template");
@@ -692,5 +692,5 @@ async fn one_lifecycle_costs_at_most_18_requests() {
         .expect("leak_check");
     let calls = p.api_calls();
     println!("AWS API requests for one CLOUD-01 against moto: {calls}");
-    assert!(calls <= 18, "{calls} requests: {:?}", events.lines());
+    assert!(calls < 18, "{calls} requests: {:?}", events.lines());
 }
