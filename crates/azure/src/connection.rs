@@ -114,14 +114,16 @@ impl ArmConnection {
         )
     }
 
-    /// A connection to an emulator whose Entra-like token endpoint issues the tokens,
-    /// through the same credential code as a live run (mock mode only).
+    /// A connection to an emulator (`endpoint`) whose Entra-like token endpoint
+    /// (`authority`) issues the tokens, through the same credential code as a live run
+    /// (mock mode only).
     pub fn emulated(
         subscription_id: impl Into<String>,
         endpoint: url::Url,
+        authority: url::Url,
         plan: &crate::credential::CredentialPlan,
     ) -> Result<Self, AzureError> {
-        let credential = plan.build(&crate::credential::Authority::Emulator(endpoint.clone()))?;
+        let credential = plan.build(&crate::credential::Authority::Emulator(authority))?;
         Ok(Self {
             endpoint: Some(endpoint),
             subscription_id: subscription_id.into(),
