@@ -676,6 +676,111 @@ mod tests {
         )
     }
 
+    #[test]
+    fn renewal_starts_five_minutes_early_or_halfway_through_short_lifetimes() {
+        let t0 = time::OffsetDateTime::UNIX_EPOCH;
+        let s = time::Duration::seconds;
+        // (lifetime, elapsed, renew?)
+        let cases = [
+            (3600, 0, false),
+            (3600, 3294, false), // 5 min 6 s left
+            (3600, 3300, true),  // 5 min left
+            (3600, 3599, true),
+            (4, 0, false), // a few seconds: halfway, not on every call
+            (4, 1, false),
+            (4, 2, true),
+            (4, 5, true), // already expired
+            (600, 299, false),
+            (600, 300, true), // 10 min: halfway = 5 min
+            (0, 0, true),     // expires_in 0: always renew
+        ];
+        for (lifetime, elapsed, want) in cases {
+            assert_eq!(
+                renewal_due(t0, t0 + s(lifetime), t0 + s(elapsed)),
+                want,
+                "lifetime {lifetime}s, {elapsed}s elapsed"
+            );
+        }
+    }
+
+    #[test]
+    fn choices_parse_from_their_names_only() {
+        for c in CredentialChoice::ALL {
+            assert_eq!(c.as_str().parse::<CredentialChoice>(), Ok(c));
+        }
+        let err = "oidc".parse::<CredentialChoice>().unwrap_err();
+        assert!(
+            err.contains("`oidc`")
+                && err.contains("auto, cli, secret, workload, github-oidc, managed-identity"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn explicit_choices_need_their_own_variables_and_say_which() {
+        use cloudtest_core::skip::MapEnvironment;
+        let ids = MapEnvironment::default()
+            .with("AZURE_TENANT_ID", "t")
+            .with("AZURE_CLIENT_ID", "c");
+        let err = CredentialPlan::resolve(CredentialChoice::GithubOidc, &ids, false).unwrap_err();
+        assert!(
+            err.why.contains("ACTIONS_ID_TOKEN_REQUEST_URL")
+                && err.why.contains("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+                && err.why.contains("id-token: write"),
+            "{err}"
+        );
+        let gh = ids
+            .clone()
+            .with(
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                "https://gh.example/t?api-version=2.0",
+            )
+            .with("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "rt");
+        let plan = CredentialPlan::resolve(CredentialChoice::GithubOidc, &gh, false).expect("ok");
+        assert!(plan.source.contains("GitHub OIDC") && plan.why.contains("every renewal"));
+        assert!(plan.is_client_credential());
+        assert!(!format!("{plan:?}").contains("rt\""), "{plan:?}");
+
+        let err =
+            CredentialPlan::resolve(CredentialChoice::Secret, &MapEnvironment::default(), false)
+                .unwrap_err();
+        assert!(
+            err.why.contains("AZURE_TENANT_ID, AZURE_CLIENT_ID"),
+            "{err}"
+        );
+        let err = CredentialPlan::resolve(CredentialChoice::Workload, &ids, false).unwrap_err();
+        assert!(err.why.contains("AZURE_FEDERATED_TOKEN_FILE"), "{err}");
+
+        // Mock mode: the emulator serves client credentials only.
+        for c in [CredentialChoice::Cli, CredentialChoice::ManagedIdentity] {
+            let err = CredentialPlan::resolve(c, &MapEnvironment::default(), true).unwrap_err();
+            assert!(err.why.contains("mock mode"), "{err}");
+        }
+        for c in [
+            CredentialChoice::Auto,
+            CredentialChoice::Secret,
+            CredentialChoice::GithubOidc,
+        ] {
+            let plan = CredentialPlan::resolve(c, &MapEnvironment::default(), true).expect("mock");
+            assert!(plan.is_client_credential(), "{c}");
+        }
+        // `auto` live keeps azure_identity's chain and says which source leads it.
+        let plan = CredentialPlan::resolve(CredentialChoice::Auto, &gh, false).expect("auto");
+        assert!(!plan.is_client_credential());
+        assert!(plan.why.contains("github-oidc"), "{}", plan.why);
+    }
+
+    #[test]
+    fn a_live_choice_cannot_be_pointed_at_the_emulator_unless_it_is_a_client_credential() {
+        use cloudtest_core::skip::MapEnvironment;
+        let plan =
+            CredentialPlan::resolve(CredentialChoice::Cli, &MapEnvironment::default(), false)
+                .expect("cli");
+        let emulator = Authority::Emulator(url::Url::parse("http://127.0.0.1:1/").expect("url"));
+        let err = plan.build(&emulator).unwrap_err().to_string();
+        assert!(err.contains("mock mode"), "{err}");
+    }
+
     #[tokio::test]
     async fn each_renewal_re_reads_the_token_file() {
         let (authority, seen) = entra(0).await;

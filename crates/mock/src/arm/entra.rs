@@ -10,6 +10,9 @@
 //! - `GET /_github/idtoken?audience=...`: a stand-in for GitHub Actions' ID-token endpoint
 //!   (`ACTIONS_ID_TOKEN_REQUEST_URL`), answering `{"value": "<jwt>"}`.
 //!
+//! Both count their calls in `mock-calls.json` (`entra:Token`, `github:IdToken`) and
+//! take faults under those names.
+//!
 //! ARM then refuses a token whose `exp` has passed with `401 ExpiredAuthenticationToken`
 //! ([`expired`]), as Azure does (docs/LIVE_NOTES.md).
 
@@ -162,6 +165,17 @@ pub async fn token(
     body: Bytes,
 ) -> Response {
     let now = shared.clock.now();
+    // Counted in mock-calls.json as `entra:Token`; `--fault entra:Token:error` makes Entra
+    // unavailable.
+    if shared.ctx.faults.on_call("entra", "Token").is_some() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            90033,
+            "A transient error has occurred. Please try again (injected fault).",
+            now,
+        );
+    }
     let form: HashMap<String, String> = match serde_urlencoded::from_bytes(&body) {
         Ok(f) => f,
         Err(e) => {
@@ -264,6 +278,13 @@ pub async fn github_id_token(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    if shared.ctx.faults.on_call("github", "IdToken").is_some() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"message": "injected fault"})),
+        )
+            .into_response();
+    }
     let authorized = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
