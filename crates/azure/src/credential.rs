@@ -443,7 +443,6 @@ impl CredentialPlan {
                 Ok((v[0].clone(), v[1].clone()))
             }
         };
-        let asked = format!("asked for with `{choice}`");
         let plan = |kind: PlanKind, source: String, why: String| CredentialPlan {
             choice,
             kind,
@@ -460,12 +459,14 @@ impl CredentialPlan {
                         source: AssertionSource::MockAssertion(Secret::new(MOCK_ASSERTION)),
                     },
                     "mock federated assertion (emulated Entra ID token endpoint)".into(),
-                    "`auto` in mock mode: the client-assertion credential live runs use, against the ARM emulator's token endpoint".into(),
+                    "in mock mode, the client-assertion credential live runs use, against the ARM emulator's token endpoint".into(),
                 )
             }
             CredentialChoice::Auto => {
                 let source = crate::connection::describe_live_source(env);
-                let mut why = format!("`auto` (default): the first source present in azure_identity's chain order, here {source}");
+                let mut why = format!(
+                    "the first source present in azure_identity's chain order, here {source}"
+                );
                 if env.var("ACTIONS_ID_TOKEN_REQUEST_URL").is_some() {
                     why.push_str("; in GitHub Actions `--azure-credential github-oidc` renews its tokens for a run of any length");
                 }
@@ -479,7 +480,7 @@ impl CredentialPlan {
             CredentialChoice::Cli => plan(
                 PlanKind::Cli,
                 "Azure CLI login".into(),
-                format!("{asked}; the CLI cannot renew a federated login (AADSTS700024 after 60-90 minutes)"),
+                "the CLI cannot renew a federated login (AADSTS700024 after 60-90 minutes)".into(),
             ),
             CredentialChoice::ManagedIdentity => {
                 let app_service = env.var("IDENTITY_ENDPOINT").is_some();
@@ -490,7 +491,7 @@ impl CredentialPlan {
                     } else {
                         "managed identity (IMDS)".into()
                     },
-                    asked,
+                    "the platform's managed identity endpoint".into(),
                 )
             }
             CredentialChoice::Secret => {
@@ -508,7 +509,7 @@ impl CredentialPlan {
                         source: AssertionSource::ClientSecret(Secret::new(secret)),
                     },
                     "client secret (AZURE_CLIENT_SECRET)".into(),
-                    asked,
+                    "AZURE_CLIENT_SECRET for AZURE_CLIENT_ID in AZURE_TENANT_ID".into(),
                 )
             }
             CredentialChoice::Workload => {
@@ -521,14 +522,16 @@ impl CredentialPlan {
                         source: AssertionSource::TokenFile(PathBuf::from(&file)),
                     },
                     "workload identity (AZURE_FEDERATED_TOKEN_FILE)".into(),
-                    format!("{asked}; {file} is read again at every renewal"),
+                    format!("{file} is read again at every renewal"),
                 )
             }
             CredentialChoice::GithubOidc => {
                 let (tenant_id, client_id) = ids()?;
                 let vars = ["ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"];
                 let source_name = "GitHub OIDC (ACTIONS_ID_TOKEN_REQUEST_URL)".to_string();
-                let why = format!("{asked}; a fresh GitHub ID token (audience {FEDERATED_AUDIENCE}) at every renewal");
+                let why = format!(
+                    "a fresh GitHub ID token (audience {FEDERATED_AUDIENCE}) at every renewal"
+                );
                 if mock && vars.iter().all(|v| env.var(v).is_none()) {
                     plan(
                         PlanKind::MockGitHub { tenant_id, client_id },

@@ -54,8 +54,8 @@ impl Guards {
             .as_ref()
             .map_or("default", |a| a.credential_origin.as_str());
         Some(format!(
-            "azure credential: {} ({origin}: {})",
-            c.source, c.why
+            "azure credential: {} ({origin} = {}; {})",
+            c.source, c.choice, c.why
         ))
     }
 }
