@@ -1076,7 +1076,7 @@ fn a_lifecycle_longer_than_three_token_lifetimes_passes_with_github_oidc() {
     );
     assert!(
         run.stdout()
-            .contains("azure credential: GitHub OIDC (ACTIONS_ID_TOKEN_REQUEST_URL) (--azure-credential = github-oidc;"),
+            .contains("azure credential: GitHub OIDC (ACTIONS_ID_TOKEN_REQUEST_URL) (--azure-credential (or CLOUDTEST_AZURE_CREDENTIAL) = github-oidc;"),
         "the run names its credential source\n{}",
         run.transcript()
     );
@@ -1164,7 +1164,7 @@ fn plan_live_names_the_azure_credential_and_why() {
         "{out}"
     );
     assert!(
-        out.contains("azure credential: GitHub OIDC (ACTIONS_ID_TOKEN_REQUEST_URL) (--azure-credential = github-oidc; a fresh GitHub ID token"),
+        out.contains("azure credential: GitHub OIDC (ACTIONS_ID_TOKEN_REQUEST_URL) (--azure-credential (or CLOUDTEST_AZURE_CREDENTIAL) = github-oidc; a fresh GitHub ID token"),
         "{out}"
     );
     assert!(!out.contains("e2e-fake-request-token"), "{out}");

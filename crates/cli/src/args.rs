@@ -24,6 +24,7 @@ Environment:
   CLOUDTEST_HEALTH_TIMEOUT   health deadline in seconds (default 120 live, a few seconds in mock mode)
   CLOUDTEST_ADMIN_PASSWORD   admin password to use instead of a generated one (never logged or written)
   CLOUDTEST_RUN_URL          link to this run's artifacts, written into the gap document
+  CLOUDTEST_AZURE_CREDENTIAL Azure credential source, as --azure-credential (auto, cli, secret, workload, github-oidc, managed-identity)
   CLOUDTEST_LEDGER           cost ledger (JSON lines) for the budget guard; overrides [budget] ledger
   RUST_LOG                   log filter (e.g. cloudtest=debug); CI=true forces plain log lines
 
@@ -164,7 +165,7 @@ pub struct RunArgs {
     /// workload (re-reads AZURE_FEDERATED_TOKEN_FILE at each renewal), github-oidc (a fresh
     /// GitHub ID token at each renewal) or managed-identity. Overrides `[azure] credential`.
     /// Example: `--azure-credential github-oidc`.
-    #[arg(long, value_name = "SOURCE")]
+    #[arg(long, value_name = "SOURCE", env = "CLOUDTEST_AZURE_CREDENTIAL")]
     pub azure_credential: Option<String>,
 
     /// Who may reach the GUI/API port (default: this machine's public address as /32 in live
@@ -329,7 +330,7 @@ pub struct SweepArgs {
     #[arg(long, value_name = "URL")]
     pub azure_endpoint: Option<String>,
     /// Where Azure tokens come from (see `run --help`); overrides `[azure] credential`.
-    #[arg(long, value_name = "SOURCE")]
+    #[arg(long, value_name = "SOURCE", env = "CLOUDTEST_AZURE_CREDENTIAL")]
     pub azure_credential: Option<String>,
     /// Mock mode only: resources to plant before sweeping, for demonstrations and tests:
     /// `tagged-expired`, `tagged-fresh`, `untagged`. Repeatable.

@@ -411,7 +411,10 @@ pub fn azure_credential_choice(
     config_origin: &str,
 ) -> Result<(CredentialChoice, String)> {
     let (value, origin) = match (flag, configured) {
-        (Some(v), _) => (v, "--azure-credential".to_string()),
+        (Some(v), _) => (
+            v,
+            "--azure-credential (or CLOUDTEST_AZURE_CREDENTIAL)".to_string(),
+        ),
         (None, Some(v)) => (v, format!("[azure] credential in {config_origin}")),
         (None, None) => return Ok((CredentialChoice::Auto, "default".into())),
     };
