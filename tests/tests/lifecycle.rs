@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use cloudtest_e2e::{files_under, run_cloudtest, workspace_root, Run};
+use cloudtest_e2e::{files_under, read_json, run_cloudtest, workspace_root, Run};
 use serde_json::Value;
 
 const PHASES: [&str; 6] = [
@@ -1108,4 +1108,153 @@ fn runs_from_any_directory_with_the_embedded_templates() {
         text.contains("templates-cfn/velociraptor.yaml (working directory)"),
         "{text}"
     );
+}
+
+// ------------------------------------------------------------------------- credentials
+
+/// Issue 16 §1: the emulated Entra ID issues 1-second tokens, and a CLOUD-02 lifecycle
+/// lasting several seconds passes with the credential the GitHub workflow uses: a fresh
+/// (emulated) GitHub ID token and a new access token at each renewal. The ARM emulator
+/// refuses any token past its `exp` (crates/azure/tests/credentials.rs shows a token that
+/// is not renewed being refused), so passing proves the renewals.
+#[test]
+fn a_lifecycle_longer_than_three_token_lifetimes_passes_with_github_oidc() {
+    let run = run_cloudtest(
+        &[
+            "run",
+            "--provider",
+            "azure",
+            "--azure-credential",
+            "github-oidc",
+            "--mock-token-lifetime",
+            "1s",
+            "--mock-latency",
+            "1s",
+        ],
+        &[],
+    );
+    assert_exit(&run, 0);
+    let r = run.requirement("CLOUD-02");
+    assert_eq!(r["status"], "passed", "{r}");
+    let total_ms: u64 = r["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter_map(|p| p["duration_ms"].as_u64())
+        .sum();
+    assert!(
+        total_ms > 3_000,
+        "the lifecycle must outlive three 1 s tokens; it took {total_ms} ms"
+    );
+    let calls = read_json(&run.out().join("mock-calls.json"));
+    let count = |key: &str| calls[key].as_u64().unwrap_or(0);
+    assert!(
+        count("entra:Token") >= 3 && count("github:IdToken") >= 3,
+        "each renewal asks GitHub, then Entra: {calls}"
+    );
+    assert!(
+        run.stdout()
+            .contains("azure credential: GitHub OIDC (ACTIONS_ID_TOKEN_REQUEST_URL) (--azure-credential (or CLOUDTEST_AZURE_CREDENTIAL) = github-oidc;"),
+        "the run names its credential source\n{}",
+        run.transcript()
+    );
+    assert_state_empty(&run);
+}
+
+#[test]
+fn an_unknown_azure_credential_is_a_usage_error_naming_the_input_and_the_choices() {
+    let run = run_cloudtest(&["run", "--azure-credential", "oidc"], &[]);
+    assert_usage_error(
+        &run,
+        &[
+            "--azure-credential",
+            "`oidc`",
+            "auto, cli, secret, workload, github-oidc, managed-identity",
+        ],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_file(
+        dir.path(),
+        "cloudtest.toml",
+        "[azure]\ncredential = \"az-cli\"\n",
+    );
+    let run = run_cloudtest(&["run", "--config", &config], &[]);
+    assert_usage_error(&run, &["[azure] credential in", "`az-cli`", "github-oidc"]);
+    // The emulator serves client credentials only.
+    let run = run_cloudtest(&["run", "--azure-credential", "cli"], &[]);
+    assert_usage_error(&run, &["--azure-credential", "mock mode"]);
+    let run = run_cloudtest(
+        &["run", "--mode", "live", "--mock-token-lifetime", "5s"],
+        &[],
+    );
+    assert_usage_error(&run, &["--mock-token-lifetime", "mock mode"]);
+}
+
+#[test]
+fn plan_live_names_the_azure_credential_and_why() {
+    let azure = [
+        (
+            "AZURE_SUBSCRIPTION_ID",
+            "00000000-0000-0000-0000-000000000001",
+        ),
+        ("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000002"),
+        ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000003"),
+    ];
+    // github-oidc without GitHub's variables: Azure is skipped, saying what is missing.
+    let (run, _out) = plan(
+        &[
+            "--mode",
+            "live",
+            "--provider",
+            "aws",
+            "--azure-credential",
+            "github-oidc",
+        ],
+        &azure,
+    );
+    let out = run.stdout();
+    assert!(!out.contains("CLOUD-02"), "{out}");
+    let (run, _out) = plan(
+        &["--mode", "live", "--azure-credential", "github-oidc"],
+        &azure,
+    );
+    assert_exit(&run, 2);
+    let out = run.stdout();
+    assert!(
+        plan_line(&out, "CLOUD-02").contains("ACTIONS_ID_TOKEN_REQUEST_URL"),
+        "{out}"
+    );
+
+    let mut env = azure.to_vec();
+    env.push((
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "https://example.invalid/token?api-version=2.0",
+    ));
+    env.push(("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "e2e-fake-request-token"));
+    let (run, _out) = plan(
+        &["--mode", "live", "--azure-credential", "github-oidc"],
+        &env,
+    );
+    assert_exit(&run, 0);
+    let out = run.stdout();
+    assert!(
+        plan_line(&out, "CLOUD-02").contains("will run (GitHub OIDC"),
+        "{out}"
+    );
+    assert!(
+        out.contains("azure credential: GitHub OIDC (ACTIONS_ID_TOKEN_REQUEST_URL) (--azure-credential (or CLOUDTEST_AZURE_CREDENTIAL) = github-oidc; a fresh GitHub ID token"),
+        "{out}"
+    );
+    assert!(!out.contains("e2e-fake-request-token"), "{out}");
+
+    // `auto` keeps the chain and says which source leads it.
+    let mut env = azure.to_vec();
+    env.push(("AZURE_CLIENT_SECRET", "e2e-fake-client-secret"));
+    let (run, _out) = plan(&["--mode", "live"], &env);
+    let out = run.stdout();
+    assert!(
+        out.contains("(default = auto; the first source present in azure_identity's chain order, here client secret"),
+        "{out}"
+    );
+    assert!(!out.contains("e2e-fake-client-secret"), "{out}");
 }

@@ -116,10 +116,16 @@ fn runs_command(job: &Yaml, command: &str) -> bool {
         .any(|s| str_of(s.get("run")).contains(command))
 }
 
-/// Jobs that obtain cloud credentials.
+/// Jobs that obtain cloud credentials (cloudtest's own `github-oidc` credential asks
+/// GitHub for ID tokens itself).
 fn is_cloud_job(job: &Yaml) -> bool {
-    uses_action(job, "aws-actions/configure-aws-credentials") || uses_action(job, "azure/login")
+    uses_action(job, "aws-actions/configure-aws-credentials")
+        || uses_action(job, "azure/login")
+        || runs_command(job, AZURE_GITHUB_OIDC)
 }
+
+/// How a job gets Azure tokens that outlive the Azure CLI's (issue 16 §1).
+const AZURE_GITHUB_OIDC: &str = "--azure-credential github-oidc";
 
 fn permission<'a>(scope: &'a Yaml, name: &str) -> Option<&'a str> {
     scope
@@ -454,6 +460,37 @@ fn cleanup_problems(wf: &Yaml) -> Vec<String> {
     problems
 }
 
+/// Issue 16 §1: `azure/login` logs the Azure CLI in, and the CLI cannot renew a federated
+/// login (AADSTS700024 once its token expires after 60-90 minutes, Azure/azure-cli#28708),
+/// so a slow run's teardown lost its credentials. A job that runs cloudtest against Azure
+/// uses `--azure-credential github-oidc` with the application and tenant in its
+/// environment, and never `azure/login`.
+fn azure_credential_problems(wf: &Yaml) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, job) in jobs(wf) {
+        if uses_action(job, "azure/login") {
+            problems.push(format!(
+                "job `{name}` relies on the Azure CLI login (azure/login), whose token cannot be renewed; use `{AZURE_GITHUB_OIDC}`"
+            ));
+        }
+        if runs_command(job, AZURE_GITHUB_OIDC) {
+            let env = job.get("env");
+            for var in [
+                "AZURE_CLIENT_ID",
+                "AZURE_TENANT_ID",
+                "AZURE_SUBSCRIPTION_ID",
+            ] {
+                if env.and_then(|e| e.get(var)).is_none() {
+                    problems.push(format!(
+                        "job `{name}` uses `{AZURE_GITHUB_OIDC}` without {var} in its env"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
 fn github_problems(raw: &str) -> Vec<String> {
     let wf = yaml(raw);
     [
@@ -469,6 +506,7 @@ fn github_problems(raw: &str) -> Vec<String> {
         sweep_problems(&wf),
         merge_problems(&wf),
         mock_problems(&wf),
+        azure_credential_problems(&wf),
     ]
     .concat()
 }
@@ -476,6 +514,40 @@ fn github_problems(raw: &str) -> Vec<String> {
 #[test]
 fn github_workflow_passes_every_check() {
     assert_clean(WORKFLOW, github_problems(&read(WORKFLOW)));
+}
+
+/// The live job's Azure leg gets renewable tokens: no CLI login, and every cloudtest
+/// command it runs for Azure (preflight, run, the cleanup sweep) asks for `github-oidc`.
+#[test]
+fn the_azure_live_job_does_not_rely_on_the_cli_login() {
+    let wf = yaml(&read(WORKFLOW));
+    let (name, live) = jobs(&wf)
+        .into_iter()
+        .find(|(_, j)| runs_command(j, "--mode live"))
+        .expect("a live job");
+    assert!(
+        !uses_action(live, "azure/login"),
+        "job `{name}` uses azure/login"
+    );
+    assert_eq!(permission(live, "id-token"), Some("write"), "job `{name}`");
+    for (step, what) in [
+        ("preflight --mode live", "preflight"),
+        ("run --mode live", "run"),
+        ("sweep --provider", "cleanup sweep"),
+    ] {
+        let text = steps(live)
+            .iter()
+            .map(|s| str_of(s.get("run")))
+            .find(|t| t.contains(step))
+            .unwrap_or_else(|| panic!("job `{name}` has no {what} step"));
+        assert!(
+            text.contains(&format!(
+                "if [ \"$PROVIDER\" = azure ]; then args+=({AZURE_GITHUB_OIDC}); fi"
+            )),
+            "the {what} step does not pass `{AZURE_GITHUB_OIDC}` for Azure:\n{text}"
+        );
+    }
+    assert_clean(WORKFLOW, azure_credential_problems(&wf));
 }
 
 /// A minimal workflow that passes every check; the tests below break it one way each.
@@ -528,9 +600,10 @@ jobs:
     timeout-minutes: 10
     permissions: {contents: read, id-token: write}
     concurrency: {group: sweep, cancel-in-progress: false}
+    env: {AZURE_CLIENT_ID: a, AZURE_TENANT_ID: t, AZURE_SUBSCRIPTION_ID: s}
     steps:
-      - uses: azure/login@0123456789abcdef0123456789abcdef01234567 # v3.0.0
-      - run: cloudtest sweep --provider azure
+      - uses: actions/download-artifact@0123456789abcdef0123456789abcdef01234567 # v8.0.0
+      - run: cloudtest sweep --provider azure --azure-credential github-oidc
 "#;
 
 fn broken(from: &str, to: &str) -> Vec<String> {
@@ -559,8 +632,8 @@ fn each_workflow_check_catches_its_fault() {
         ("concurrency: {group: live, cancel-in-progress: false}", "", "no concurrency group"),
         ("{group: live, cancel-in-progress: false}", "{group: live, cancel-in-progress: true}", "cancel-in-progress"),
         ("    timeout-minutes: 10\n    permissions: {contents: read}\n", "    permissions: {contents: read}\n", "`test` has no timeout"),
-        ("azure/login@0123456789abcdef0123456789abcdef01234567", "azure/login@v3", "not pinned"),
-        ("# v3.0.0", "", "no `# vX.Y.Z` comment"),
+        ("aws-actions/configure-aws-credentials@0123456789abcdef0123456789abcdef01234567", "aws-actions/configure-aws-credentials@v6", "not pinned"),
+        ("# v6.0.0", "", "no `# vX.Y.Z` comment"),
         ("      - run: cloudtest sweep", "      - env: {AWS_SECRET_ACCESS_KEY: x}\n        run: cloudtest sweep", "AWS_SECRET_ACCESS_KEY"),
         ("      - run: cloudtest sweep", "      - env: {X: \"${{ secrets.X }}\"}\n        run: cloudtest sweep", "`secrets.`"),
         ("      - uses: actions/cache/restore@0123456789abcdef0123456789abcdef01234567 # v5.0.0\n        with: {path: ledger.jsonl}\n", "", "ledger restore, then the run"),
@@ -572,8 +645,10 @@ fn each_workflow_check_catches_its_fault() {
         ("cloudtest run --mode live --run-id \"$ID\"", "cloudtest run --mode live", "does not set `--run-id`"),
         ("      - run: cloudtest sweep --run-id \"$ID\"\n        if: always()\n", "", "does not end with `cloudtest sweep --run-id`"),
         ("      - run: cloudtest sweep --run-id \"$ID\"\n        if: always()\n", "      - run: cloudtest sweep --run-id \"$ID\"\n", "must run `if: always()`"),
-        ("cloudtest sweep --provider azure", "echo", "no job runs `cloudtest sweep`"),
-        ("      - uses: azure/login@0123456789abcdef0123456789abcdef01234567 # v3.0.0\n", "", "logs in to no cloud"),
+        ("cloudtest sweep --provider azure --azure-credential github-oidc", "echo", "no job runs `cloudtest sweep`"),
+        (" --azure-credential github-oidc", "", "logs in to no cloud"),
+        ("      - run: cloudtest sweep --provider azure", "      - uses: azure/login@0123456789abcdef0123456789abcdef01234567 # v3.0.0\n      - run: cloudtest sweep --provider azure", "relies on the Azure CLI login"),
+        ("AZURE_TENANT_ID: t, ", "", "without AZURE_TENANT_ID"),
         ("cloudtest report merge shards/*", "echo", "no job runs `cloudtest report merge`"),
         ("      - uses: mikepenz/action-junit-report@0123456789abcdef0123456789abcdef01234567 # v6.0.0\n", "", "publish JUnit"),
         ("      - uses: peter-evans/create-pull-request@0123456789abcdef0123456789abcdef01234567 # v8.0.0\n", "", "pull request"),
@@ -742,6 +817,44 @@ fn gitlab_problems(raw: &str) -> Vec<String> {
         }
     }
     problems
+}
+
+/// GitLab's Azure jobs use workload identity through cloudtest's own credential (the
+/// token file from `id_tokens:`, read again at every renewal), never an `az login`.
+#[test]
+fn gitlab_azure_jobs_use_workload_identity_not_the_cli_login() {
+    let raw = read(GITLAB);
+    let doc = yaml(&raw);
+    let azure: Vec<String> = doc
+        .get(".credentials")
+        .and_then(|c| c.get("azure"))
+        .and_then(Yaml::as_sequence)
+        .expect(".credentials.azure")
+        .iter()
+        .filter_map(|l| l.as_str().map(str::to_string))
+        .collect();
+    assert!(
+        azure
+            .iter()
+            .any(|l| l == "export CLOUDTEST_AZURE_CREDENTIAL=workload"),
+        "{azure:?}"
+    );
+    assert!(
+        azure
+            .iter()
+            .any(|l| l.starts_with("export AZURE_FEDERATED_TOKEN_FILE=")),
+        "{azure:?}"
+    );
+    assert!(!raw.contains("az login"), "{GITLAB} logs the Azure CLI in");
+    for job in ["live:azure", "sweep:azure"] {
+        let aud = doc
+            .get(job)
+            .and_then(|j| j.get("id_tokens"))
+            .and_then(|t| t.get("CLOUDTEST_AZURE_ID_TOKEN"))
+            .and_then(|t| t.get("aud"))
+            .and_then(Yaml::as_str);
+        assert_eq!(aud, Some("api://AzureADTokenExchange"), "{job}");
+    }
 }
 
 #[test]

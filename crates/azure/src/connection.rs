@@ -66,25 +66,7 @@ impl ArmConnection {
         env: &dyn Environment,
     ) -> Result<Self, AzureError> {
         let subscription_id = subscription_id.into();
-        if subscription_id.trim().is_empty() {
-            return Err(AzureError::NoSubscription);
-        }
-        if let Some(e) = endpoint.as_ref().filter(|e| e.scheme() != "https") {
-            return Err(AzureError::Endpoint {
-                endpoint: e.as_str().to_string(),
-                why: "a live run sends its bearer token there, so it must be https".into(),
-            });
-        }
-        if let Some(host) = env.var("AZURE_AUTHORITY_HOST") {
-            if !is_public_authority(&host) {
-                return Err(AzureError::Endpoint {
-                    endpoint: format!("AZURE_AUTHORITY_HOST={host}"),
-                    why: format!(
-                        "only the public cloud ({PUBLIC_AUTHORITY_HOST}) is supported; sovereign clouds need another ARM endpoint and token scope, which cloudtest does not derive. Unset AZURE_AUTHORITY_HOST or use a public-cloud subscription"
-                    ),
-                });
-            }
-        }
+        check_live_target(&subscription_id, endpoint.as_ref(), env)?;
         Ok(Self {
             endpoint,
             subscription_id,
@@ -102,10 +84,52 @@ impl ArmConnection {
         credential: Arc<dyn TokenCredential>,
         source: impl Into<String>,
     ) -> Result<Self, AzureError> {
-        let mut conn = Self::live(subscription_id, endpoint, env)?;
-        conn.credential = credential;
-        conn.credential_source = source.into();
-        Ok(conn)
+        let subscription_id = subscription_id.into();
+        check_live_target(&subscription_id, endpoint.as_ref(), env)?;
+        Ok(Self {
+            endpoint,
+            subscription_id,
+            credential,
+            credential_source: source.into(),
+        })
+    }
+
+    /// A live connection with the credential `plan` resolved to (public-cloud Entra ID).
+    pub fn live_with_plan(
+        subscription_id: impl Into<String>,
+        endpoint: Option<url::Url>,
+        env: &dyn Environment,
+        plan: &crate::credential::CredentialPlan,
+    ) -> Result<Self, AzureError> {
+        let subscription_id = subscription_id.into();
+        // Before building: azure_identity's own credentials read AZURE_AUTHORITY_HOST.
+        check_live_target(&subscription_id, endpoint.as_ref(), env)?;
+        let credential = plan.build(&crate::credential::Authority::Public)?;
+        Self::live_with_credential(
+            subscription_id,
+            endpoint,
+            env,
+            credential,
+            plan.source.clone(),
+        )
+    }
+
+    /// A connection to an emulator (`endpoint`) whose Entra-like token endpoint
+    /// (`authority`) issues the tokens, through the same credential code as a live run
+    /// (mock mode only).
+    pub fn emulated(
+        subscription_id: impl Into<String>,
+        endpoint: url::Url,
+        authority: url::Url,
+        plan: &crate::credential::CredentialPlan,
+    ) -> Result<Self, AzureError> {
+        let credential = plan.build(&crate::credential::Authority::Emulator(authority))?;
+        Ok(Self {
+            endpoint: Some(endpoint),
+            subscription_id: subscription_id.into(),
+            credential,
+            credential_source: plan.source.clone(),
+        })
     }
 
     /// A connection with a fixed bearer token (emulators and replay servers).
@@ -134,6 +158,61 @@ impl ArmConnection {
     }
 }
 
+/// A live run: a subscription, an https ARM endpoint, and the public cloud's authority
+/// (a non-public `AZURE_AUTHORITY_HOST` is accepted only by mock wiring, which never
+/// comes here).
+fn check_live_target(
+    subscription_id: &str,
+    endpoint: Option<&url::Url>,
+    env: &dyn Environment,
+) -> Result<(), AzureError> {
+    if subscription_id.trim().is_empty() {
+        return Err(AzureError::NoSubscription);
+    }
+    if let Some(e) = endpoint.as_ref().filter(|e| e.scheme() != "https") {
+        return Err(AzureError::Endpoint {
+            endpoint: e.as_str().to_string(),
+            why: "a live run sends its bearer token there, so it must be https".into(),
+        });
+    }
+    if let Some(host) = env.var("AZURE_AUTHORITY_HOST") {
+        if !is_public_authority(&host) {
+            return Err(AzureError::Endpoint {
+                    endpoint: format!("AZURE_AUTHORITY_HOST={host}"),
+                    why: format!(
+                        "only the public cloud ({PUBLIC_AUTHORITY_HOST}) is supported; sovereign clouds need another ARM endpoint and token scope, which cloudtest does not derive. Unset AZURE_AUTHORITY_HOST or use a public-cloud subscription"
+                    ),
+                });
+        }
+    }
+    Ok(())
+}
+
+/// An error and every error below it, on one line: azure_identity puts the AADSTS code
+/// and Entra's message in an inner error or on a later line, and both must reach the user.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    if parts.is_empty() {
+        "no detail".into()
+    } else {
+        parts.join(": ")
+    }
+}
+
 /// azure_identity's default chain: environment (workload identity federation via
 /// `AZURE_FEDERATED_TOKEN_FILE`, then client secret), App Service and VM managed identity,
 /// then the Azure CLI login. No network call happens here; the first token request does.
@@ -143,7 +222,7 @@ pub fn live_credential() -> Result<Arc<dyn TokenCredential>, AzureError> {
             .build()
             .map_err(|e| AzureError::Credential {
                 source_name: LIVE_SOURCES.into(),
-                message: first_line(&e.to_string()),
+                message: error_chain(&e),
             })?;
     Ok(Arc::new(chain))
 }
@@ -266,7 +345,7 @@ impl ArmClients {
             .map(|t| Secret::new(t.token.secret()))
             .map_err(|e| AzureError::Credential {
                 source_name: self.conn.credential_source.clone(),
-                message: first_line(&e.to_string()),
+                message: error_chain(&e),
             })
     }
 }

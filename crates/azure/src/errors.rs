@@ -125,7 +125,7 @@ impl AzureError {
         match err.kind() {
             ErrorKind::Credential => AzureError::Credential {
                 source_name: source_name.into(),
-                message: first_line(&err.to_string()),
+                message: crate::connection::error_chain(&err),
             },
             ErrorKind::HttpResponse { status, error_code } => {
                 let http = err.as_http_error();

@@ -30,6 +30,7 @@ pub use teardown as resource_group;
 pub use connection::{
     live_credential, static_token_credential, ArmConnection, ARM_SCOPE, PUBLIC_ARM_ENDPOINT,
 };
+pub use credential::{Authority, CredentialChoice, CredentialPlan, UnusableCredential};
 pub use errors::AzureError;
 pub use preflight::{ArmPreflight, ArmPreflightPlan};
 pub use provider::{ArmProvider, DeploymentPlan};

@@ -24,6 +24,7 @@ Environment:
   CLOUDTEST_HEALTH_TIMEOUT   health deadline in seconds (default 120 live, a few seconds in mock mode)
   CLOUDTEST_ADMIN_PASSWORD   admin password to use instead of a generated one (never logged or written)
   CLOUDTEST_RUN_URL          link to this run's artifacts, written into the gap document
+  CLOUDTEST_AZURE_CREDENTIAL Azure credential source, as --azure-credential (auto, cli, secret, workload, github-oidc, managed-identity)
   CLOUDTEST_LEDGER           cost ledger (JSON lines) for the budget guard; overrides [budget] ledger
   RUST_LOG                   log filter (e.g. cloudtest=debug); CI=true forces plain log lines
 
@@ -160,6 +161,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub azure_endpoint: Option<String>,
 
+    /// Where Azure tokens come from: auto (default: azure_identity's chain), cli, secret,
+    /// workload (re-reads AZURE_FEDERATED_TOKEN_FILE at each renewal), github-oidc (a fresh
+    /// GitHub ID token at each renewal) or managed-identity. Overrides `[azure] credential`.
+    /// Example: `--azure-credential github-oidc`.
+    #[arg(long, value_name = "SOURCE", env = "CLOUDTEST_AZURE_CREDENTIAL")]
+    pub azure_credential: Option<String>,
+
     /// Who may reach the GUI/API port (default: this machine's public address as /32 in live
     /// mode, 127.0.0.1/32 in mock mode). Example: `--allowed-cidr 198.51.100.0/24`.
     #[arg(long, value_name = "CIDR")]
@@ -178,6 +186,12 @@ pub struct RunArgs {
     /// Example: `--mock-latency 2s`.
     #[arg(long, value_name = "DURATION")]
     pub mock_latency: Option<String>,
+
+    /// Mock mode: lifetime of the access tokens the emulated Entra ID issues (default 1h).
+    /// A run longer than it passes only if the credential renews its tokens.
+    /// Example: `--mock-token-lifetime 5s`.
+    #[arg(long, value_name = "DURATION")]
+    pub mock_token_lifetime: Option<String>,
 
     /// Mock mode: inject a fault OPERATION:KIND[:COUNT], repeatable; KIND is error, timeout,
     /// throttle, reset or malformed. Example: `--fault CreateStack:throttle:2`.
@@ -319,6 +333,9 @@ pub struct SweepArgs {
     pub aws_endpoint: Option<String>,
     #[arg(long, value_name = "URL")]
     pub azure_endpoint: Option<String>,
+    /// Where Azure tokens come from (see `run --help`); overrides `[azure] credential`.
+    #[arg(long, value_name = "SOURCE", env = "CLOUDTEST_AZURE_CREDENTIAL")]
+    pub azure_credential: Option<String>,
     /// Mock mode only: resources to plant before sweeping, for demonstrations and tests:
     /// `tagged-expired`, `tagged-fresh`, `untagged`. Repeatable.
     #[arg(long, hide = true)]

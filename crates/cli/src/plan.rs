@@ -17,6 +17,7 @@ use cloudtest_core::{Phase, RunMode, Secret};
 use crate::args::{ModeArg, ProviderArg, RunArgs};
 use crate::error::usage;
 use crate::templates::{self, Shipped, TemplateOrigin};
+use cloudtest_azure::CredentialChoice;
 use cloudtest_core::{regions, tags};
 
 pub const DEFAULT_GAP_DOC: &str = "docs/GAP_ANALYSIS.md";
@@ -29,6 +30,8 @@ pub struct MockPlan {
     pub latency: Duration,
     pub faults: Vec<cloudtest_mock::FaultSpec>,
     pub probe_via_mock: bool,
+    /// `--mock-token-lifetime`: the emulated Entra ID's token lifetime.
+    pub token_lifetime: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +56,10 @@ pub struct AzurePlan {
     pub subscription_id: Option<String>,
     pub parameters: BTreeMap<String, String>,
     pub use_spot: bool,
+    /// `--azure-credential` or `[azure] credential` (default `auto`).
+    pub credential: CredentialChoice,
+    /// Which input chose it, for the plan ("--azure-credential", "[azure] credential in X").
+    pub credential_origin: String,
 }
 
 /// A validated run: what to deploy where, with which deadlines, and where results go.
@@ -129,6 +136,7 @@ impl RunPlan {
                 (args.mock_latency.is_some(), "--mock-latency"),
                 (!args.fault.is_empty(), "--fault"),
                 (args.probe_via_mock, "--probe-via-mock"),
+                (args.mock_token_lifetime.is_some(), "--mock-token-lifetime"),
             ] {
                 if set {
                     return Err(usage(format!(
@@ -219,6 +227,17 @@ impl RunPlan {
             )?;
             let template = check_arm_template(&t.path, &t.body)?;
             tracing::info!(template = %t.describe(), "ARM template");
+            let (credential, credential_origin) = azure_credential_choice(
+                args.azure_credential.as_deref(),
+                config.azure.credential.as_deref(),
+                &config_origin,
+            )?;
+            if mode == RunMode::Mock {
+                // Mock mode resolves the choice now: the emulator cannot stand in for
+                // every source, and that is a usage error, not a skip.
+                cloudtest_azure::CredentialPlan::resolve(credential, env, true)
+                    .map_err(|e| usage(format!("{credential_origin}: {e}")))?;
+            }
             let use_spot = config.azure.use_spot.unwrap_or(false);
             if use_spot {
                 if let Some(why) =
@@ -243,6 +262,8 @@ impl RunPlan {
                     .or_else(|| env.var("AZURE_SUBSCRIPTION_ID")),
                 parameters: config.azure.parameters.clone(),
                 use_spot,
+                credential,
+                credential_origin,
             })
         } else {
             None
@@ -382,6 +403,27 @@ impl RunPlan {
     }
 }
 
+/// The Azure credential source: the flag, else the config file, else `auto`; a value
+/// outside the allowed ones is a usage error naming the input.
+pub fn azure_credential_choice(
+    flag: Option<&str>,
+    configured: Option<&str>,
+    config_origin: &str,
+) -> Result<(CredentialChoice, String)> {
+    let (value, origin) = match (flag, configured) {
+        (Some(v), _) => (
+            v,
+            "--azure-credential (or CLOUDTEST_AZURE_CREDENTIAL)".to_string(),
+        ),
+        (None, Some(v)) => (v, format!("[azure] credential in {config_origin}")),
+        (None, None) => return Ok((CredentialChoice::Auto, "default".into())),
+    };
+    let choice = value
+        .parse::<CredentialChoice>()
+        .map_err(|e| usage(format!("{origin}: {e}")))?;
+    Ok((choice, origin))
+}
+
 /// `cloudtest.toml` from --config, else ./cloudtest.toml when present, else defaults.
 pub fn load_config(path: Option<&Path>) -> Result<(Config, String)> {
     match path {
@@ -423,11 +465,25 @@ fn mock_plan(args: &RunArgs) -> Result<MockPlan> {
                 .map_err(|e: String| usage(format!("--fault: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
+    let token_lifetime = match &args.mock_token_lifetime {
+        Some(s) => {
+            let d = parse_duration(s)
+                .map_err(|e| usage(format!("--mock-token-lifetime `{s}`: {e}")))?;
+            if d < Duration::from_secs(1) {
+                return Err(usage(format!(
+                    "--mock-token-lifetime `{s}`: tokens live whole seconds (`expires_in`); give at least 1s"
+                )));
+            }
+            Some(d)
+        }
+        None => None,
+    };
     Ok(MockPlan {
         scenario,
         latency,
         faults,
         probe_via_mock: args.probe_via_mock,
+        token_lifetime,
     })
 }
 
@@ -629,6 +685,36 @@ mod tests {
             .expect("dedup"),
             vec!["eu-west-1"]
         );
+    }
+
+    #[test]
+    fn azure_credential_flag_beats_config_and_bad_values_name_their_input() {
+        let (c, origin) =
+            azure_credential_choice(Some("github-oidc"), Some("cli"), "x.toml").expect("ok");
+        assert_eq!(c, CredentialChoice::GithubOidc);
+        assert!(origin.starts_with("--azure-credential"), "{origin}");
+        let (c, origin) = azure_credential_choice(None, Some("workload"), "x.toml").expect("ok");
+        assert_eq!(c, CredentialChoice::Workload);
+        assert!(origin.contains("[azure] credential in x.toml"), "{origin}");
+        assert_eq!(
+            azure_credential_choice(None, None, "x").expect("ok").0,
+            CredentialChoice::Auto
+        );
+        let err = azure_credential_choice(None, Some("oidc"), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[azure] credential in x.toml") && err.contains("`oidc`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("auto, cli, secret, workload, github-oidc, managed-identity"),
+            "{err}"
+        );
+        let err = crate::error::exit_code_of(
+            &azure_credential_choice(Some("az"), None, "x").unwrap_err(),
+        );
+        assert_eq!(err, cloudtest_core::ExitCode::UsageError);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use anyhow::{Context, Result};
 use cloudtest_aws::{
     load_sdk_config, AwsConnection, CloudFormationProvider, IdentityCheck, StackPlan,
 };
-use cloudtest_azure::{ArmConnection, ArmProvider, DeploymentPlan};
+use cloudtest_azure::{
+    ArmConnection, ArmProvider, CredentialChoice, CredentialPlan, DeploymentPlan,
+};
 use cloudtest_core::skip::{self, Credentials, Environment, ProcessEnvironment};
 use cloudtest_core::{
     Backoff, Provider, RequirementId, RequirementResult, RequirementStatus, RunMode, RunResults,
@@ -28,9 +30,8 @@ use crate::args::ProviderArg;
 use crate::error::{usage, CliError};
 use crate::plan::{MockPlan, RunPlan};
 
-/// Emulators accept any credentials; these make the SDKs sign requests as usual.
+/// The AWS emulator accepts any credentials; these make the SDK sign requests as usual.
 const MOCK_ACCESS_KEY: &str = "cloudtest-mock";
-const MOCK_TOKEN: &str = "cloudtest-mock-token";
 pub const LEDGER_ENV: &str = "CLOUDTEST_LEDGER";
 
 /// What the skip guards decided.
@@ -40,6 +41,60 @@ pub struct Guards {
     pub skipped: Vec<RequirementResult>,
     /// Credential source per runnable provider, for error messages.
     pub sources: BTreeMap<ProviderArg, String>,
+    /// The Azure credential the run uses (when Azure runs), with why it was chosen.
+    pub azure_credential: Option<CredentialPlan>,
+}
+
+impl Guards {
+    /// "azure credential: SOURCE (WHY)", for the plan and the start of a run.
+    pub fn azure_credential_line(&self, plan: &RunPlan) -> Option<String> {
+        let c = self.azure_credential.as_ref()?;
+        let origin = plan
+            .azure
+            .as_ref()
+            .map_or("default", |a| a.credential_origin.as_str());
+        Some(format!(
+            "azure credential: {} ({origin} = {}; {})",
+            c.source, c.choice, c.why
+        ))
+    }
+}
+
+/// The Azure connection for one command: the emulator's token endpoint in mock mode,
+/// Entra ID's public cloud otherwise (`auto` keeps azure_identity's chain exactly).
+pub fn azure_connection(
+    credential: &CredentialPlan,
+    subscription: Option<String>,
+    endpoint: Option<url::Url>,
+    mock: Option<&MockCloud>,
+) -> Result<ArmConnection> {
+    match mock {
+        Some(m) => {
+            let authority = url::Url::parse(&m.arm.endpoint())
+                .map_err(|e| usage(format!("the ARM emulator's endpoint is not a URL: {e}")))?;
+            let endpoint = endpoint.unwrap_or_else(|| authority.clone());
+            ArmConnection::emulated(m.arm.subscription_id(), endpoint, authority, credential)
+                .map_err(|e| usage(e.to_string()))
+        }
+        None => {
+            let subscription = subscription
+                .or_else(|| ProcessEnvironment.var("AZURE_SUBSCRIPTION_ID"))
+                .ok_or_else(|| {
+                    usage("no Azure subscription: set AZURE_SUBSCRIPTION_ID or [azure] subscription_id")
+                })?;
+            let conn = if credential.choice == CredentialChoice::Auto {
+                ArmConnection::live(subscription, endpoint, &ProcessEnvironment)
+            } else {
+                ArmConnection::live_with_plan(
+                    subscription,
+                    endpoint,
+                    &ProcessEnvironment,
+                    credential,
+                )
+            };
+            conn.map_err(|e| usage(e.to_string()))
+        }
+    }
 }
 
 /// The process environment, with the config file's Azure subscription standing in for
@@ -76,6 +131,7 @@ pub fn skip_guards(plan: &RunPlan) -> Result<Guards> {
         runnable: BTreeSet::new(),
         skipped: Vec::new(),
         sources: BTreeMap::new(),
+        azure_credential: None,
     };
     let env = PlanEnvironment { plan };
     let candidates: Vec<(ProviderArg, Vec<String>)> = [
@@ -89,18 +145,34 @@ pub fn skip_guards(plan: &RunPlan) -> Result<Guards> {
     .into_iter()
     .flatten()
     .collect();
+    let mock = plan.mode == RunMode::Mock;
     for (provider, regions) in candidates {
-        if plan.mode == RunMode::Mock {
+        // Azure: the chosen credential source, resolved against this environment.
+        let azure_credential = match (provider, &plan.azure) {
+            (ProviderArg::Azure, Some(az)) => Some(
+                CredentialPlan::resolve(az.credential, &env, mock)
+                    .map_err(|e| format!("{}: {e}", az.credential_origin)),
+            ),
+            _ => None,
+        };
+        if mock {
+            let source = match azure_credential {
+                Some(Ok(c)) => {
+                    let source = c.source.clone();
+                    guards.azure_credential = Some(c);
+                    source
+                }
+                Some(Err(why)) => return Err(usage(why)),
+                None => "mock-mode test credentials".into(),
+            };
             guards.runnable.insert(provider);
-            guards
-                .sources
-                .insert(provider, "mock-mode test credentials".into());
+            guards.sources.insert(provider, source);
             continue;
         }
         let (verdict, name, id) = match provider {
             ProviderArg::Aws => (skip::aws_credentials(&env), "AWS", RequirementId::Cloud01),
             ProviderArg::Azure => (
-                skip::azure_credentials(&env),
+                azure_verdict(&env, azure_credential, &mut guards),
                 "Azure",
                 RequirementId::Cloud02,
             ),
@@ -129,6 +201,38 @@ pub fn skip_guards(plan: &RunPlan) -> Result<Guards> {
         }
     }
     Ok(guards)
+}
+
+/// Azure's skip-guard verdict: `auto` looks for any source of azure_identity's chain, as
+/// before; an explicit choice needs exactly its own variables.
+fn azure_verdict(
+    env: &dyn Environment,
+    credential: Option<std::result::Result<CredentialPlan, String>>,
+    guards: &mut Guards,
+) -> Credentials {
+    let Some(credential) = credential else {
+        return skip::azure_credentials(env);
+    };
+    let chain = skip::azure_credentials(env);
+    match credential {
+        Ok(c) if c.choice == CredentialChoice::Auto => {
+            if chain.is_found() {
+                guards.azure_credential = Some(c);
+            }
+            chain
+        }
+        Ok(c) => match env.var("AZURE_SUBSCRIPTION_ID") {
+            Some(sub) => {
+                let source = format!("{}, subscription {sub}", c.source);
+                guards.azure_credential = Some(c);
+                Credentials::Found { source }
+            }
+            None => Credentials::Missing {
+                looked_for: "AZURE_SUBSCRIPTION_ID".into(),
+            },
+        },
+        Err(why) => Credentials::Missing { looked_for: why },
+    }
 }
 
 /// Broken markers are found before anything is deployed, and the file is left untouched.
@@ -241,6 +345,7 @@ pub async fn start_mock(m: &MockPlan) -> std::io::Result<MockCloud> {
         latency: m.latency,
         faults: m.faults.clone(),
         timeout_delay: None,
+        token_lifetime: m.token_lifetime,
     })
     .await
 }
@@ -383,23 +488,11 @@ pub async fn build_providers(
             ),
             None => None,
         };
-        let connection = match mock {
-            Some(m) => {
-                let url = endpoint
-                    .clone()
-                    .ok_or_else(|| usage("mock mode needs the ARM emulator's endpoint"))?;
-                ArmConnection::with_static_token(m.arm.subscription_id(), url, MOCK_TOKEN)
-            }
-            None => {
-                let subscription = az
-                    .subscription_id
-                    .clone()
-                    .or_else(|| std::env::var("AZURE_SUBSCRIPTION_ID").ok())
-                    .ok_or_else(|| usage("no Azure subscription: set AZURE_SUBSCRIPTION_ID or [azure] subscription_id"))?;
-                ArmConnection::live(subscription, endpoint.clone(), &ProcessEnvironment)
-                    .map_err(|e| usage(e.to_string()))?
-            }
-        };
+        let credential = guards
+            .azure_credential
+            .as_ref()
+            .ok_or_else(|| usage("Azure runs, but no credential source was resolved"))?;
+        let connection = azure_connection(credential, az.subscription_id.clone(), endpoint, mock)?;
         for location in &az.locations {
             let admin_user = plan.lifecycle_user(index);
             index += 1;

@@ -24,6 +24,9 @@ pub struct MockOptions {
     /// How long a `timeout` fault holds its response (default: 3 s, longer than the
     /// clients' mock-mode attempt timeouts).
     pub timeout_delay: Option<Duration>,
+    /// `expires_in` of the access tokens the ARM emulator's token endpoint issues
+    /// (default [`crate::arm::DEFAULT_TOKEN_LIFETIME`]).
+    pub token_lifetime: Option<Duration>,
 }
 
 /// A running mock cloud.
@@ -52,7 +55,15 @@ impl MockCloud {
         let servers: Arc<dyn EmulatedServers> = velociraptor.clone();
         let ctx = EmulatorContext { servers, ..base };
         let aws = AwsEmulator::start(ctx.clone()).await?;
-        let arm = ArmEmulator::start(ctx).await?;
+        let arm = ArmEmulator::start_with(
+            ctx,
+            crate::arm::ArmOptions {
+                token_lifetime: options
+                    .token_lifetime
+                    .unwrap_or(crate::arm::DEFAULT_TOKEN_LIFETIME),
+            },
+        )
+        .await?;
         Ok(MockCloud {
             aws,
             arm,

@@ -29,7 +29,7 @@ pub async fn serve(scenario: Option<String>, latency: Option<String>) -> Result<
     println!("# cloudtest mock cloud (scenario {scenario}); Ctrl-C stops it");
     println!("export AWS_ENDPOINT_URL={}", cloud.aws.endpoint());
     println!("export AWS_ACCESS_KEY_ID=mock AWS_SECRET_ACCESS_KEY=mock AWS_REGION=us-east-1");
-    println!("# Azure Resource Manager (any bearer token is accepted):");
+    println!("# Azure Resource Manager (any bearer token whose JWT `exp` has not passed; tokens from POST <endpoint>/<tenant>/oauth2/v2.0/token):");
     println!("export CLOUDTEST_AZURE_ENDPOINT={}", cloud.arm.endpoint());
     println!("# Velociraptor: frontend https://127.0.0.1:{} GUI https://127.0.0.1:{} (server name VelociraptorServer)", vr.frontend_port(), vr.gui_port());
     println!("# CA certificate:\n{}", vr.ca_pem().trim_end());

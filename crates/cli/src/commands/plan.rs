@@ -109,6 +109,9 @@ pub async fn plan(args: RunArgs) -> Result<ExitCode> {
             "skipped: needs both providers to run"
         }
     );
+    if let Some(line) = guards.azure_credential_line(&plan) {
+        println!("{line}");
+    }
     println!();
     println!("deadlines:");
     for phase in Phase::ALL {

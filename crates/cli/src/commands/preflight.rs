@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cloudtest_aws::{load_sdk_config, AwsConnection, AwsPreflight, AwsPreflightPlan};
-use cloudtest_azure::{ArmConnection, ArmPreflight, ArmPreflightPlan};
+use cloudtest_azure::{ArmPreflight, ArmPreflightPlan};
 use cloudtest_core::preflight::{self, Check, CheckStatus, BUDGET_CHECK};
-use cloudtest_core::skip::ProcessEnvironment;
 use cloudtest_core::{ExitCode, RunMode};
 use cloudtest_mock::MockCloud;
 
@@ -128,24 +127,12 @@ pub async fn run_checks(
             ),
             None => None,
         };
-        let connection = match (mock, endpoint.clone()) {
-            (Some(m), Some(url)) => ArmConnection::with_static_token(
-                m.arm.subscription_id(),
-                url,
-                &m.arm.bearer_token(),
-            ),
-            _ => {
-                let subscription = az
-                    .subscription_id
-                    .clone()
-                    .or_else(|| std::env::var("AZURE_SUBSCRIPTION_ID").ok())
-                    .ok_or_else(|| {
-                        usage("no Azure subscription: set AZURE_SUBSCRIPTION_ID or [azure] subscription_id")
-                    })?;
-                ArmConnection::live(subscription, endpoint, &ProcessEnvironment)
-                    .map_err(|e| usage(e.to_string()))?
-            }
-        };
+        let credential = guards
+            .azure_credential
+            .as_ref()
+            .ok_or_else(|| usage("Azure runs, but no credential source was resolved"))?;
+        let connection =
+            wiring::azure_connection(credential, az.subscription_id.clone(), endpoint, mock)?;
         let pf = ArmPreflight::new(connection).map_err(|e| usage(e.to_string()))?;
         for location in &az.locations {
             checks.extend(

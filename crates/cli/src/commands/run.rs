@@ -37,6 +37,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         )));
     }
     wiring::check_gap_doc(&plan)?;
+    if let Some(line) = guards.azure_credential_line(&plan) {
+        println!("{line}");
+    }
     let mut plan = plan;
     if plan.mode == RunMode::Live {
         // With the preflight, the budget is one of its lines (and a failed check wins).

@@ -10,15 +10,15 @@ use anyhow::{Context, Result};
 use cloudtest_aws::sweep as aws_sweep;
 use cloudtest_aws::{load_sdk_config, AwsConnection};
 use cloudtest_azure::sweep as azure_sweep;
-use cloudtest_azure::ArmConnection;
-use cloudtest_core::skip::ProcessEnvironment;
+use cloudtest_azure::CredentialPlan;
+use cloudtest_core::skip::{Environment, ProcessEnvironment};
 use cloudtest_core::tags::{self, SweepScope, KEEP_TAG, KEEP_UNTIL_EXPIRY};
 use cloudtest_core::{Backoff, ExitCode};
 use cloudtest_mock::{MockCloud, MockOptions};
 
 use crate::args::{ModeArg, ProviderArg, SweepArgs};
 use crate::error::usage;
-use crate::plan::{load_config, parse_duration};
+use crate::plan::{azure_credential_choice, load_config, parse_duration};
 use cloudtest_core::regions;
 
 /// One row of the table sweep prints.
@@ -31,7 +31,12 @@ struct Row {
 }
 
 pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
-    let (config, _) = load_config(args.config.as_deref())?;
+    let (config, config_origin) = load_config(args.config.as_deref())?;
+    let (azure_choice, azure_choice_origin) = azure_credential_choice(
+        args.azure_credential.as_deref(),
+        config.azure.credential.as_deref(),
+        &config_origin,
+    )?;
     let older_than = match &args.older_than {
         Some(s) => Some(parse_duration(s).map_err(|e| usage(format!("--older-than `{s}`: {e}")))?),
         None => None,
@@ -148,32 +153,35 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
             ),
             None => None,
         };
-        let conn = match (&mock, endpoint.clone()) {
-            (Some(m), Some(url)) => Some(ArmConnection::with_static_token(
-                m.arm.subscription_id(),
-                url,
-                "cloudtest-mock-token",
-            )),
-            _ => {
-                let sub = config
-                    .azure
-                    .subscription_id
-                    .clone()
-                    .or_else(|| std::env::var("AZURE_SUBSCRIPTION_ID").ok());
-                match sub {
-                    Some(sub) => Some(
-                        ArmConnection::live(sub, endpoint, &ProcessEnvironment)
-                            .map_err(|e| usage(e.to_string()))?,
-                    ),
-                    None if args.provider.contains(&ProviderArg::Azure) => {
-                        return Err(usage("--provider azure: set AZURE_SUBSCRIPTION_ID or [azure] subscription_id"));
-                    }
-                    None => {
-                        eprintln!("azure: skipped (no AZURE_SUBSCRIPTION_ID)");
-                        None
-                    }
-                }
+        let sub = config
+            .azure
+            .subscription_id
+            .clone()
+            .or_else(|| ProcessEnvironment.var("AZURE_SUBSCRIPTION_ID"));
+        let named = args.provider.contains(&ProviderArg::Azure);
+        let credential = CredentialPlan::resolve(azure_choice, &ProcessEnvironment, mock.is_some())
+            .map_err(|e| format!("{azure_choice_origin}: {e}"));
+        let conn = match (credential, &sub, &mock) {
+            (Err(why), _, _) if named || mock.is_some() => return Err(usage(why)),
+            (Err(why), _, _) => {
+                eprintln!("azure: skipped ({why})");
+                None
             }
+            (Ok(_), None, None) if named => {
+                return Err(usage(
+                    "--provider azure: set AZURE_SUBSCRIPTION_ID or [azure] subscription_id",
+                ));
+            }
+            (Ok(_), None, None) => {
+                eprintln!("azure: skipped (no AZURE_SUBSCRIPTION_ID)");
+                None
+            }
+            (Ok(credential), _, mock) => Some(crate::wiring::azure_connection(
+                &credential,
+                sub.clone(),
+                endpoint,
+                mock.as_ref(),
+            )?),
         };
         if let Some(conn) = conn {
             match azure_sweep::find_due(&conn, now, &scope).await {

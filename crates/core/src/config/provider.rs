@@ -51,6 +51,10 @@ pub struct AzureConfig {
     pub allowed_cidr: Option<String>,
     pub parameters: BTreeMap<String, String>,
     pub use_spot: Option<bool>,
+    /// Where Azure tokens come from: `auto` (default: azure_identity's chain), `cli`,
+    /// `secret`, `workload`, `github-oidc` or `managed-identity`; `--azure-credential`
+    /// overrides it. Checked by the CLI, which names the allowed values.
+    pub credential: Option<String>,
 }
 
 /// Region and location names are lower-case words joined by dashes or not (`us-east-1`,

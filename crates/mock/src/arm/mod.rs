@@ -7,6 +7,7 @@
 //! deployment `PUT` answers `201` + `Azure-AsyncOperation`, and both advance with
 //! [`EmulatorContext::latency`]. Scenarios and faults are applied here, never in providers.
 
+pub mod entra;
 mod errors;
 pub mod eval;
 pub mod expr;
@@ -19,6 +20,7 @@ pub mod template;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
@@ -29,6 +31,7 @@ use crate::state::EmulatorState;
 use routes::Shared;
 use store::Store;
 
+pub use entra::{ArmOptions, DEFAULT_TOKEN_LIFETIME};
 pub use refusals::Refusal;
 pub use routes::API_VERSION;
 pub use store::DEFAULT_ADMIN_USER;
@@ -48,6 +51,14 @@ impl ArmEmulator {
     /// Binds a free loopback port and starts serving. The `throttled` scenario queues
     /// [`Scenario::THROTTLED_CALLS`] throttled answers for the first ARM calls.
     pub async fn start(ctx: EmulatorContext) -> std::io::Result<ArmEmulator> {
+        Self::start_with(ctx, ArmOptions::default()).await
+    }
+
+    /// [`ArmEmulator::start`] with the token endpoint's options (token lifetime).
+    pub async fn start_with(
+        ctx: EmulatorContext,
+        options: ArmOptions,
+    ) -> std::io::Result<ArmEmulator> {
         if ctx.scenario == Scenario::Throttled {
             ctx.faults.add(FaultSpec {
                 operation: "arm:*".into(),
@@ -59,8 +70,12 @@ impl ArmEmulator {
             ctx,
             base_url: OnceLock::new(),
             store: Mutex::new(Store::default()),
+            entra: options,
+            clock: entra::EntraClock::default(),
         });
         let router = Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
+            .route("/_github/idtoken", get(entra::github_id_token))
             .fallback(routes::handle)
             .with_state(shared.clone());
         let server = serve(router, None).await?;
@@ -77,6 +92,12 @@ impl ArmEmulator {
     /// A bearer token naming the emulated principal (see [`preflight::bearer_token`]).
     pub fn bearer_token(&self) -> String {
         preflight::bearer_token()
+    }
+
+    /// Moves the emulator's clock (token issuance and expiry checks) forward, as if `by`
+    /// had passed: for tests of expiry without waiting.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.shared.clock.advance(by);
     }
 
     /// The subscription id mock runs should use.

@@ -130,14 +130,13 @@ pub fn route(method: &Method, path: &str) -> Option<Operation> {
     })
 }
 
-/// ARM's answer to an expired token (`token-expired`), for every call.
+/// ARM's answer to an expired token (`token-expired`: expired an hour ago), for every call.
 pub fn expired_token() -> Response {
-    ArmError::new(
-        StatusCode::UNAUTHORIZED,
-        "ExpiredAuthenticationToken",
-        "The access token expiry UTC time '1/5/2026 9:00:00 AM' is earlier than current UTC time. Acquire a new token and retry.",
-    )
-    .into_response()
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    super::entra::expired(now - 3600.0, now)
 }
 
 /// Answers one preflight operation.

@@ -30,6 +30,9 @@ pub struct Shared {
     /// `http://127.0.0.1:PORT`, known once bound; used in `Location`/`Azure-AsyncOperation`.
     pub base_url: OnceLock<String>,
     pub store: Mutex<Store>,
+    /// The token endpoint's settings and clock (see [`super::entra`]).
+    pub entra: super::entra::ArmOptions,
+    pub clock: super::entra::EntraClock,
 }
 
 impl Shared {
@@ -257,6 +260,22 @@ fn unauthorized(why: &str, code: &str) -> Response {
     r
 }
 
+/// `Some(401)` unless the request carries `Authorization: Bearer <token>` that has not
+/// expired: a JWT past its `exp` (the emulator's own tokens) is refused as ARM refuses it.
+fn refused_bearer(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    if let Some(r) = missing_bearer(headers) {
+        return Some(r);
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, t)| t.trim())?;
+    let exp = super::entra::expiry(token)?;
+    let now = shared.clock.now();
+    (exp <= now).then(|| super::entra::expired(exp, now))
+}
+
 /// `Some(401)` unless the request carries `Authorization: Bearer <token>`.
 fn missing_bearer(headers: &HeaderMap) -> Option<Response> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
@@ -333,7 +352,7 @@ pub async fn handle(
         if let Some(fault) = inject(&shared, op.name()).await {
             return fault;
         }
-        if let Some(r) = missing_bearer(&headers) {
+        if let Some(r) = refused_bearer(&shared, &headers) {
             return r;
         }
         let pairs = query_pairs(&uri);
@@ -367,7 +386,7 @@ pub async fn handle(
     if let Some(fault) = inject(&shared, op).await {
         return fault;
     }
-    if let Some(r) = missing_bearer(&headers) {
+    if let Some(r) = refused_bearer(&shared, &headers) {
         return r;
     }
     let pairs = query_pairs(&uri);
