@@ -38,6 +38,7 @@ async fn preflight(scenario: Scenario, use_spot: bool) -> (Vec<Check>, u32, AwsE
             parameters: BTreeMap::new(),
             use_spot,
             service_role_arn: None,
+            permissions_boundary_arn: None,
         })
         .await;
     let calls = pf.api_calls();

@@ -109,6 +109,17 @@ pub async fn plan(args: RunArgs) -> Result<ExitCode> {
             "skipped: needs both providers to run"
         }
     );
+    if let Some(aws) = &plan.aws {
+        if let Some(role) = &aws.cloudformation_role_arn {
+            println!("aws CloudFormation service role: {role} (RoleARN of CreateStack and DeleteStack)");
+        }
+        if let Some(boundary) = &aws.permissions_boundary_arn {
+            println!(
+                "aws permissions boundary of the server role: {boundary} ({})",
+                aws.permissions_boundary_origin
+            );
+        }
+    }
     println!();
     println!("deadlines:");
     for phase in Phase::ALL {

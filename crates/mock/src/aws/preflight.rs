@@ -30,6 +30,14 @@ pub const ROLE_PATH: &str = "/ci/";
 const SESSION_NAME: &str = "cloudtest-mock-session";
 const ROLE_ID: &str = "AROAEXAMPLEMOCKROLE01";
 
+/// The emulated CloudFormation service role (`--aws-cloudformation-role`), without a path.
+pub const SERVICE_ROLE_NAME: &str = "cloudtest-cloudformation";
+
+/// The ARN of [`SERVICE_ROLE_NAME`].
+pub fn service_role_arn() -> String {
+    format!("arn:aws:iam::{ACCOUNT_ID}:role/{SERVICE_ROLE_NAME}")
+}
+
 /// The action the `no-permission` scenario denies.
 pub const DENIED_ACTION: &str = "ec2:RunInstances";
 
@@ -161,7 +169,8 @@ fn simulate(q: &QueryRequest, scenario: Scenario) -> Result<Vec<Node>, ApiError>
             format!("Invalid Entity Arn: {source} does not clearly define entity type and name."),
         ));
     }
-    if source != role_arn() {
+    let service_role = source == service_role_arn();
+    if source != role_arn() && !service_role {
         return Err(ApiError::sender(
             "NoSuchEntity",
             format!("Entity {source} does not exist."),
@@ -189,8 +198,16 @@ fn simulate(q: &QueryRequest, scenario: Scenario) -> Result<Vec<Node>, ApiError>
     // that reads only the top-level decision of a mixed group sees denials.
     let mut results = Vec::new();
     for action in &actions {
+        // ci/aws/cloudformation-role-policy.json: the service role creates roles only with
+        // the permissions boundary.
+        let boundary: &[&str] = if service_role && action == "iam:CreateRole" {
+            &["iam:PermissionsBoundary"]
+        } else {
+            &[]
+        };
         let missing: Vec<String> = required_context(action)
             .iter()
+            .chain(boundary)
             .filter(|k| !context.iter().any(|c| c.eq_ignore_ascii_case(k)))
             .map(|k| k.to_string())
             .collect();
