@@ -577,7 +577,12 @@ const SERVICE_ROLE: &str = "arn:aws:iam::123456789012:role/cloudtest-cloudformat
 fn stack_requests(run: &Run) -> Vec<(String, Option<String>)> {
     cloudtest_e2e::read_json(&run.out().join("mock-stack-requests.json"))
         .as_array()
-        .unwrap_or_else(|| panic!("mock-stack-requests.json is not a list\n{}", run.transcript()))
+        .unwrap_or_else(|| {
+            panic!(
+                "mock-stack-requests.json is not a list\n{}",
+                run.transcript()
+            )
+        })
         .iter()
         .map(|r| {
             (

@@ -289,9 +289,15 @@ fn run_id_sweep_deletes_the_stack_with_the_service_role() {
         "the sweep's DeleteStack must carry the service role: {requests}"
     );
 
-    let bad = command(&["sweep", "--mode", "mock", "--aws-cloudformation-role", "nope"])
-        .output()
-        .expect("run");
+    let bad = command(&[
+        "sweep",
+        "--mode",
+        "mock",
+        "--aws-cloudformation-role",
+        "nope",
+    ])
+    .output()
+    .expect("run");
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--aws-cloudformation-role"));
 }

@@ -140,6 +140,13 @@ fn simulations(account: &str, plan: &AwsPreflightPlan) -> Vec<Simulation> {
             vec!["cloudformation.amazonaws.com".to_string()],
             ContextKeyTypeEnum::String,
         ));
+        // CreateStack carries it as RoleARN; ci/aws/iam-policy.json allows CreateStack only
+        // with that role.
+        direct_context.push((
+            "cloudformation:RoleArn".to_string(),
+            vec![service_role.clone()],
+            ContextKeyTypeEnum::String,
+        ));
     }
     let ec2 = |kind: &str| format!("arn:aws:ec2:{region}:{account}:{kind}/*");
     let role = format!("arn:aws:iam::{account}:role/cloudtest-{}", plan.run_id);

@@ -111,7 +111,9 @@ pub async fn plan(args: RunArgs) -> Result<ExitCode> {
     );
     if let Some(aws) = &plan.aws {
         if let Some(role) = &aws.cloudformation_role_arn {
-            println!("aws CloudFormation service role: {role} (RoleARN of CreateStack and DeleteStack)");
+            println!(
+                "aws CloudFormation service role: {role} (RoleARN of CreateStack and DeleteStack)"
+            );
         }
         if let Some(boundary) = &aws.permissions_boundary_arn {
             println!(

@@ -141,7 +141,10 @@ impl Config {
             ),
         ] {
             if let Some(why) = value.as_deref().and_then(|v| iam_arn_problem(v, kind)) {
-                return Err(invalid(key, &format!("`{}` {why}", value.as_deref().unwrap_or_default())));
+                return Err(invalid(
+                    key,
+                    &format!("`{}` {why}", value.as_deref().unwrap_or_default()),
+                ));
             }
         }
         if let Some(n) = self.velociraptor.expected_clients {
@@ -207,11 +210,9 @@ mod tests {
             err.contains("aws.cloudformation_role_arn") && err.contains("IAM role ARN"),
             "{err}"
         );
-        let err = parse(
-            "[aws]\npermissions_boundary_arn = \"arn:aws:iam::123456789012:role/x\"\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let err = parse("[aws]\npermissions_boundary_arn = \"arn:aws:iam::123456789012:role/x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("aws.permissions_boundary_arn"), "{err}");
     }
 

@@ -132,7 +132,10 @@ mod tests {
             None
         );
         assert_eq!(
-            iam_arn_problem("arn:aws-us-gov:iam::123456789012:role/ci/cloudtest-cfn", role),
+            iam_arn_problem(
+                "arn:aws-us-gov:iam::123456789012:role/ci/cloudtest-cfn",
+                role
+            ),
             None
         );
         for bad in [
@@ -156,6 +159,10 @@ mod tests {
             ),
             None
         );
-        assert!(iam_arn_problem("arn:aws:iam::aws:policy/AdministratorAccess", IamArnKind::Policy).is_some());
+        assert!(iam_arn_problem(
+            "arn:aws:iam::aws:policy/AdministratorAccess",
+            IamArnKind::Policy
+        )
+        .is_some());
     }
 }
