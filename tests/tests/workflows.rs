@@ -2129,3 +2129,51 @@ fn ci_run_installs_the_test_tools_before_testing() {
         INSTALL_SCRIPT,
     );
 }
+
+/// Every AWS preflight, live run and sweep in a pipeline passes the CloudFormation service
+/// role from the repository variable `CLOUDTEST_AWS_CFN_ROLE_ARN` (the CI principal may
+/// create stacks only with it).
+fn service_role_pass_problems(raw: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !raw.contains("CLOUDTEST_AWS_CFN_ROLE_ARN") {
+        problems.push("the pipeline never reads CLOUDTEST_AWS_CFN_ROLE_ARN".into());
+    }
+    let lines: Vec<&str> = raw.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        // Where the arguments of a live preflight, run or sweep are put together.
+        let builds_args = (line.contains("args=(") || line.contains("set -- "))
+            && [
+                "preflight --mode live",
+                "run --mode live",
+                "sweep --provider",
+            ]
+            .iter()
+            .any(|c| line.contains(c));
+        if !builds_args && !line.contains("bin/cloudtest sweep") {
+            continue;
+        }
+        let window = lines[i.saturating_sub(3)..(i + 4).min(lines.len())].join("\n");
+        if !window.contains("--aws-cloudformation-role") {
+            problems.push(format!(
+                "line {}: `{}` without --aws-cloudformation-role",
+                i + 1,
+                line.trim()
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn pipelines_pass_the_cloudformation_service_role() {
+    for pipeline in [WORKFLOW, GITLAB] {
+        let raw = read(pipeline);
+        assert_clean(pipeline, service_role_pass_problems(&raw));
+        let dropped = raw.replace("--aws-cloudformation-role", "--aws-role-dropped");
+        assert_caught(
+            pipeline,
+            service_role_pass_problems(&dropped),
+            "without --aws-cloudformation-role",
+        );
+    }
+}
