@@ -56,7 +56,10 @@ const INSTANCE_TYPES: &[(&str, u32)] = &[
     ("c5.large", 2),
 ];
 
-/// Context keys the shipped policy's statements test, per action (see ci/aws/iam-policy.json).
+/// Context keys the emulated roles' policies test, per action (the CI role's CreateStack and
+/// PassRole conditions as in ci/aws/iam-policy.json; EC2, IAM and Secrets Manager writes as
+/// the earlier `aws:CalledVia` policy did, which the preflight still sends). The service
+/// role also needs `iam:PermissionsBoundary` on iam:CreateRole (see `simulate`).
 fn required_context(action: &str) -> &'static [&'static str] {
     match action {
         "cloudformation:CreateStack" | "cloudformation:TagResource" => &[
