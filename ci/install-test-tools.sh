@@ -3,7 +3,8 @@
 # test instead of skipping it), and the template linters ci/templates-check.sh runs:
 #
 #   system packages   shellcheck; a headless Chromium for the report's browser test
-#   Python virtualenv moto[server], cfn-lint, checkov, pinned below to the versions the
+#   Python virtualenv moto[server], cfn-lint, checkov, parliament (the IAM policy linter
+#                     ci/check-iam-policies.sh runs), pinned below to the versions the
 #                     tests were proven with; in $VENV (default .venv in the repository
 #                     root, where the moto tests look for moto_server)
 #
@@ -23,6 +24,7 @@ readonly PYTHON_TOOLS=(
   "moto[server]==5.2.5"
   "cfn-lint==1.58.0"
   "checkov==3.3.30"
+  "parliament==1.6.4"
 )
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,7 +84,7 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check "${PYTHON_TOOLS[@]}"
 
 # Each tool answers, or the script fails here rather than in a test.
-for tool in moto_server cfn-lint checkov; do
+for tool in moto_server cfn-lint checkov parliament; do
   [ -x "$venv/bin/$tool" ] || fail "$venv/bin/$tool missing after pip install"
 done
 "$venv/bin/cfn-lint" --version >/dev/null || fail "cfn-lint does not run"

@@ -38,6 +38,8 @@ SAMPLE_PARAMETERS = {
     "AdminPassword": "sample-password-for-moto-only-0123456789",
     "AllowedCidr": "203.0.113.7/32",
     "UseSpot": "true",
+    # The server role's permissions boundary (ci/aws/permissions-boundary.json).
+    "PermissionsBoundaryArn": "arn:aws:iam::123456789012:policy/cloudtest-boundary",
 }
 
 

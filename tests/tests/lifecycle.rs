@@ -620,6 +620,132 @@ fn provider_aws_only_skips_cloud03_with_a_reason() {
     assert_state_empty(&run);
 }
 
+/// The emulator's service role (crates/mock/src/aws/preflight.rs `SERVICE_ROLE_NAME`).
+const SERVICE_ROLE: &str = "arn:aws:iam::123456789012:role/cloudtest-cloudformation";
+
+/// `mock-stack-requests.json`: (action, role ARN) of every CreateStack and DeleteStack.
+fn stack_requests(run: &Run) -> Vec<(String, Option<String>)> {
+    cloudtest_e2e::read_json(&run.out().join("mock-stack-requests.json"))
+        .as_array()
+        .unwrap_or_else(|| {
+            panic!(
+                "mock-stack-requests.json is not a list\n{}",
+                run.transcript()
+            )
+        })
+        .iter()
+        .map(|r| {
+            (
+                str_of(&r["action"]).to_string(),
+                r["role_arn"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn service_role_is_carried_by_create_and_delete_stack() {
+    let run = run_cloudtest(
+        &[
+            "run",
+            "--provider",
+            "aws",
+            "--aws-cloudformation-role",
+            SERVICE_ROLE,
+        ],
+        &[],
+    );
+    assert_exit(&run, 0);
+    assert_torn_down(&run, "CLOUD-01");
+    assert_state_empty(&run);
+    let requests = stack_requests(&run);
+    for action in ["CreateStack", "DeleteStack"] {
+        let carried: Vec<&Option<String>> = requests
+            .iter()
+            .filter(|(a, _)| a == action)
+            .map(|(_, role)| role)
+            .collect();
+        assert!(
+            !carried.is_empty(),
+            "no {action} was served: {requests:?}\n{}",
+            run.transcript()
+        );
+        assert!(
+            carried.iter().all(|r| r.as_deref() == Some(SERVICE_ROLE)),
+            "every {action} must carry RoleARN {SERVICE_ROLE}: {requests:?}"
+        );
+    }
+    // The preflight simulated the service role's actions for that role, with the boundary
+    // derived from its account (the emulated role creates roles only with a boundary).
+    let preflight = std::fs::read_to_string(run.out().join("preflight.json")).unwrap_or_default();
+    assert!(
+        preflight.contains("the CloudFormation service role") && preflight.contains(SERVICE_ROLE),
+        "preflight.json should name the service role: {preflight}\n{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn without_a_service_role_no_role_arn_is_sent() {
+    let run = run_cloudtest(&["run", "--provider", "aws"], &[]);
+    assert_exit(&run, 0);
+    let requests = stack_requests(&run);
+    assert!(
+        requests.iter().any(|(a, _)| a == "CreateStack")
+            && requests.iter().any(|(a, _)| a == "DeleteStack"),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().all(|(_, role)| role.is_none()),
+        "no RoleARN without --aws-cloudformation-role: {requests:?}"
+    );
+}
+
+#[test]
+fn service_role_that_is_not_a_role_arn_is_a_usage_error() {
+    for bad in [
+        "cloudtest-cloudformation",
+        "arn:aws:iam::123456789012:user/cloudtest",
+        "arn:aws:iam::1234:role/cloudtest-cloudformation",
+    ] {
+        let run = run_cloudtest(&["run", "--aws-cloudformation-role", bad], &[]);
+        assert_usage_error(&run, &["--aws-cloudformation-role", bad, "IAM role ARN"]);
+        assert!(
+            !run.out().join("results.json").exists(),
+            "a refused run wrote results"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_file(
+        dir.path(),
+        "cloudtest.toml",
+        "[aws]\ncloudformation_role_arn = \"role/cloudtest\"\n",
+    );
+    let run = run_cloudtest(&["run", "--config", &config], &[]);
+    assert_usage_error(&run, &["aws.cloudformation_role_arn", "role/cloudtest"]);
+}
+
+#[test]
+fn plan_prints_the_service_role_and_the_boundary() {
+    let (run, _out) = plan(&["--aws-cloudformation-role", SERVICE_ROLE], &[]);
+    assert_exit(&run, 0);
+    let out = run.stdout();
+    assert!(
+        out.contains(&format!("aws CloudFormation service role: {SERVICE_ROLE}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("arn:aws:iam::123456789012:policy/cloudtest-boundary"),
+        "the boundary derived from the role's account:\n{out}"
+    );
+    let (run, _out) = plan(&[], &[]);
+    assert!(
+        !run.stdout().contains("service role"),
+        "no service role line without one:\n{}",
+        run.stdout()
+    );
+}
+
 // ------------------------------------------------------------------------- skip guards (live)
 
 #[test]

@@ -249,3 +249,55 @@ fn run_id_must_be_a_valid_run_id_and_excludes_older_than() {
         );
     }
 }
+
+#[test]
+fn run_id_sweep_deletes_the_stack_with_the_service_role() {
+    let role = "arn:aws:iam::123456789012:role/cloudtest-cloudformation";
+    let run_id = "20261201032300-gh77-1";
+    let plant = format!("stack:{run_id}");
+    let s = sweep_with(&[
+        "--provider",
+        "aws",
+        "--plant",
+        &plant,
+        "--run-id",
+        run_id,
+        "--aws-cloudformation-role",
+        role,
+    ]);
+    assert_eq!(s.code, 0, "{}", s.stdout);
+    assert!(
+        s.stdout.contains(&format!("stack cloudtest-{run_id}")),
+        "{}",
+        s.stdout
+    );
+    let line = s
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("mock stack requests: "))
+        .unwrap_or_else(|| panic!("no stack requests line:\n{}", s.stdout));
+    let requests: Value = serde_json::from_str(line).expect("requests are JSON");
+    let deletes: Vec<&Value> = requests
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["action"] == "DeleteStack")
+        .collect();
+    assert!(!deletes.is_empty(), "no DeleteStack: {requests}");
+    assert!(
+        deletes.iter().all(|r| r["role_arn"] == role),
+        "the sweep's DeleteStack must carry the service role: {requests}"
+    );
+
+    let bad = command(&[
+        "sweep",
+        "--mode",
+        "mock",
+        "--aws-cloudformation-role",
+        "nope",
+    ])
+    .output()
+    .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--aws-cloudformation-role"));
+}

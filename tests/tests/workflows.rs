@@ -23,6 +23,13 @@ use serde_norway::Value as Yaml;
 const WORKFLOW: &str = "ci/github/cloud-tests.yml";
 const GITLAB: &str = "ci/gitlab/.gitlab-ci.yml";
 const IAM_POLICY: &str = "ci/aws/iam-policy.json";
+const SERVICE_ROLE_POLICY: &str = "ci/aws/cloudformation-role-policy.json";
+const SERVICE_ROLE_TRUST: &str = "ci/aws/cloudformation-role-trust.json";
+const BOUNDARY_POLICY: &str = "ci/aws/permissions-boundary.json";
+const HANDLER_PERMISSIONS: &str = "ci/aws/handler-permissions.json";
+const AWS_README: &str = "ci/aws/README.md";
+/// The boundary the service role requires (with the placeholder account).
+const BOUNDARY_ARN: &str = "arn:aws:iam::ACCOUNT_ID:policy/cloudtest-boundary";
 const TRUST_GITHUB: &str = "ci/aws/oidc-trust.json";
 const TRUST_GITLAB: &str = "ci/aws/oidc-trust-gitlab.json";
 const AZURE_ROLE: &str = "ci/azure/role.json";
@@ -949,20 +956,86 @@ fn is_read_only(action: &str) -> bool {
         .any(|p| verb.starts_with(p))
 }
 
-fn allowed_actions(policy: &Json) -> Vec<String> {
-    policy["Statement"]
-        .as_array()
-        .map(|s| s.iter().flat_map(|st| list(st.get("Action"))).collect())
-        .unwrap_or_default()
+/// IAM's action matching: case-insensitive, `*` any run of characters, `?` one.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    fn glob(p: &[u8], a: &[u8]) -> bool {
+        match (p.first(), a.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => glob(&p[1..], a) || (!a.is_empty() && glob(p, &a[1..])),
+            (Some(b'?'), Some(_)) => glob(&p[1..], &a[1..]),
+            (Some(x), Some(y)) if x.eq_ignore_ascii_case(y) => glob(&p[1..], &a[1..]),
+            _ => false,
+        }
+    }
+    glob(pattern.as_bytes(), action.as_bytes())
 }
 
-fn iam_problems(policy: &Json) -> Vec<String> {
-    let mut problems = Vec::new();
-    let Some(statements) = policy["Statement"].as_array() else {
-        return vec!["no Statement array".into()];
+fn statements(policy: &Json) -> Vec<Json> {
+    policy["Statement"].as_array().cloned().unwrap_or_default()
+}
+
+/// Action patterns of the policy's Allow statements.
+fn allowed_actions(policy: &Json) -> Vec<String> {
+    statements(policy)
+        .iter()
+        .filter(|st| st["Effect"] == "Allow")
+        .flat_map(|st| list(st.get("Action")))
+        .collect()
+}
+
+fn grants(policy: &Json, action: &str) -> bool {
+    allowed_actions(policy)
+        .iter()
+        .any(|g| action_matches(g, action))
+}
+
+/// The Allow statements whose actions match `action`.
+fn allowing<'a>(statements: &'a [Json], action: &str) -> Vec<&'a Json> {
+    statements
+        .iter()
+        .filter(|st| st["Effect"] == "Allow")
+        .filter(|st| {
+            list(st.get("Action"))
+                .iter()
+                .any(|g| action_matches(g, action))
+        })
+        .collect()
+}
+
+/// Writes that create the stack's resources: the service role's, never the CI principal's.
+fn is_resource_write(action: &str) -> bool {
+    let Some((service, verb)) = action.split_once(':') else {
+        return false;
     };
+    match service {
+        "ec2" => [
+            "Create",
+            "Run",
+            "Allocate",
+            "Authorize",
+            "Associate",
+            "Attach",
+            "Modify",
+        ]
+        .iter()
+        .any(|p| verb.starts_with(p)),
+        "iam" => verb != "PassRole" && !is_read_only(action),
+        "secretsmanager" => !is_read_only(action),
+        _ => false,
+    }
+}
+
+/// What both policies must not do: grant wildcards, write on every resource, write IAM on
+/// every role, or rely on `aws:CalledVia`.
+fn common_iam_problems(statements: &[Json]) -> Vec<String> {
+    let mut problems = Vec::new();
     for st in statements {
         let sid = st["Sid"].as_str().unwrap_or("?");
+        if st.to_string().contains("aws:CalledVia") {
+            problems.push(format!(
+                "{sid}: aws:CalledVia (resource permissions belong to the CloudFormation service role)"
+            ));
+        }
         if st["Effect"] != "Allow" {
             continue;
         }
@@ -982,34 +1055,230 @@ fn iam_problems(policy: &Json) -> Vec<String> {
         if resources.iter().any(|r| r == "*") && !writes.is_empty() {
             problems.push(format!("{sid}: write actions {writes:?} on Resource \"*\""));
         }
-        let cfn_writes = writes.iter().any(|a| a.starts_with("cloudformation:"));
-        if cfn_writes && !resources.iter().all(|r| r.contains(":stack/cloudtest-*")) {
-            problems.push(format!(
-                "{sid}: CloudFormation writes not limited to stack/cloudtest-*"
-            ));
-        }
-        let unconditioned = writes.iter().any(|a| {
-            a.starts_with("ec2:") || a.starts_with("iam:") || a.starts_with("secretsmanager:")
-        });
-        if unconditioned && st.get("Condition").is_none() {
-            problems.push(format!(
-                "{sid}: EC2/IAM/Secrets Manager writes without a Condition"
-            ));
-        }
         if writes.iter().any(|a| a.starts_with("iam:"))
             && resources.iter().any(|r| r.contains(":role/*"))
         {
             problems.push(format!("{sid}: IAM writes on every role"));
         }
     }
-    let stack_create = statements.iter().any(|st| {
-        list(st.get("Action"))
+    problems
+}
+
+/// The calls cloudtest itself makes (leak check, evidence, preflight, teardown), which the
+/// CI principal must keep.
+const CI_ACTIONS: &[&str] = &[
+    "cloudformation:CreateStack",
+    "cloudformation:DeleteStack",
+    "cloudformation:DescribeStacks",
+    "cloudformation:DescribeStackEvents",
+    "cloudformation:DescribeStackResources",
+    "cloudformation:ValidateTemplate",
+    "ec2:DescribeInstances",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeTags",
+    "ec2:DescribeInstanceTypeOfferings",
+    "ec2:GetConsoleOutput",
+    "sts:GetCallerIdentity",
+    "iam:GetRole",
+    "iam:SimulatePrincipalPolicy",
+    "servicequotas:GetServiceQuota",
+    "iam:PassRole",
+];
+
+/// The CI principal (`ci/aws/iam-policy.json`): CloudFormation on `cloudtest-*` stacks with
+/// the service role, `iam:PassRole` on that role to CloudFormation only, read-only calls,
+/// and tag-conditioned sweep deletes; no resource permissions of its own.
+fn iam_problems(policy: &Json) -> Vec<String> {
+    let statements = statements(policy);
+    if statements.is_empty() {
+        return vec!["no Statement array".into()];
+    }
+    let mut problems = common_iam_problems(&statements);
+    for st in statements.iter().filter(|st| st["Effect"] == "Allow") {
+        let sid = st["Sid"].as_str().unwrap_or("?");
+        let actions = list(st.get("Action"));
+        let resources = list(st.get("Resource"));
+        let writes: Vec<_> = actions.iter().filter(|a| !is_read_only(a)).collect();
+        let cfn_writes = writes.iter().any(|a| a.starts_with("cloudformation:"));
+        if cfn_writes && !resources.iter().all(|r| r.contains(":stack/cloudtest-*")) {
+            problems.push(format!(
+                "{sid}: CloudFormation writes not limited to stack/cloudtest-*"
+            ));
+        }
+        if let Some(w) = writes.iter().find(|a| is_resource_write(a)) {
+            problems.push(format!(
+                "{sid}: `{w}` is a resource permission: it belongs to the CloudFormation service role"
+            ));
+        }
+        let deletes = writes.iter().any(|a| {
+            a.starts_with("ec2:")
+                || a.starts_with("iam:") && **a != "iam:PassRole"
+                || a.starts_with("secretsmanager:")
+        });
+        if deletes && st["Condition"]["Null"]["aws:ResourceTag/cloudtest:run-id"] != "false" {
+            problems.push(format!(
+                "{sid}: sweep deletes not conditioned on the cloudtest:run-id resource tag"
+            ));
+        }
+    }
+    for st in allowing(&statements, "iam:PassRole") {
+        let sid = st["Sid"].as_str().unwrap_or("?");
+        let resources = list(st.get("Resource"));
+        if resources.len() != 1 || !resources[0].ends_with(":role/cloudtest-cloudformation") {
+            problems.push(format!(
+                "{sid}: iam:PassRole on {resources:?}, not on the one service role"
+            ));
+        }
+        if st["Condition"]["StringEquals"]["iam:PassedToService"] != "cloudformation.amazonaws.com"
+        {
+            problems.push(format!(
+                "{sid}: iam:PassRole not limited to iam:PassedToService cloudformation.amazonaws.com"
+            ));
+        }
+    }
+    let creates = allowing(&statements, "cloudformation:CreateStack");
+    if creates.is_empty()
+        || creates
             .iter()
-            .any(|a| a == "cloudformation:CreateStack")
-            && st["Condition"]["Null"]["aws:RequestTag/cloudtest:run-id"] == "false"
-    });
-    if !stack_create {
+            .any(|st| st["Condition"]["Null"]["aws:RequestTag/cloudtest:run-id"] != "false")
+    {
         problems.push("CreateStack is not conditioned on the cloudtest:run-id request tag".into());
+    }
+    if creates.iter().any(|st| {
+        !st["Condition"]["StringEquals"]["cloudformation:RoleArn"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(":role/cloudtest-cloudformation"))
+    }) {
+        problems.push(
+            "CreateStack is not conditioned on cloudformation:RoleArn (the service role)".into(),
+        );
+    }
+    for action in CI_ACTIONS {
+        if !grants(policy, action) {
+            problems.push(format!(
+                "the CI principal lacks `{action}`, which cloudtest calls"
+            ));
+        }
+    }
+    problems
+}
+
+/// The service role (`ci/aws/cloudformation-role-policy.json`): no wildcards or writes on
+/// everything; roles only with the boundary; no boundary removed or replaced, the boundary
+/// policy unchangeable; roles passed to EC2 only.
+fn service_role_problems(policy: &Json, boundary: &str) -> Vec<String> {
+    let statements = statements(policy);
+    if statements.is_empty() {
+        return vec!["no Statement array".into()];
+    }
+    let mut problems = common_iam_problems(&statements);
+    let bounded =
+        |st: &Json| st["Condition"]["StringEquals"]["iam:PermissionsBoundary"] == boundary;
+    for action in [
+        "iam:CreateRole",
+        "iam:PutRolePolicy",
+        "iam:AttachRolePolicy",
+    ] {
+        let allowed = allowing(&statements, action);
+        if allowed.is_empty() {
+            problems.push(format!(
+                "`{action}` is not granted (the template creates a role)"
+            ));
+        }
+        for st in allowed {
+            if !bounded(st) {
+                problems.push(format!(
+                    "{}: `{action}` without the iam:PermissionsBoundary condition {boundary}",
+                    st["Sid"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    let denies = |action: &str, pred: &dyn Fn(&Json) -> bool| {
+        statements.iter().any(|st| {
+            st["Effect"] == "Deny"
+                && list(st.get("Resource")).iter().any(|r| r == "*")
+                && list(st.get("Action"))
+                    .iter()
+                    .any(|a| action_matches(a, action))
+                && pred(st)
+        })
+    };
+    if !denies("iam:DeleteRolePermissionsBoundary", &|st| {
+        st.get("Condition").is_none()
+    }) {
+        problems.push("iam:DeleteRolePermissionsBoundary is not denied".into());
+    }
+    if !denies("iam:PutRolePermissionsBoundary", &|st| {
+        st["Condition"]["StringNotEquals"]["iam:PermissionsBoundary"] == boundary
+    }) {
+        problems.push(format!(
+            "iam:PutRolePermissionsBoundary is not denied for boundaries other than {boundary}"
+        ));
+    }
+    let boundary_frozen = statements.iter().any(|st| {
+        st["Effect"] == "Deny"
+            && list(st.get("Resource")).iter().any(|r| r == boundary)
+            && list(st.get("Action"))
+                .iter()
+                .any(|a| action_matches(a, "iam:CreatePolicyVersion"))
+    });
+    if !boundary_frozen {
+        problems.push(format!(
+            "a new version of the boundary {boundary} is not denied"
+        ));
+    }
+    for st in allowing(&statements, "iam:PassRole") {
+        if st["Condition"]["StringEquals"]["iam:PassedToService"] != "ec2.amazonaws.com" {
+            problems.push(format!(
+                "{}: iam:PassRole not limited to iam:PassedToService ec2.amazonaws.com",
+                st["Sid"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    problems
+}
+
+/// The service role's trust: CloudFormation, and nobody else, may assume it.
+fn service_trust_problems(trust: &Json) -> Vec<String> {
+    let mut problems = Vec::new();
+    let statements = statements(trust);
+    if statements.is_empty() {
+        problems.push("no statements".into());
+    }
+    for st in statements {
+        if st["Action"] != "sts:AssumeRole" {
+            problems.push(format!("action is {}, not sts:AssumeRole", st["Action"]));
+        }
+        let principal = st["Principal"].as_object().cloned().unwrap_or_default();
+        if principal.len() != 1
+            || principal.get("Service") != Some(&Json::from("cloudformation.amazonaws.com"))
+        {
+            problems.push(format!(
+                "principal {} is not only cloudformation.amazonaws.com",
+                st["Principal"]
+            ));
+        }
+    }
+    problems
+}
+
+/// The boundary: read-only, no IAM, nothing on every resource.
+fn boundary_problems(boundary: &Json) -> Vec<String> {
+    let statements = statements(boundary);
+    let mut problems = common_iam_problems(&statements);
+    if statements.is_empty() {
+        problems.push("no statements".into());
+    }
+    for st in statements.iter().filter(|st| st["Effect"] == "Allow") {
+        for a in list(st.get("Action")) {
+            if !is_read_only(&a) || a.starts_with("iam:") || a.contains('*') {
+                problems.push(format!(
+                    "{}: the boundary allows `{a}`; the server only reads its secret",
+                    st["Sid"].as_str().unwrap_or("?")
+                ));
+            }
+        }
     }
     problems
 }
@@ -1040,22 +1309,33 @@ fn create_action_for(cfn_type: &str) -> Option<&'static str> {
     })
 }
 
+/// The service role can create what the template declares, and every IAM role the template
+/// declares carries the permissions boundary (without it the service role may not create it).
 fn template_coverage_problems(template: &Yaml, policy: &Json) -> Vec<String> {
-    let granted = allowed_actions(policy);
     let mut problems = Vec::new();
     let resources = template.get("Resources").and_then(Yaml::as_mapping);
     for (logical, res) in resources.into_iter().flatten() {
+        let logical = logical.as_str().unwrap_or("?");
         let ty = str_of(res.get("Type"));
         match create_action_for(ty) {
             None => problems.push(format!(
-                "{} ({ty}): resource type unknown to ci/aws/iam-policy.json; add its actions there and here",
-                logical.as_str().unwrap_or("?")
+                "{logical} ({ty}): resource type unknown to ci/aws/cloudformation-role-policy.json; add its actions there and here"
             )),
             Some("") => {}
-            Some(action) if !granted.iter().any(|g| g == action) => {
+            Some(action) if !grants(policy, action) => {
                 problems.push(format!("{ty} needs `{action}`, which the policy does not grant"))
             }
             Some(_) => {}
+        }
+        if ty == "AWS::IAM::Role"
+            && res
+                .get("Properties")
+                .and_then(|p| p.get("PermissionsBoundary"))
+                .is_none()
+        {
+            problems.push(format!(
+                "{logical} (AWS::IAM::Role) has no PermissionsBoundary: the service role may create roles only with one"
+            ));
         }
     }
     let ssm_ami = template
@@ -1064,13 +1344,12 @@ fn template_coverage_problems(template: &Yaml, policy: &Json) -> Vec<String> {
         .into_iter()
         .flatten()
         .any(|(_, p)| str_of(p.get("Type")).starts_with("AWS::SSM::Parameter::Value"));
-    if ssm_ami && !granted.iter().any(|g| g == "ssm:GetParameters") {
+    if ssm_ami && !grants(policy, "ssm:GetParameters") {
         problems.push(
             "the template resolves an SSM parameter but ssm:GetParameters is not granted".into(),
         );
     }
-    let uses_role = raw_contains_type(template, "AWS::IAM::InstanceProfile");
-    if uses_role && !granted.iter().any(|g| g == "iam:PassRole") {
+    if raw_contains_type(template, "AWS::IAM::InstanceProfile") && !grants(policy, "iam:PassRole") {
         problems
             .push("the template gives an instance a role but iam:PassRole is not granted".into());
     }
@@ -1086,17 +1365,131 @@ fn raw_contains_type(template: &Yaml, ty: &str) -> bool {
         .any(|(_, r)| str_of(r.get("Type")) == ty)
 }
 
+/// `(permission, resource type)` rows of the "left out on purpose" table in ci/aws/README.md.
+fn omissions(readme: &str) -> Vec<(String, String)> {
+    let section = readme
+        .split("## Handler permissions left out on purpose")
+        .nth(1)
+        .unwrap_or("");
+    let section = section.split("\n## ").next().unwrap_or("");
+    section
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let code = |c: &str| c.strip_prefix('`')?.strip_suffix('`').map(str::to_string);
+            Some((code(cells.get(1)?)?, code(cells.get(2)?)?))
+        })
+        .collect()
+}
+
+const HANDLERS: [&str; 3] = ["create", "read", "delete"];
+
+/// Every create/read/delete handler permission of every resource type in the template is
+/// granted by the service role, or named in ci/aws/README.md as left out on purpose; a type
+/// without a list, and a stale README row, are problems too.
+fn handler_problems(
+    template: &Yaml,
+    handlers: &Json,
+    policy: &Json,
+    omitted: &[(String, String)],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let types: std::collections::BTreeSet<&str> = template
+        .get("Resources")
+        .and_then(Yaml::as_mapping)
+        .into_iter()
+        .flatten()
+        .map(|(_, r)| str_of(r.get("Type")))
+        .collect();
+    for ty in &types {
+        let entry = &handlers["types"][*ty];
+        if !HANDLERS.iter().all(|h| entry[*h].is_array()) {
+            problems.push(format!(
+                "{ty}: no create/read/delete handler permission list in {HANDLER_PERMISSIONS} (run ci/handler-permissions.py, or add it to ci/aws/handler-permissions-manual.json with its source and date)"
+            ));
+            continue;
+        }
+        if entry["source"] != "cfn-lint"
+            && (entry["source"].as_str().unwrap_or("").is_empty()
+                || entry["date"].as_str().unwrap_or("").is_empty())
+        {
+            problems.push(format!(
+                "{ty}: a list kept by hand needs its source and date"
+            ));
+        }
+        for h in HANDLERS {
+            for perm in list(Some(&entry[h])) {
+                let left_out = omitted.iter().any(|(p, t)| *p == perm && t == ty);
+                if !left_out && !grants(policy, &perm) {
+                    problems.push(format!(
+                        "{ty} {h} handler needs `{perm}`: grant it in {SERVICE_ROLE_POLICY} or name it, with the reason, in {AWS_README}"
+                    ));
+                }
+            }
+        }
+    }
+    for (perm, ty) in omitted {
+        let listed = HANDLERS
+            .iter()
+            .any(|h| list(Some(&handlers["types"][ty.as_str()][*h])).contains(perm));
+        if !types.contains(ty.as_str()) || !listed {
+            problems.push(format!(
+                "{AWS_README} leaves out `{perm}` for {ty}, which no handler of a template type lists: remove the row"
+            ));
+        } else if grants(policy, perm) {
+            problems.push(format!(
+                "{AWS_README} leaves out `{perm}` for {ty}, but {SERVICE_ROLE_POLICY} grants it: remove the row"
+            ));
+        }
+    }
+    problems
+}
+
 #[test]
 fn iam_policy_is_least_privilege() {
     assert_clean(IAM_POLICY, iam_problems(&json(IAM_POLICY)));
 }
 
 #[test]
-fn iam_policy_covers_the_cloudformation_template() {
+fn service_role_policy_bounds_the_roles_it_creates() {
+    assert_clean(
+        SERVICE_ROLE_POLICY,
+        service_role_problems(&json(SERVICE_ROLE_POLICY), BOUNDARY_ARN),
+    );
+    assert_clean(
+        SERVICE_ROLE_TRUST,
+        service_trust_problems(&json(SERVICE_ROLE_TRUST)),
+    );
+    assert_clean(BOUNDARY_POLICY, boundary_problems(&json(BOUNDARY_POLICY)));
+}
+
+#[test]
+fn service_role_covers_the_cloudformation_template() {
     let template = yaml(&read(CFN_TEMPLATE));
     assert_clean(
         CFN_TEMPLATE,
-        template_coverage_problems(&template, &json(IAM_POLICY)),
+        template_coverage_problems(&template, &json(SERVICE_ROLE_POLICY)),
+    );
+}
+
+#[test]
+fn service_role_grants_every_handler_permission() {
+    let template = yaml(&read(CFN_TEMPLATE));
+    let handlers = json(HANDLER_PERMISSIONS);
+    assert!(
+        handlers["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("cfn-lint ")),
+        "{HANDLER_PERMISSIONS} must record the cfn-lint version it came from"
+    );
+    assert_clean(
+        HANDLER_PERMISSIONS,
+        handler_problems(
+            &template,
+            &handlers,
+            &json(SERVICE_ROLE_POLICY),
+            &omissions(&read(AWS_README)),
+        ),
     );
 }
 
@@ -1133,28 +1526,157 @@ fn iam_checks_catch_their_faults() {
         "stack/cloudtest-*",
     );
     assert_caught(
-        "no condition",
+        "untagged sweep delete",
         with_statement(st("ec2:TerminateInstances", "arn:aws:ec2:*:1:instance/*")),
-        "without a Condition",
+        "cloudtest:run-id resource tag",
+    );
+    assert_caught(
+        "resource permission on the CI principal",
+        with_statement(
+            serde_json::json!({"Sid": "Bad", "Effect": "Allow", "Action": "ec2:RunInstances", "Resource": "arn:aws:ec2:*:1:instance/*", "Condition": {"Null": {"aws:ResourceTag/cloudtest:run-id": "false"}}}),
+        ),
+        "service role",
+    );
+    assert_caught(
+        "CalledVia",
+        with_statement(
+            serde_json::json!({"Sid": "Old", "Effect": "Allow", "Action": "iam:GetRole", "Resource": "arn:aws:iam::1:role/cloudtest-x", "Condition": {"ForAnyValue:StringEquals": {"aws:CalledVia": ["cloudformation.amazonaws.com"]}}}),
+        ),
+        "aws:CalledVia",
+    );
+    assert_caught(
+        "PassRole on every cloudtest role",
+        with_statement(
+            serde_json::json!({"Sid": "Pass", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::1:role/cloudtest-*", "Condition": {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}}),
+        ),
+        "not on the one service role",
+    );
+    assert_caught(
+        "PassRole to EC2",
+        with_statement(
+            serde_json::json!({"Sid": "Pass", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::1:role/cloudtest-cloudformation", "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}}),
+        ),
+        "iam:PassedToService cloudformation",
     );
     let mut no_tag = base.clone();
+    let mut no_role = base.clone();
     for s in no_tag["Statement"].as_array_mut().expect("array") {
-        if let Some(c) = s.get_mut("Condition") {
-            if let Some(null) = c.get_mut("Null") {
-                null.as_object_mut()
-                    .expect("object")
-                    .remove("aws:RequestTag/cloudtest:run-id");
-            }
+        if let Some(null) = s.pointer_mut("/Condition/Null") {
+            null.as_object_mut()
+                .expect("object")
+                .remove("aws:RequestTag/cloudtest:run-id");
         }
     }
     assert_caught("CreateStack tag", iam_problems(&no_tag), "request tag");
+    for s in no_role["Statement"].as_array_mut().expect("array") {
+        if let Some(c) = s.get_mut("Condition").and_then(Json::as_object_mut) {
+            c.remove("StringEquals");
+        }
+    }
+    assert_caught(
+        "CreateStack role",
+        iam_problems(&no_role),
+        "cloudformation:RoleArn",
+    );
+    let mut no_console = base.clone();
+    for s in no_console["Statement"].as_array_mut().expect("array") {
+        if let Some(a) = s.get_mut("Action").and_then(Json::as_array_mut) {
+            a.retain(|x| x != "ec2:GetConsoleOutput");
+        }
+    }
+    assert_caught(
+        "evidence",
+        iam_problems(&no_console),
+        "ec2:GetConsoleOutput",
+    );
+
+    let role = json(SERVICE_ROLE_POLICY);
+    let edit = |f: &dyn Fn(&mut Vec<Json>)| {
+        let mut p = role.clone();
+        f(p["Statement"].as_array_mut().expect("array"));
+        service_role_problems(&p, BOUNDARY_ARN)
+    };
+    assert_caught(
+        "CreateRole without the boundary",
+        edit(&|sts| {
+            sts.push(serde_json::json!({"Sid": "Unbounded", "Effect": "Allow", "Action": "iam:CreateRole", "Resource": "arn:aws:iam::1:role/cloudtest-*"}))
+        }),
+        "iam:PermissionsBoundary",
+    );
+    assert_caught(
+        "another boundary",
+        edit(&|sts| {
+            for s in sts.iter_mut() {
+                if let Some(b) = s.pointer_mut("/Condition/StringEquals/iam:PermissionsBoundary") {
+                    *b = Json::from("arn:aws:iam::aws:policy/AdministratorAccess");
+                }
+            }
+        }),
+        "iam:PermissionsBoundary",
+    );
+    for (action, needle) in [
+        (
+            "iam:DeleteRolePermissionsBoundary",
+            "DeleteRolePermissionsBoundary is not denied",
+        ),
+        (
+            "iam:PutRolePermissionsBoundary",
+            "PutRolePermissionsBoundary is not denied",
+        ),
+        ("iam:CreatePolicyVersion", "new version of the boundary"),
+    ] {
+        assert_caught(
+            action,
+            edit(&|sts| {
+                sts.retain(|s| {
+                    s["Effect"] != "Deny" || !list(s.get("Action")).iter().any(|a| a == action)
+                })
+            }),
+            needle,
+        );
+    }
+    assert_caught(
+        "server role passed anywhere",
+        edit(&|sts| {
+            for s in sts.iter_mut() {
+                if let Some(c) = s.pointer_mut("/Condition/StringEquals/iam:PassedToService") {
+                    *c = Json::from("lambda.amazonaws.com");
+                }
+            }
+        }),
+        "ec2.amazonaws.com",
+    );
+    assert_caught(
+        "service role write on *",
+        edit(&|sts| sts.push(st("ec2:RunInstances", "*"))),
+        "Resource \"*\"",
+    );
+    let mut open_trust = json(SERVICE_ROLE_TRUST);
+    open_trust["Statement"][0]["Principal"] = serde_json::json!({"AWS": "*"});
+    assert_caught(
+        "trust",
+        service_trust_problems(&open_trust),
+        "cloudformation.amazonaws.com",
+    );
+    let mut wide_boundary = json(BOUNDARY_POLICY);
+    wide_boundary["Statement"][0]["Action"] = serde_json::json!(["iam:CreateRole"]);
+    assert_caught(
+        "boundary",
+        boundary_problems(&wide_boundary),
+        "iam:CreateRole",
+    );
 
     let template =
-        yaml("Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n  Vpc:\n    Type: AWS::EC2::VPC\n");
+        yaml("Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n  Vpc:\n    Type: AWS::EC2::VPC\n  Role:\n    Type: AWS::IAM::Role\n    Properties: {}\n");
     assert_caught(
         "unknown type",
-        template_coverage_problems(&template, &base),
+        template_coverage_problems(&template, &role),
         "AWS::S3::Bucket",
+    );
+    assert_caught(
+        "role without a boundary",
+        template_coverage_problems(&template, &role),
+        "no PermissionsBoundary",
     );
     let empty = serde_json::json!({"Statement": []});
     assert_caught(
@@ -1162,6 +1684,69 @@ fn iam_checks_catch_their_faults() {
         template_coverage_problems(&template, &empty),
         "ec2:CreateVpc",
     );
+
+    // Handler coverage: a type without a list, a permission neither granted nor named, and
+    // stale README rows.
+    let handlers = json(HANDLER_PERMISSIONS);
+    let omitted = omissions(&read(AWS_README));
+    assert!(
+        !omitted.is_empty(),
+        "{AWS_README} names no omissions: is its table still there?"
+    );
+    assert_caught(
+        "type without a list",
+        handler_problems(&template, &handlers, &role, &omitted),
+        "AWS::S3::Bucket: no create/read/delete handler permission list",
+    );
+    let vpc = yaml("Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n");
+    let no_delete_vpc = edit_policy(&role, "ec2:DeleteVpc");
+    assert_caught(
+        "permission not granted",
+        handler_problems(&vpc, &handlers, &no_delete_vpc, &omitted),
+        "ec2:DeleteVpc",
+    );
+    assert_caught(
+        "omission no longer listed",
+        handler_problems(
+            &vpc,
+            &handlers,
+            &role,
+            &[("ec2:Imaginary".into(), "AWS::EC2::VPC".into())],
+        ),
+        "remove the row",
+    );
+    assert_caught(
+        "omission granted after all",
+        handler_problems(
+            &vpc,
+            &handlers,
+            &role,
+            &[("ec2:CreateVpc".into(), "AWS::EC2::VPC".into())],
+        ),
+        "grants it",
+    );
+    let mut no_source = handlers.clone();
+    no_source["types"]["AWS::EC2::VPC"]["source"] = Json::from("");
+    assert_caught(
+        "hand-kept list without a source",
+        handler_problems(&vpc, &no_source, &role, &omitted),
+        "source and date",
+    );
+    assert!(action_matches("ec2:Describe*", "ec2:DescribeVpcs"));
+    assert!(!action_matches("ec2:Describe*", "ec2:DeleteVpc"));
+}
+
+/// `policy` without `action` in any statement.
+fn edit_policy(policy: &Json, action: &str) -> Json {
+    let mut p = policy.clone();
+    for s in p["Statement"].as_array_mut().expect("array") {
+        match s.get_mut("Action") {
+            Some(Json::Array(a)) => a.retain(|x| x != action),
+            Some(a) if a == action => *a = Json::Array(Vec::new()),
+            _ => {}
+        }
+    }
+    p
 }
 
 fn trust_problems(trust: &Json, provider: &str) -> Vec<String> {
@@ -1656,4 +2241,52 @@ fn ci_run_installs_the_test_tools_before_testing() {
         problems(&text.replace("bash ci/install-test-tools.sh", "true")),
         INSTALL_SCRIPT,
     );
+}
+
+/// Every AWS preflight, live run and sweep in a pipeline passes the CloudFormation service
+/// role from the repository variable `CLOUDTEST_AWS_CFN_ROLE_ARN` (the CI principal may
+/// create stacks only with it).
+fn service_role_pass_problems(raw: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !raw.contains("CLOUDTEST_AWS_CFN_ROLE_ARN") {
+        problems.push("the pipeline never reads CLOUDTEST_AWS_CFN_ROLE_ARN".into());
+    }
+    let lines: Vec<&str> = raw.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        // Where the arguments of a live preflight, run or sweep are put together.
+        let builds_args = (line.contains("args=(") || line.contains("set -- "))
+            && [
+                "preflight --mode live",
+                "run --mode live",
+                "sweep --provider",
+            ]
+            .iter()
+            .any(|c| line.contains(c));
+        if !builds_args && !line.contains("bin/cloudtest sweep") {
+            continue;
+        }
+        let window = lines[i.saturating_sub(3)..(i + 4).min(lines.len())].join("\n");
+        if !window.contains("--aws-cloudformation-role") {
+            problems.push(format!(
+                "line {}: `{}` without --aws-cloudformation-role",
+                i + 1,
+                line.trim()
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn pipelines_pass_the_cloudformation_service_role() {
+    for pipeline in [WORKFLOW, GITLAB] {
+        let raw = read(pipeline);
+        assert_clean(pipeline, service_role_pass_problems(&raw));
+        let dropped = raw.replace("--aws-cloudformation-role", "--aws-role-dropped");
+        assert_caught(
+            pipeline,
+            service_role_pass_problems(&dropped),
+            "without --aws-cloudformation-role",
+        );
+    }
 }

@@ -27,5 +27,5 @@ pub use events::{StackEventPager, StackEventRecord};
 pub use identity::IdentityCheck;
 pub use inventory::{Ec2Inventory, RUN_ID_TAG};
 pub use preflight::{AwsPreflight, AwsPreflightPlan};
-pub use provider::{stack_name, CloudFormationProvider, StackPlan};
+pub use provider::{stack_name, CloudFormationProvider, StackPlan, PERMISSIONS_BOUNDARY_PARAMETER};
 pub use stacks::{CfnStacks, StackSnapshot};

@@ -41,6 +41,10 @@ pub struct AwsPreflightPlan {
     /// The CloudFormation service role, when one is configured: its actions are simulated
     /// for the role instead of the caller.
     pub service_role_arn: Option<String>,
+    /// The server role's permissions boundary (the template's `PermissionsBoundaryArn`):
+    /// simulated as the `iam:PermissionsBoundary` of `iam:CreateRole`, which the shipped
+    /// service-role policy requires.
+    pub permissions_boundary_arn: Option<String>,
 }
 
 /// Instance types the template launches: every `*InstanceType` parameter, from config or
@@ -102,6 +106,7 @@ fn simulations(account: &str, plan: &AwsPreflightPlan) -> Vec<Simulation> {
             ContextKeyTypeEnum::String,
         ),
     ];
+    let mut direct_context = tags.clone();
     let mut direct: Vec<(&'static str, String)> = [
         "cloudformation:CreateStack",
         "cloudformation:TagResource",
@@ -126,6 +131,23 @@ fn simulations(account: &str, plan: &AwsPreflightPlan) -> Vec<Simulation> {
         .into_iter()
         .map(|a| (a, any.clone())),
     );
+    if let Some(service_role) = &plan.service_role_arn {
+        // The caller hands the service role to CloudFormation with every CreateStack and
+        // DeleteStack.
+        direct.push(("iam:PassRole", service_role.clone()));
+        direct_context.push((
+            "iam:PassedToService".to_string(),
+            vec!["cloudformation.amazonaws.com".to_string()],
+            ContextKeyTypeEnum::String,
+        ));
+        // CreateStack carries it as RoleARN; ci/aws/iam-policy.json allows CreateStack only
+        // with that role.
+        direct_context.push((
+            "cloudformation:RoleArn".to_string(),
+            vec![service_role.clone()],
+            ContextKeyTypeEnum::String,
+        ));
+    }
     let ec2 = |kind: &str| format!("arn:aws:ec2:{region}:{account}:{kind}/*");
     let role = format!("arn:aws:iam::{account}:role/cloudtest-{}", plan.run_id);
     let via: Vec<(&'static str, String)> = vec![
@@ -158,12 +180,19 @@ fn simulations(account: &str, plan: &AwsPreflightPlan) -> Vec<Simulation> {
         vec!["ec2.amazonaws.com".to_string()],
         ContextKeyTypeEnum::String,
     ));
+    if let Some(boundary) = &plan.permissions_boundary_arn {
+        via_context.push((
+            "iam:PermissionsBoundary".to_string(),
+            vec![boundary.clone()],
+            ContextKeyTypeEnum::String,
+        ));
+    }
     vec![
         Simulation {
             what: "the run's own calls",
             via_cloudformation: false,
             actions: direct,
-            context: tags,
+            context: direct_context,
         },
         Simulation {
             what: "what CloudFormation creates for the run",

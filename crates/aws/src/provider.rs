@@ -54,6 +54,11 @@ pub struct StackPlan {
     /// `--keep-on-failure`: create with `OnFailure=DO_NOTHING`, so a failed create keeps
     /// its resources (and the server's console) instead of rolling back.
     pub keep_on_failure: bool,
+    /// CloudFormation service role: `RoleARN` of CreateStack and DeleteStack.
+    pub cloudformation_role_arn: Option<String>,
+    /// Permissions boundary of the server's IAM role: the template's
+    /// `PermissionsBoundaryArn` parameter (sent only when the template declares it).
+    pub permissions_boundary_arn: Option<String>,
 }
 
 impl StackPlan {
@@ -87,6 +92,9 @@ impl StackPlan {
             "UseSpot".to_string(),
             plain(if self.use_spot { "true" } else { "false" }),
         );
+        if let Some(arn) = &self.permissions_boundary_arn {
+            m.insert(PERMISSIONS_BOUNDARY_PARAMETER.to_string(), plain(arn));
+        }
         m
     }
 
@@ -102,6 +110,9 @@ impl StackPlan {
         m
     }
 }
+
+/// The template parameter that carries the server role's permissions boundary.
+pub const PERMISSIONS_BOUNDARY_PARAMETER: &str = "PermissionsBoundaryArn";
 
 fn expires_tag(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -165,7 +176,8 @@ impl CloudFormationProvider {
         let counter = CallCounter::new();
         Self {
             stack_name: stack_name(&plan.run_id),
-            stacks: CfnStacks::new(sdk, &counter, errors.clone()),
+            stacks: CfnStacks::new(sdk, &counter, errors.clone())
+                .with_role_arn(plan.cloudformation_role_arn.clone()),
             inventory: Ec2Inventory::new(sdk, &counter, errors),
             counter,
             plan,
@@ -825,6 +837,8 @@ mod tests {
                 .with_timezone(&Utc),
             poll: Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
             keep_on_failure: false,
+            cloudformation_role_arn: None,
+            permissions_boundary_arn: None,
         }
     }
 
@@ -844,6 +858,16 @@ mod tests {
         assert_eq!(params["Requirement"].expose(), "CLOUD-01");
         assert_eq!(params["ExpiresAt"].expose(), "2024-01-01T06:00:00Z");
         assert!(!params.contains_key("VelociraptorSha256"));
+        assert!(!params.contains_key(PERMISSIONS_BOUNDARY_PARAMETER));
+        let boundary = "arn:aws:iam::123456789012:policy/cloudtest-boundary";
+        let with_boundary = StackPlan {
+            permissions_boundary_arn: Some(boundary.into()),
+            ..plan()
+        };
+        assert_eq!(
+            with_boundary.standard_parameters()[PERMISSIONS_BOUNDARY_PARAMETER].expose(),
+            boundary
+        );
         assert!(matches!(params["AdminPassword"], ParameterValue::Secret(_)));
         let tags = p.stack_tags();
         assert_eq!(tags[RUN_ID_TAG], "20240101t000000z-ab12");

@@ -56,6 +56,8 @@ pub struct CreateStackRequest {
 pub struct CfnStacks {
     client: Client,
     errors: ErrorContext,
+    /// The CloudFormation service role sent as `RoleARN` with CreateStack and DeleteStack.
+    role_arn: Option<String>,
 }
 
 impl CfnStacks {
@@ -66,7 +68,21 @@ impl CfnStacks {
         Self {
             client: Client::from_conf(config),
             errors,
+            role_arn: None,
         }
+    }
+
+    /// CreateStack and DeleteStack carry `RoleARN`: CloudFormation then creates and deletes
+    /// the stack's resources with that service role's permissions, not the caller's (who
+    /// needs `iam:PassRole` on it). `None` sends no `RoleARN`.
+    pub fn with_role_arn(mut self, role_arn: Option<String>) -> Self {
+        self.role_arn = role_arn;
+        self
+    }
+
+    /// The service role CreateStack and DeleteStack carry, if any.
+    pub fn role_arn(&self) -> Option<&str> {
+        self.role_arn.as_deref()
     }
 
     /// Replaces the credential source named in error messages.
@@ -103,6 +119,7 @@ impl CfnStacks {
             .stack_name(&req.name)
             .template_body(&req.template_body)
             .client_request_token(&req.client_request_token)
+            .set_role_arn(self.role_arn.clone())
             .capabilities(Capability::CapabilityIam)
             .capabilities(Capability::CapabilityNamedIam);
         if req.keep_on_failure {
@@ -230,6 +247,7 @@ impl CfnStacks {
             .delete_stack()
             .stack_name(name)
             .client_request_token(client_request_token)
+            .set_role_arn(self.role_arn.clone())
             .send()
             .await
             .map_err(|e| self.fail("DeleteStack", name, e))?;

@@ -149,6 +149,17 @@ pub async fn find_due(
 /// Deletes one item: DeleteStack for a stack (deletion continues in AWS), the matching
 /// EC2 delete/terminate/release call for a stray resource.
 pub async fn delete(sdk: &SdkConfig, item: &SweepItem) -> Result<(), AwsError> {
+    delete_as(sdk, item, None).await
+}
+
+/// [`delete`], with the stack's DeleteStack carrying `role_arn` as its CloudFormation
+/// service role (the role the runs create their stacks with; without it a caller whose own
+/// policy holds no resource permissions cannot delete the stack's resources).
+pub async fn delete_as(
+    sdk: &SdkConfig,
+    item: &SweepItem,
+    role_arn: Option<&str>,
+) -> Result<(), AwsError> {
     let errors = context(sdk);
     let counter = CallCounter::new();
     match &item.target {
@@ -160,6 +171,7 @@ pub async fn delete(sdk: &SdkConfig, item: &SweepItem) -> Result<(), AwsError> {
             let mut token: String = token.chars().take(128).collect();
             token.retain(|c| c.is_ascii_alphanumeric() || c == '-');
             CfnStacks::new(sdk, &counter, errors)
+                .with_role_arn(role_arn.map(str::to_string))
                 .delete(name, &token)
                 .await
         }

@@ -189,6 +189,8 @@ async fn provider(
         expires_at: chrono::Utc::now() + chrono::Duration::hours(6),
         poll: Backoff::new(Duration::from_millis(50), Duration::from_millis(500)),
         keep_on_failure: false,
+        cloudformation_role_arn: None,
+        permissions_boundary_arn: None,
     };
     CloudFormationProvider::new(&sdk, plan).with_credential_source(conn.credential_source())
 }

@@ -14,6 +14,15 @@ use cloudtest_mock::{EmulatorContext, EmulatorState, FaultPlan, Scenario};
 const TEMPLATE: &str = include_str!("../../../templates-cfn/velociraptor.yaml");
 
 async fn preflight(scenario: Scenario, use_spot: bool) -> (Vec<Check>, u32, AwsEmulator) {
+    preflight_with(scenario, use_spot, None, None).await
+}
+
+async fn preflight_with(
+    scenario: Scenario,
+    use_spot: bool,
+    service_role_arn: Option<String>,
+    permissions_boundary_arn: Option<String>,
+) -> (Vec<Check>, u32, AwsEmulator) {
     let emulator = AwsEmulator::start(EmulatorContext {
         scenario,
         latency: Duration::ZERO,
@@ -37,7 +46,8 @@ async fn preflight(scenario: Scenario, use_spot: bool) -> (Vec<Check>, u32, AwsE
             template_body: TEMPLATE.into(),
             parameters: BTreeMap::new(),
             use_spot,
-            service_role_arn: None,
+            service_role_arn,
+            permissions_boundary_arn,
         })
         .await;
     let calls = pf.api_calls();
@@ -134,5 +144,37 @@ async fn scenarios_for_the_other_cloud_leave_aws_green() {
     assert!(
         checks.iter().all(|c| c.status == CheckStatus::Ok),
         "{checks:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_service_role_is_simulated_for_what_cloudformation_creates() {
+    let role = cloudtest_mock::aws::preflight::service_role_arn();
+    let boundary = "arn:aws:iam::123456789012:policy/cloudtest-boundary".to_string();
+    let (checks, _, _emulator) =
+        preflight_with(Scenario::Healthy, false, Some(role.clone()), Some(boundary)).await;
+    for c in &checks {
+        assert_eq!(c.status, CheckStatus::Ok, "{c:#?}");
+    }
+    let perms = by_check(&checks, "permissions");
+    assert!(
+        perms
+            .iter()
+            .any(|c| c.detail.contains("the CloudFormation service role")
+                && c.detail.contains(&role)),
+        "{perms:#?}"
+    );
+    // The caller passes the role: iam:PassRole is simulated among its own calls.
+    assert!(
+        perms.iter().any(|c| c.detail.contains("the caller")),
+        "{perms:#?}"
+    );
+
+    // Without the boundary, the service role may not create the server's role.
+    let (checks, _, _emulator) = preflight_with(Scenario::Healthy, false, Some(role), None).await;
+    let fail = failed(&checks, "permissions");
+    assert!(
+        fail.detail.contains("iam:CreateRole") && fail.detail.contains("service role"),
+        "{fail:#?}"
     );
 }

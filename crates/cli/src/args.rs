@@ -168,6 +168,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "SOURCE", env = "CLOUDTEST_AZURE_CREDENTIAL")]
     pub azure_credential: Option<String>,
 
+    /// CloudFormation service role: sent as `RoleARN` with CreateStack and DeleteStack, so
+    /// CloudFormation creates and deletes the stack's resources with this role's permissions
+    /// (see ci/aws/). Overrides `[aws] cloudformation_role_arn`.
+    /// Example: `--aws-cloudformation-role arn:aws:iam::123456789012:role/cloudtest-cloudformation`.
+    #[arg(long, value_name = "ARN")]
+    pub aws_cloudformation_role: Option<String>,
+
     /// Who may reach the GUI/API port (default: this machine's public address as /32 in live
     /// mode, 127.0.0.1/32 in mock mode). Example: `--allowed-cidr 198.51.100.0/24`.
     #[arg(long, value_name = "CIDR")]
@@ -336,6 +343,10 @@ pub struct SweepArgs {
     /// Where Azure tokens come from (see `run --help`); overrides `[azure] credential`.
     #[arg(long, value_name = "SOURCE", env = "CLOUDTEST_AZURE_CREDENTIAL")]
     pub azure_credential: Option<String>,
+    /// CloudFormation service role the stacks were created with: DeleteStack carries it as
+    /// `RoleARN`. Overrides `[aws] cloudformation_role_arn`.
+    #[arg(long, value_name = "ARN")]
+    pub aws_cloudformation_role: Option<String>,
     /// Mock mode only: resources to plant before sweeping, for demonstrations and tests:
     /// `tagged-expired`, `tagged-fresh`, `untagged`. Repeatable.
     #[arg(long, hide = true)]

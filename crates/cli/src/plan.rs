@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use cloudtest_core::config::{Config, DEFAULT_EXPIRES_AFTER, DEFAULT_MONTHLY_BUDGET_USD};
+use cloudtest_core::config::{
+    iam_arn_problem, Config, IamArnKind, DEFAULT_EXPIRES_AFTER, DEFAULT_MONTHLY_BUDGET_USD,
+};
 use cloudtest_core::outputs::REQUIRED_OUTPUTS;
 use cloudtest_core::skip::{Environment, ProcessEnvironment};
 use cloudtest_core::PhaseDeadlines;
@@ -44,6 +46,12 @@ pub struct AwsPlan {
     pub endpoint: Option<String>,
     pub parameters: BTreeMap<String, String>,
     pub use_spot: bool,
+    /// CloudFormation service role (`RoleARN` of CreateStack and DeleteStack).
+    pub cloudformation_role_arn: Option<String>,
+    /// The server role's permissions boundary (template parameter `PermissionsBoundaryArn`),
+    /// and where it came from.
+    pub permissions_boundary_arn: Option<String>,
+    pub permissions_boundary_origin: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +211,10 @@ impl RunPlan {
             )?;
             check_cfn_template(&t.path, &t.body)?;
             tracing::info!(template = %t.describe(), "CloudFormation template");
+            let cloudformation_role_arn =
+                cloudformation_role(args.aws_cloudformation_role.as_deref(), &config)?;
+            let (permissions_boundary_arn, permissions_boundary_origin) =
+                permissions_boundary(cloudformation_role_arn.as_deref(), &config);
             Some(AwsPlan {
                 regions: aws_regions,
                 template_path: t.path,
@@ -214,6 +226,9 @@ impl RunPlan {
                     .or_else(|| config.aws.endpoint.clone()),
                 parameters: config.aws.parameters.clone(),
                 use_spot: config.aws.use_spot.unwrap_or(false),
+                cloudformation_role_arn,
+                permissions_boundary_arn,
+                permissions_boundary_origin,
             })
         } else {
             None
@@ -443,6 +458,45 @@ pub fn load_config(path: Option<&Path>) -> Result<(Config, String)> {
                 Ok((Config::default(), "built-in defaults".into()))
             }
         }
+    }
+}
+
+/// The boundary policy's name in `ci/aws/` (the service role may create roles only with it).
+pub const DEFAULT_BOUNDARY_POLICY: &str = "cloudtest-boundary";
+
+/// `--aws-cloudformation-role`, else `[aws] cloudformation_role_arn` (checked when the
+/// config was loaded); the flag must look like an IAM role ARN.
+pub fn cloudformation_role(flag: Option<&str>, config: &Config) -> Result<Option<String>> {
+    match flag {
+        Some(arn) => {
+            let arn = arn.trim();
+            if let Some(why) = iam_arn_problem(arn, IamArnKind::Role) {
+                return Err(usage(format!("--aws-cloudformation-role `{arn}` {why}")));
+            }
+            Ok(Some(arn.to_string()))
+        }
+        None => Ok(config.aws.cloudformation_role_arn.clone()),
+    }
+}
+
+/// `[aws] permissions_boundary_arn` (an empty string: none); unset with a service role:
+/// the `cloudtest-boundary` policy of the role's account, which ci/README.md creates and
+/// the service role's policy requires on every role it creates.
+fn permissions_boundary(role: Option<&str>, config: &Config) -> (Option<String>, &'static str) {
+    match config.aws.permissions_boundary_arn.as_deref() {
+        Some("") => (None, "[aws] permissions_boundary_arn is empty"),
+        Some(arn) => (Some(arn.to_string()), "[aws] permissions_boundary_arn"),
+        None => match role.and_then(|r| {
+            let mut fields = r.split(':');
+            let partition = fields.nth(1)?;
+            let account = fields.nth(2)?;
+            Some(format!(
+                "arn:{partition}:iam::{account}:policy/{DEFAULT_BOUNDARY_POLICY}"
+            ))
+        }) {
+            Some(arn) => (Some(arn), "derived from the service role's account"),
+            None => (None, "none configured"),
+        },
     }
 }
 
@@ -715,6 +769,34 @@ mod tests {
             &azure_credential_choice(Some("az"), None, "x").unwrap_err(),
         );
         assert_eq!(err, cloudtest_core::ExitCode::UsageError);
+    }
+
+    #[test]
+    fn service_role_flag_is_checked_and_the_boundary_derived() {
+        let config = Config::default();
+        let err = cloudformation_role(Some("cloudtest-cloudformation"), &config)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--aws-cloudformation-role") && err.contains("cloudtest-cloudformation"),
+            "{err}"
+        );
+        let role = "arn:aws:iam::123456789012:role/cloudtest-cloudformation";
+        assert_eq!(
+            cloudformation_role(Some(role), &config).expect("valid"),
+            Some(role.to_string())
+        );
+        assert_eq!(cloudformation_role(None, &config).expect("none"), None);
+        let (boundary, origin) = permissions_boundary(Some(role), &config);
+        assert_eq!(
+            boundary.as_deref(),
+            Some("arn:aws:iam::123456789012:policy/cloudtest-boundary"),
+            "{origin}"
+        );
+        assert_eq!(permissions_boundary(None, &config).0, None);
+        let mut off = Config::default();
+        off.aws.permissions_boundary_arn = Some(String::new());
+        assert_eq!(permissions_boundary(Some(role), &off).0, None);
     }
 
     #[test]

@@ -437,6 +437,8 @@ pub async fn build_providers(
                 expires_at: plan.expires_at,
                 poll: poll_backoff(plan),
                 keep_on_failure: plan.keep_on_failure,
+                cloudformation_role_arn: aws.cloudformation_role_arn.clone(),
+                permissions_boundary_arn: aws.permissions_boundary_arn.clone(),
             };
             let mut provider = CloudFormationProvider::new(&sdk, stack_plan)
                 .with_keep_until_expiry(plan.keep_on_failure);

@@ -112,6 +112,19 @@ pub async fn plan(args: RunArgs) -> Result<ExitCode> {
     if let Some(line) = guards.azure_credential_line(&plan) {
         println!("{line}");
     }
+    if let Some(aws) = &plan.aws {
+        if let Some(role) = &aws.cloudformation_role_arn {
+            println!(
+                "aws CloudFormation service role: {role} (RoleARN of CreateStack and DeleteStack)"
+            );
+        }
+        if let Some(boundary) = &aws.permissions_boundary_arn {
+            println!(
+                "aws permissions boundary of the server role: {boundary} ({})",
+                aws.permissions_boundary_origin
+            );
+        }
+    }
     println!();
     println!("deadlines:");
     for phase in Phase::ALL {

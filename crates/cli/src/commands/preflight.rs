@@ -107,7 +107,8 @@ pub async fn run_checks(
                     template_body: aws.template_body.clone(),
                     parameters: aws.parameters.clone(),
                     use_spot: aws.use_spot,
-                    service_role_arn: None,
+                    service_role_arn: aws.cloudformation_role_arn.clone(),
+                    permissions_boundary_arn: aws.permissions_boundary_arn.clone(),
                 })
                 .await,
             );

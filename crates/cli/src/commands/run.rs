@@ -284,5 +284,9 @@ fn write_mock_calls(
         calls.insert(format!("preflight:{key}"), *n);
     }
     let text = serde_json::to_string_pretty(&calls).map_err(std::io::Error::other)?;
-    std::fs::write(out.join("mock-calls.json"), text + "\n")
+    std::fs::write(out.join("mock-calls.json"), text + "\n")?;
+    // Which service role (`RoleARN`) each CreateStack and DeleteStack carried.
+    let requests =
+        serde_json::to_string_pretty(&mock.aws.stack_requests()).map_err(std::io::Error::other)?;
+    std::fs::write(out.join("mock-stack-requests.json"), requests + "\n")
 }

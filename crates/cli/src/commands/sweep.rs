@@ -55,6 +55,8 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
         return Err(usage("--plant works only with --mode mock"));
     }
     let want = |p: ProviderArg| args.provider.is_empty() || args.provider.contains(&p);
+    let cloudformation_role =
+        crate::plan::cloudformation_role(args.aws_cloudformation_role.as_deref(), &config)?;
     let aws_regions: Vec<String> = if !args.aws_regions.is_empty() {
         args.aws_regions.clone()
     } else {
@@ -121,7 +123,7 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
                 let outcome = if args.dry_run {
                     "would delete (dry run)".to_string()
                 } else {
-                    match aws_sweep::delete(&sdk, &item).await {
+                    match aws_sweep::delete_as(&sdk, &item, cloudformation_role.as_deref()).await {
                         Ok(()) => "deleted".to_string(),
                         Err(e) => {
                             failures += 1;
@@ -258,6 +260,10 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
             "mock state after sweep: {}",
             serde_json::to_string(&m.state()).unwrap_or_default()
         );
+        println!(
+            "mock stack requests: {}",
+            serde_json::to_string(&m.aws.stack_requests()).unwrap_or_default()
+        );
         m.stop().await;
     }
     Ok(if failures > 0 {
@@ -280,6 +286,17 @@ fn plant(cloud: &MockCloud, kinds: &[String]) -> Result<()> {
             ]
         };
         let tags: Vec<(String, String)> = match kind.split_once(':') {
+            Some(("stack", id)) if !id.is_empty() => {
+                // A left-over stack of run ID (unexpired), for `--run-id ID` sweeps.
+                let tags = tagged(id.to_string(), &future);
+                let pairs: Vec<(&str, &str)> =
+                    tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                cloud
+                    .aws
+                    .plant_stack(&cloudtest_aws::stack_name(id), &pairs)
+                    .map_err(|e| usage(format!("--plant `{kind}`: {}", e.message)))?;
+                continue;
+            }
             Some(("run", id)) if !id.is_empty() => tagged(id.to_string(), &future),
             Some(("kept", id)) if !id.is_empty() => {
                 let mut t = tagged(id.to_string(), &future);
@@ -292,7 +309,7 @@ fn plant(cloud: &MockCloud, kinds: &[String]) -> Result<()> {
                 "untagged" => vec![("owner".into(), "someone-else".into())],
                 other => {
                     return Err(usage(format!(
-                        "--plant `{other}`: expected tagged-expired, tagged-fresh, untagged, run:ID or kept:ID"
+                        "--plant `{other}`: expected tagged-expired, tagged-fresh, untagged, run:ID, kept:ID or stack:ID"
                     )))
                 }
             },

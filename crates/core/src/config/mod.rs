@@ -15,7 +15,9 @@ pub use budget::{BudgetConfig, PriceOverride, DEFAULT_MONTHLY_BUDGET_USD};
 pub use deadlines::{
     parse_seconds, DeadlineError, DeadlinesConfig, Hook, PhaseDeadlines, HEALTH_TIMEOUT_ENV,
 };
-pub use provider::{AwsConfig, AzureConfig, RunConfig, DEFAULT_EXPIRES_AFTER};
+pub use provider::{
+    iam_arn_problem, AwsConfig, AzureConfig, IamArnKind, RunConfig, DEFAULT_EXPIRES_AFTER,
+};
 pub use velociraptor::{VelociraptorConfig, DEFAULT_ADMIN_USER, DEFAULT_VERSION};
 
 /// The whole file.
@@ -126,6 +128,25 @@ impl Config {
                 ),
             ));
         }
+        for (key, value, kind) in [
+            (
+                "aws.cloudformation_role_arn",
+                &self.aws.cloudformation_role_arn,
+                IamArnKind::Role,
+            ),
+            (
+                "aws.permissions_boundary_arn",
+                &self.aws.permissions_boundary_arn,
+                IamArnKind::Policy,
+            ),
+        ] {
+            if let Some(why) = value.as_deref().and_then(|v| iam_arn_problem(v, kind)) {
+                return Err(invalid(
+                    key,
+                    &format!("`{}` {why}", value.as_deref().unwrap_or_default()),
+                ));
+            }
+        }
         if let Some(n) = self.velociraptor.expected_clients {
             if n == 0 {
                 return Err(invalid(
@@ -173,6 +194,26 @@ mod tests {
         assert!(ok.validate("cloudtest.toml").is_ok());
         let pinned = parse("[velociraptor]\nversion = \"0.77.2\"\n").expect("parses");
         assert!(pinned.validate("cloudtest.toml").is_ok());
+    }
+
+    #[test]
+    fn service_role_and_boundary_must_be_iam_arns() {
+        let ok = parse(
+            "[aws]\ncloudformation_role_arn = \"arn:aws:iam::123456789012:role/cloudtest-cloudformation\"\npermissions_boundary_arn = \"arn:aws:iam::123456789012:policy/cloudtest-boundary\"\n",
+        )
+        .expect("valid ARNs");
+        assert!(ok.aws.cloudformation_role_arn.is_some());
+        let err = parse("[aws]\ncloudformation_role_arn = \"cloudtest-cloudformation\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("aws.cloudformation_role_arn") && err.contains("IAM role ARN"),
+            "{err}"
+        );
+        let err = parse("[aws]\npermissions_boundary_arn = \"arn:aws:iam::123456789012:role/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("aws.permissions_boundary_arn"), "{err}");
     }
 
     #[test]

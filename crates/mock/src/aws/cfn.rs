@@ -12,7 +12,7 @@ use super::query::QueryRequest;
 use super::stacks::{DeletePlan, NewStack, Stack};
 use super::template::{plan_stack, resolve_parameters, BootFacts, StackIdentity, Template};
 use super::xml::Node;
-use super::{World, ACCOUNT_ID};
+use super::{StackRequest, World, ACCOUNT_ID};
 use crate::hooks::{EmulatedServers, ServerDeployment};
 use crate::scenario::Scenario;
 
@@ -131,6 +131,7 @@ fn create_stack(q: &QueryRequest, world: &mut World, cx: &CfnContext) -> CfnResu
             format!("Stack [{name}] already exists"),
         ));
     }
+    let role_arn = role_arn(q)?;
     let template = template_body(q)?;
     let given: Vec<(String, String)> = q
         .structs("Parameters.member")
@@ -207,6 +208,7 @@ fn create_stack(q: &QueryRequest, world: &mut World, cx: &CfnContext) -> CfnResu
             tags: q.cfn_tags(),
             capabilities,
             client_request_token: token,
+            role_arn: role_arn.clone(),
             resources: planned.resources,
             outputs: planned.outputs,
             deployment,
@@ -218,7 +220,23 @@ fn create_stack(q: &QueryRequest, world: &mut World, cx: &CfnContext) -> CfnResu
         disable_rollback,
     );
     world.stacks.push(stack);
+    world.stack_requests.push(StackRequest {
+        action: "CreateStack",
+        stack: identity.name,
+        role_arn,
+    });
     Ok(Some(vec![Node::text("StackId", id)]))
+}
+
+/// `RoleARN`, checked as CloudFormation's model does (20 to 2048 characters).
+fn role_arn(q: &QueryRequest) -> Result<Option<String>, ApiError> {
+    match q.get("RoleARN") {
+        None => Ok(None),
+        Some(arn) if (20..=2048).contains(&arn.len()) => Ok(Some(arn.to_string())),
+        Some(arn) => Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{arn}' at 'roleARN' failed to satisfy constraint: Member must have length greater than or equal to 20"
+        ))),
+    }
 }
 
 fn key_values(list: &str, pairs: &[(String, String)]) -> Node {
@@ -261,6 +279,7 @@ fn stack_member(s: &Stack) -> Vec<Node> {
     out.push(Node::text("StackStatus", s.status));
     out.extend(Node::opt("StackStatusReason", s.reason.clone()));
     out.push(Node::text("DisableRollback", "false"));
+    out.extend(Node::opt("RoleARN", s.role_arn.clone()));
     let created = s
         .events
         .iter()
@@ -386,6 +405,11 @@ fn describe_stack_resources(q: &QueryRequest, world: &mut World) -> CfnResult {
 
 fn delete_stack(q: &QueryRequest, world: &mut World, cx: &CfnContext) -> CfnResult {
     let name = q.get("StackName").ok_or_else(|| missing("StackName"))?;
+    world.stack_requests.push(StackRequest {
+        action: "DeleteStack",
+        stack: name.to_string(),
+        role_arn: role_arn(q)?,
+    });
     // Deleting a stack that does not exist succeeds, as on AWS.
     let Some(i) = find(world, name) else {
         return Ok(None);

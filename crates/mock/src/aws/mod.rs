@@ -51,6 +51,18 @@ pub struct World {
     pub delete_failed_once: bool,
     /// `teardown-leaks` leaks only once.
     pub leaked_once: bool,
+    /// Every CreateStack and DeleteStack served, oldest first, with the `RoleARN` it carried.
+    pub stack_requests: Vec<StackRequest>,
+}
+
+/// One CreateStack or DeleteStack the emulator served (for `mock-stack-requests.json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StackRequest {
+    pub action: &'static str,
+    /// The stack name (or id) the request named.
+    pub stack: String,
+    /// The CloudFormation service role it carried, if any.
+    pub role_arn: Option<String>,
 }
 
 impl World {
@@ -220,6 +232,11 @@ impl AwsEmulator {
         stack.polls += 1;
         stack.advance(Instant::now(), inventory, ctx.servers.as_ref(), &address);
         Ok(stack.id.clone())
+    }
+
+    /// Every CreateStack and DeleteStack served so far, oldest first, with its `RoleARN`.
+    pub fn stack_requests(&self) -> Vec<StackRequest> {
+        self.shared.world().stack_requests.clone()
     }
 
     /// Every call the emulator served so far, keyed `aws:Action`.

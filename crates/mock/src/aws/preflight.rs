@@ -30,6 +30,14 @@ pub const ROLE_PATH: &str = "/ci/";
 const SESSION_NAME: &str = "cloudtest-mock-session";
 const ROLE_ID: &str = "AROAEXAMPLEMOCKROLE01";
 
+/// The emulated CloudFormation service role (`--aws-cloudformation-role`), without a path.
+pub const SERVICE_ROLE_NAME: &str = "cloudtest-cloudformation";
+
+/// The ARN of [`SERVICE_ROLE_NAME`].
+pub fn service_role_arn() -> String {
+    format!("arn:aws:iam::{ACCOUNT_ID}:role/{SERVICE_ROLE_NAME}")
+}
+
 /// The action the `no-permission` scenario denies.
 pub const DENIED_ACTION: &str = "ec2:RunInstances";
 
@@ -48,7 +56,10 @@ const INSTANCE_TYPES: &[(&str, u32)] = &[
     ("c5.large", 2),
 ];
 
-/// Context keys the shipped policy's statements test, per action (see ci/aws/iam-policy.json).
+/// Context keys the emulated roles' policies test, per action (the CI role's CreateStack and
+/// PassRole conditions as in ci/aws/iam-policy.json; EC2, IAM and Secrets Manager writes as
+/// the earlier `aws:CalledVia` policy did, which the preflight still sends). The service
+/// role also needs `iam:PermissionsBoundary` on iam:CreateRole (see `simulate`).
 fn required_context(action: &str) -> &'static [&'static str] {
     match action {
         "cloudformation:CreateStack" | "cloudformation:TagResource" => &[
@@ -161,7 +172,8 @@ fn simulate(q: &QueryRequest, scenario: Scenario) -> Result<Vec<Node>, ApiError>
             format!("Invalid Entity Arn: {source} does not clearly define entity type and name."),
         ));
     }
-    if source != role_arn() {
+    let service_role = source == service_role_arn();
+    if source != role_arn() && !service_role {
         return Err(ApiError::sender(
             "NoSuchEntity",
             format!("Entity {source} does not exist."),
@@ -189,8 +201,16 @@ fn simulate(q: &QueryRequest, scenario: Scenario) -> Result<Vec<Node>, ApiError>
     // that reads only the top-level decision of a mixed group sees denials.
     let mut results = Vec::new();
     for action in &actions {
+        // ci/aws/cloudformation-role-policy.json: the service role creates roles only with
+        // the permissions boundary.
+        let boundary: &[&str] = if service_role && action == "iam:CreateRole" {
+            &["iam:PermissionsBoundary"]
+        } else {
+            &[]
+        };
         let missing: Vec<String> = required_context(action)
             .iter()
+            .chain(boundary)
             .filter(|k| !context.iter().any(|c| c.eq_ignore_ascii_case(k)))
             .map(|k| k.to_string())
             .collect();
