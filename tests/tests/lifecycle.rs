@@ -331,6 +331,81 @@ fn scenario_create_fails_names_the_resource_and_tears_down() {
     assert_state_empty(&run);
 }
 
+/// Issue 15 §7: the region's first zone does not offer the server size (as us-east-1e
+/// lacks t3 sizes on real accounts). The provider puts the subnets in the first zone that
+/// offers both sizes and the run passes; the same template with the region's first zone
+/// fixed fails its launch there with EC2's `Unsupported` answer, and still tears down.
+#[test]
+fn first_zone_restricted_deploys_into_a_zone_offering_both_sizes() {
+    let run = run_cloudtest(
+        &[
+            "run",
+            "--provider",
+            "aws",
+            "--scenario",
+            "first-zone-restricted",
+        ],
+        &[],
+    );
+    assert_exit(&run, 0);
+    assert_eq!(run.requirement("CLOUD-01")["status"], "passed");
+    assert!(
+        run.stderr()
+            .contains("availability zone us-east-1b: the first in us-east-1 that offers"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stdout()
+            .contains("offered in us-east-1b, the first zone offering all of them"),
+        "the preflight names the zone the run uses\n{}",
+        run.transcript()
+    );
+    assert_state_empty(&run);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shipped = std::fs::read_to_string(workspace_root().join("templates-cfn/velociraptor.yaml"))
+        .expect("template");
+    let chosen = r#"!If [FirstZone, !Select [0, !GetAZs ""], !Ref AvailabilityZone]"#;
+    assert_eq!(
+        shipped.matches(chosen).count(),
+        2,
+        "both subnets take the chosen zone"
+    );
+    let first_zone = write_file(
+        dir.path(),
+        "first-zone.yaml",
+        &shipped.replace(chosen, r#"!Select [0, !GetAZs ""]"#),
+    );
+    let run = run_cloudtest(
+        &[
+            "run",
+            "--provider",
+            "aws",
+            "--scenario",
+            "first-zone-restricted",
+            "--aws-template",
+            &first_zone,
+        ],
+        &[],
+    );
+    assert_exit(&run, 1);
+    let (phase, detail) = first_failure(&run, "CLOUD-01");
+    assert!(
+        phase == "create" || phase == "wait_ready",
+        "failed in {phase}: {detail}"
+    );
+    assert!(
+        detail.contains("ServerInstance")
+            && detail.contains(
+                "Your requested instance type (t3.medium) is not supported in your requested Availability Zone (us-east-1a)"
+            ),
+        "{detail}"
+    );
+    assert_torn_down(&run, "CLOUD-01");
+    assert_state_empty(&run);
+}
+
 /// Issue 15 §1: the stack is still `ROLLBACK_IN_PROGRESS` when wait_ready fails, and the
 /// emulator refuses DeleteStack until the rollback settles (3 × latency). Teardown waits
 /// and sends it again; the leak check runs only after deletion finished.

@@ -75,6 +75,11 @@ impl Ec2Inventory {
         self.errors.credential_source = source.to_string();
     }
 
+    /// Over an EC2 client built elsewhere (the preflight's), which counts its own calls.
+    pub(crate) fn from_client(client: Client, errors: ErrorContext) -> Self {
+        Self { client, errors }
+    }
+
     pub(crate) fn client(&self) -> &Client {
         &self.client
     }

@@ -19,6 +19,7 @@ pub mod stacks;
 pub mod sweep;
 pub mod teardown;
 pub mod template;
+pub mod zones;
 
 pub use calls::CallCounter;
 pub use connection::{load_sdk_config, AwsConnection, MAX_ATTEMPTS};

@@ -19,8 +19,11 @@ use cloudtest_core::preflight::Check;
 use crate::calls::CallCounter;
 use crate::connection::credential_source;
 use crate::errors::{AwsError, ErrorContext};
+use crate::inventory::Ec2Inventory;
 use crate::inventory::{EXPIRES_AT_TAG, RUN_ID_TAG};
 use crate::provider::stack_name;
+use crate::template::declared_parameters;
+use crate::zones::{first_zone_offering, ZONE_PARAMETER};
 
 const PROVIDER: &str = "aws";
 
@@ -45,6 +48,14 @@ pub struct AwsPreflightPlan {
     /// simulated as the `iam:PermissionsBoundary` of `iam:CreateRole`, which the shipped
     /// service-role policy requires.
     pub permissions_boundary_arn: Option<String>,
+}
+
+/// Whether the run chooses the zone itself: the template takes an `AvailabilityZone`
+/// parameter and config does not set it.
+fn chooses_zone(plan: &AwsPreflightPlan) -> bool {
+    !plan.parameters.contains_key(ZONE_PARAMETER)
+        && declared_parameters(&plan.template_body, std::path::Path::new("template"))
+            .is_ok_and(|declared| declared.iter().any(|d| d.name == ZONE_PARAMETER))
 }
 
 /// Instance types the template launches: every `*InstanceType` parameter, from config or
@@ -318,16 +329,24 @@ impl AwsPreflight {
         out.push(self.template(plan).await);
         out.extend(self.permissions(plan, &account, &principal).await);
         let types = instance_types(&plan.template_body, &plan.parameters);
-        let zone = match self.first_zone(region).await {
-            Ok(z) => z,
-            Err(e) => {
-                out.push(could_not(&self.errors, region, "capacity", &e));
-                None
+        let zone = if chooses_zone(plan) {
+            // The run passes the first zone offering every type: check that one exists.
+            let (check, zone) = self.run_zone(region, &types).await;
+            out.push(check);
+            zone
+        } else {
+            let zone = match self.first_zone(region).await {
+                Ok(z) => z,
+                Err(e) => {
+                    out.push(could_not(&self.errors, region, "capacity", &e));
+                    None
+                }
+            };
+            if let Some(zone) = &zone {
+                out.push(self.offerings(region, zone, &types).await);
             }
+            zone
         };
-        if let Some(zone) = &zone {
-            out.push(self.offerings(region, zone, &types).await);
-        }
         out.push(self.quota(plan, &types).await);
         if plan.use_spot {
             if let Some(zone) = &zone {
@@ -593,6 +612,37 @@ impl AwsPreflight {
             .collect();
         zones.sort();
         Ok(zones.into_iter().next())
+    }
+
+    /// The zone the run will use (the first offering every type), as the capacity check.
+    async fn run_zone(&self, region: &str, types: &[String]) -> (Check, Option<String>) {
+        let inventory = Ec2Inventory::from_client(self.ec2.clone(), self.errors.clone());
+        let offers = match inventory.zone_offerings(types).await {
+            Ok(offers) => offers,
+            Err(e) => return (could_not(&self.errors, region, "capacity", &e), None),
+        };
+        let listed = types.join(", ");
+        match first_zone_offering(&offers, types) {
+            Some(zone) => (
+                Check::ok(
+                    PROVIDER,
+                    region,
+                    "capacity",
+                    format!("{listed} offered in {zone}, the first zone offering all of them (the run deploys there)"),
+                ),
+                Some(zone),
+            ),
+            None => (
+                Check::fail(
+                    PROVIDER,
+                    region,
+                    "capacity",
+                    format!("no zone in {region} offers all of {listed}"),
+                    "pick instance types offered together in one zone ([aws.parameters] ServerInstanceType / ClientInstanceType) or another region",
+                ),
+                None,
+            ),
+        }
     }
 
     async fn offerings(&self, region: &str, zone: &str, types: &[String]) -> Check {

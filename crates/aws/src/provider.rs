@@ -28,9 +28,11 @@ use crate::identity::{
 };
 use crate::inventory::{Ec2Inventory, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 use crate::leak::LEAK_KINDS;
+use crate::preflight::instance_types;
 use crate::stacks::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
 use crate::teardown::{DeleteRequests, NextStep, SendOutcome};
 use crate::template::{declared_parameters, select_parameters, ParameterValue};
+use crate::zones::{first_zone_offering, ZONE_PARAMETER};
 use cloudtest_core::tags::{KEEP_TAG, KEEP_UNTIL_EXPIRY};
 use cloudtest_core::{read_again, Strikes};
 
@@ -363,6 +365,40 @@ impl CloudFormationProvider {
         refs
     }
 
+    /// The zone for the stack's subnets: the first, by name, that offers every instance
+    /// type the template launches. `None` (the template's own first zone) when the offerings
+    /// cannot be read; a failure when no zone offers them all.
+    async fn choose_zone(&self, cx: &PhaseContext) -> Result<Option<String>, PhaseError> {
+        let types = instance_types(&self.plan.template_body, &self.plan.parameters);
+        if types.is_empty() {
+            return Ok(None);
+        }
+        let listed = types.join(", ");
+        let offers = match self.inventory.zone_offerings(&types).await {
+            Ok(offers) => offers,
+            Err(e) => {
+                cx.progress(format!(
+                    "could not list the zones that offer {listed} ({e}); the template takes the region's first zone"
+                ));
+                return Ok(None);
+            }
+        };
+        match first_zone_offering(&offers, &types) {
+            Some(zone) => {
+                cx.progress(format!(
+                    "availability zone {zone}: the first in {} that offers {listed}",
+                    self.plan.region
+                ));
+                Ok(Some(zone))
+            }
+            None => Err(PhaseError::failed(format!(
+                "no availability zone in {} offers all of {listed} (offered: {}); pick instance types offered in one zone ([aws.parameters] ServerInstanceType / ClientInstanceType) or another region",
+                self.plan.region,
+                describe_offers(&offers)
+            ))),
+        }
+    }
+
     fn outputs_error(&self, e: OutputError) -> PhaseError {
         let mut message = format!("stack {}: {e}", self.stack_name);
         if matches!(e, OutputError::Missing { .. }) {
@@ -412,6 +448,25 @@ pub(crate) fn token(kind: &str, run_id: &str) -> String {
     t
 }
 
+/// `us-east-1a: t3.micro; us-east-1b: none`, for the no-zone message.
+fn describe_offers(
+    offers: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> String {
+    if offers.is_empty() {
+        return "none in any zone".into();
+    }
+    offers
+        .iter()
+        .map(|(zone, types)| {
+            format!(
+                "{zone}: {}",
+                types.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[async_trait]
 impl Provider for CloudFormationProvider {
     fn lifecycle(&self) -> LifecycleId {
@@ -421,11 +476,16 @@ impl Provider for CloudFormationProvider {
     async fn create(&mut self, cx: &PhaseContext) -> Result<CreateFacts, PhaseError> {
         let declared = declared_parameters(&self.plan.template_body, &self.plan.template_path)
             .map_err(|e| PhaseError::error(e.to_string()))?;
-        let selection = select_parameters(
-            &declared,
-            self.plan.standard_parameters(),
-            &self.plan.parameters,
-        );
+        let mut standard = self.plan.standard_parameters();
+        if declared.iter().any(|d| d.name == ZONE_PARAMETER)
+            && !self.plan.parameters.contains_key(ZONE_PARAMETER)
+        {
+            let zone = self.choose_zone(cx).await?;
+            if let Some(zone) = zone {
+                standard.insert(ZONE_PARAMETER.to_string(), ParameterValue::Plain(zone));
+            }
+        }
+        let selection = select_parameters(&declared, standard, &self.plan.parameters);
         if !selection.ignored_overrides.is_empty() {
             let msg = format!(
                 "template {} does not declare parameter(s) {}; not sent",

@@ -47,16 +47,20 @@ pub enum Scenario {
     QuotaExhausted,
     /// Preflight: `Microsoft.Compute` is `NotRegistered` in the subscription (Azure only).
     ProviderUnregistered,
-    /// Preflight: the server size is not offered where the run deploys (AWS: not in the
-    /// template's zone; Azure: `NotAvailableForSubscription` in the location).
+    /// Preflight: the server size is not offered where the run deploys (AWS: in no zone of
+    /// the region; Azure: `NotAvailableForSubscription` in the location).
     SkuRestricted,
+    /// AWS: the server size is not offered in the region's first zone (as t3 sizes are not
+    /// in us-east-1e): a launch there fails with `Unsupported`, so the run must choose a
+    /// zone that offers both sizes. Azure plays `healthy`.
+    FirstZoneRestricted,
     /// Preflight: the login has expired and no token can be had (AWS `ExpiredToken` on every
     /// call; ARM `ExpiredAuthenticationToken` on every call).
     TokenExpired,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 16] = [
+    pub const ALL: [Scenario; 17] = [
         Scenario::Healthy,
         Scenario::CreateFails,
         Scenario::HealthTimeout,
@@ -72,6 +76,7 @@ impl Scenario {
         Scenario::QuotaExhausted,
         Scenario::ProviderUnregistered,
         Scenario::SkuRestricted,
+        Scenario::FirstZoneRestricted,
         Scenario::TokenExpired,
     ];
 
@@ -101,6 +106,7 @@ impl Scenario {
             Scenario::QuotaExhausted => "quota-exhausted",
             Scenario::ProviderUnregistered => "provider-unregistered",
             Scenario::SkuRestricted => "sku-restricted",
+            Scenario::FirstZoneRestricted => "first-zone-restricted",
             Scenario::TokenExpired => "token-expired",
         }
     }

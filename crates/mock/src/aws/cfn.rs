@@ -8,8 +8,9 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 
 use super::api::ApiError;
+use super::launch;
 use super::query::QueryRequest;
-use super::stacks::{DeletePlan, NewStack, Stack};
+use super::stacks::{handler_message, DeletePlan, NewStack, Stack};
 use super::template::{plan_stack, resolve_parameters, BootFacts, StackIdentity, Template};
 use super::xml::Node;
 use super::{StackRequest, World, ACCOUNT_ID};
@@ -191,10 +192,19 @@ fn create_stack(q: &QueryRequest, world: &mut World, cx: &CfnContext) -> CfnResu
         version: param("VelociraptorVersion").unwrap_or_default(),
         expected_clients: 1,
     });
-    let fail = cx
-        .scenario
-        .create_fails()
-        .then(|| server.unwrap_or(planned.resources.len().saturating_sub(1)));
+    let fail = if cx.scenario.create_fails() {
+        let at = server.unwrap_or(planned.resources.len().saturating_sub(1));
+        let ty =
+            launch::instance_type(&planned.resources, at).unwrap_or_else(|| "t3.medium".into());
+        Some((
+            at,
+            handler_message(&format!(
+                "We currently do not have sufficient {ty} capacity in the Availability Zone you requested. Our system will be working on provisioning additional capacity."
+            )),
+        ))
+    } else {
+        launch::unsupported_in_zone(&planned.resources, &cx.region, cx.scenario)
+    };
     let disable_rollback =
         q.get("DisableRollback") == Some("true") || q.get("OnFailure") == Some("DO_NOTHING");
     let id = identity.id.clone();

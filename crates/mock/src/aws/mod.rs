@@ -10,6 +10,7 @@ pub mod api;
 pub mod cfn;
 pub mod ec2;
 pub mod inventory;
+pub mod launch;
 pub mod preflight;
 pub mod query;
 pub mod stacks;

@@ -250,7 +250,21 @@ fn simulate(q: &QueryRequest, scenario: Scenario) -> Result<Vec<Node>, ApiError>
     ])
 }
 
-fn zones(region: &str) -> Vec<String> {
+/// Whether EC2 offers `instance_type` in `zone` under `scenario`: `sku-restricted` offers the
+/// server size nowhere in the region, `first-zone-restricted` not in the region's first
+/// zone (as t3 sizes are missing from us-east-1e on real accounts). Also decides which
+/// launches CloudFormation's instance handler refuses (`cfn.rs`).
+pub fn offered(scenario: Scenario, zone: &str, instance_type: &str) -> bool {
+    let restricted = instance_type == "t3.medium";
+    match scenario {
+        Scenario::SkuRestricted => !restricted,
+        Scenario::FirstZoneRestricted => !(restricted && zone.ends_with('a')),
+        _ => true,
+    }
+}
+
+/// The region's zones, first to last (`<region>a`, `b`, `c`).
+pub fn zones(region: &str) -> Vec<String> {
     ["a", "b", "c"]
         .iter()
         .map(|s| format!("{region}{s}"))
@@ -301,12 +315,7 @@ pub fn handle_ec2(
             let mut items = Vec::new();
             for zone in zones(region) {
                 for (name, _) in INSTANCE_TYPES {
-                    // `sku-restricted`: the larger size is not offered in the first zone, the
-                    // one the template picks.
-                    if scenario == Scenario::SkuRestricted
-                        && *name == "t3.medium"
-                        && zone.ends_with('a')
-                    {
+                    if !offered(scenario, &zone, name) {
                         continue;
                     }
                     if wanted_types.is_some_and(|w| !w.iter().any(|t| t == name))

@@ -127,7 +127,7 @@ fn spread(actions: Vec<Action>, latency: Duration) -> VecDeque<Step> {
         .collect()
 }
 
-fn handler_message(msg: &str) -> String {
+pub(crate) fn handler_message(msg: &str) -> String {
     format!(
         "Resource handler returned message: \"{msg} (Service: Ec2, Status Code: 400, Request ID: {})\" (RequestToken: {}, HandlerErrorCode: GeneralServiceException)",
         uuid::Uuid::new_v4(),
@@ -144,7 +144,7 @@ impl Stack {
         new: NewStack,
         latency: Duration,
         rollback: Duration,
-        fail: Option<usize>,
+        fail: Option<(usize, String)>,
         disable_rollback: bool,
     ) -> Stack {
         let server = new
@@ -191,15 +191,8 @@ impl Stack {
         let count = stack.resources.len();
         for i in 0..count {
             actions.push(Action::Resource(i, "CREATE_IN_PROGRESS", None));
-            if fail == Some(i) {
-                let ty = stack.resources[i]
-                    .planned
-                    .prop_str("InstanceType")
-                    .unwrap_or_else(|| "t3.medium".into());
-                let reason = handler_message(&format!(
-                    "We currently do not have sufficient {ty} capacity in the Availability Zone you requested. Our system will be working on provisioning additional capacity."
-                ));
-                actions.push(Action::Resource(i, "CREATE_FAILED", Some(reason)));
+            if let Some((_, reason)) = fail.as_ref().filter(|(at, _)| *at == i) {
+                actions.push(Action::Resource(i, "CREATE_FAILED", Some(reason.clone())));
                 let logical = stack.resources[i].planned.logical_id.clone();
                 if disable_rollback {
                     actions.push(Action::Stack(
@@ -225,7 +218,7 @@ impl Stack {
             }
             actions.push(Action::Resource(i, "CREATE_COMPLETE", None));
         }
-        if fail.is_none_or(|f| f >= count) {
+        if fail.as_ref().is_none_or(|(f, _)| *f >= count) {
             actions.push(Action::Stack("CREATE_COMPLETE", None));
         }
         let mut steps = spread(actions, latency);
