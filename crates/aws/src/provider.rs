@@ -768,6 +768,7 @@ impl Provider for CloudFormationProvider {
             let first = &first;
             async move {
                 let fresh = first.lock().await.take();
+                let reused = fresh.is_some();
                 let snap = match fresh {
                     Some(s) => s,
                     None => match stacks.describe(name).await {
@@ -776,7 +777,14 @@ impl Provider for CloudFormationProvider {
                         Err(e) => return strikes.step(e, error),
                     },
                 };
-                if let Err(e) = Self::stream_events(stacks, name, pager, seen, cx).await {
+                // Before the first DeleteStack nothing new has happened since wait_ready read
+                // the events; the pager picks up from there in the next round.
+                let events = if reused {
+                    Ok(())
+                } else {
+                    Self::stream_events(stacks, name, pager, seen, cx).await
+                };
+                if let Err(e) = events {
                     // The stack can finish deleting between DescribeStacks and
                     // DescribeStackEvents; by name, a deleted stack "does not exist".
                     return match stacks.describe(name).await {
