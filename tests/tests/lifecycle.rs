@@ -331,6 +331,51 @@ fn scenario_create_fails_names_the_resource_and_tears_down() {
     assert_state_empty(&run);
 }
 
+/// Issue 15 §7: a client whose boot fails says so on its serial console. Enrollment reads
+/// the console while it waits and fails at once with that reason, not at its deadline; the
+/// console is kept as evidence and teardown still runs.
+#[test]
+fn a_failed_client_boot_ends_enrollment_early_with_the_console_reason() {
+    let run = run_cloudtest(
+        &[
+            "run",
+            "--provider",
+            "aws",
+            "--scenario",
+            "client-boot-fails",
+            "--deadline",
+            "enrollment=120s",
+        ],
+        &[],
+    );
+    assert_exit(&run, 1);
+    let (phase, detail) = first_failure(&run, "CLOUD-01");
+    assert_eq!(phase, "enrollment", "{detail}");
+    assert!(
+        detail
+            .contains("failed to boot: velociraptor-v0.77.2-linux-amd64 failed its SHA-256 check"),
+        "{detail}"
+    );
+    let enrollment_ms = run.requirement("CLOUD-01")["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .find(|p| p["name"] == "enrollment")
+        .and_then(|p| p["duration_ms"].as_u64())
+        .expect("enrollment duration");
+    assert!(
+        enrollment_ms < 60_000,
+        "ended by the console, not by the 120 s deadline: {enrollment_ms} ms"
+    );
+    assert_torn_down(&run, "CLOUD-01");
+    assert_state_empty(&run);
+    let evidence = files_under(&run.out().join("evidence"));
+    assert!(
+        evidence.iter().any(|f| f.ends_with("console-client.txt")),
+        "{evidence:?}"
+    );
+}
+
 /// Issue 15 §7: the region's first zone does not offer the server size (as us-east-1e
 /// lacks t3 sizes on real accounts). The provider puts the subnets in the first zone that
 /// offers both sizes and the run passes; the same template with the region's first zone
@@ -606,10 +651,13 @@ fn scenario_throttled_still_passes() {
     }
     assert_state_empty(&run);
     // The throttling is meant for the lifecycle, not for the preflight that runs first:
-    // each lifecycle's first call (CreateStack, the resource group's PUT) is refused three
-    // times and sent a fourth.
+    // each lifecycle's first call (the zone lookup before CreateStack, the resource group's
+    // PUT) is refused three times and sent a fourth.
     let calls = cloudtest_e2e::read_json(&run.out().join("mock-calls.json"));
-    for op in ["aws:CreateStack", "arm:ResourceGroups_CreateOrUpdate"] {
+    for op in [
+        "aws:DescribeInstanceTypeOfferings",
+        "arm:ResourceGroups_CreateOrUpdate",
+    ] {
         assert_eq!(calls[op], 4, "{op}: {calls}");
     }
     for op in [

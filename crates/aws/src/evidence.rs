@@ -61,6 +61,21 @@ pub fn boot_signal_text(events: &[StackEventRecord]) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("\n") + "\n")
 }
 
+/// What a boot script prints on the serial console when it stops: `cloudtest-boot-failed:
+/// <reason>` (its ERR trap; the reason names the failed command, never a secret's value).
+pub const BOOT_FAILED_MARKER: &str = "cloudtest-boot-failed:";
+
+/// The reason of the last boot failure the console shows, at most 300 characters.
+pub fn boot_failure(console: &str) -> Option<String> {
+    let line = console
+        .lines()
+        .rev()
+        .find(|l| l.contains(BOOT_FAILED_MARKER))?;
+    let (_, reason) = line.split_once(BOOT_FAILED_MARKER)?;
+    let reason = reason.trim();
+    (!reason.is_empty()).then(|| reason.chars().take(300).collect())
+}
+
 /// Removes `secrets` and any pre-signed URL from console text.
 pub fn redact(text: &str, secrets: &[&str]) -> String {
     let mut out = String::with_capacity(text.len());
@@ -81,6 +96,19 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_boot_failure_on_the_console_is_its_reason() {
+        let console = "[ 1.0] boot\r\n[ 12.9] cloud-init[1203]: cloudtest-boot-failed: download failed (line 68: curl exited 22)\r\n[ 13.0] cloud-init[1203]: cloudtest-boot-failed: velociraptor-v0.77.2-linux-amd64 failed its SHA-256 check\r\n";
+        assert_eq!(
+            boot_failure(console).as_deref(),
+            Some("velociraptor-v0.77.2-linux-amd64 failed its SHA-256 check")
+        );
+        assert_eq!(boot_failure("[ 1.0] boot\n[ 2.0] client started\n"), None);
+        assert_eq!(boot_failure("cloudtest-boot-failed:   \n"), None);
+        let long = format!("cloudtest-boot-failed: {}", "x".repeat(1000));
+        assert_eq!(boot_failure(&long).map(|r| r.len()), Some(300));
+    }
 
     fn event(
         status: &str,

@@ -50,6 +50,28 @@ pub struct AwsPreflightPlan {
     pub permissions_boundary_arn: Option<String>,
 }
 
+/// `no zone in us-east-1 offers all of t3.medium, t3.micro: t3.medium is offered in none`.
+fn no_zone_offers_all(
+    region: &str,
+    types: &[String],
+    offers: &BTreeMap<String, BTreeSet<String>>,
+) -> String {
+    let nowhere: Vec<&str> = types
+        .iter()
+        .filter(|t| !offers.values().any(|o| o.contains(*t)))
+        .map(String::as_str)
+        .collect();
+    let why = if nowhere.is_empty() {
+        "each is offered somewhere, but never together".to_string()
+    } else {
+        format!("{} offered in none of them", nowhere.join(", "))
+    };
+    format!(
+        "no zone in {region} offers all of {}: {why}",
+        types.join(", ")
+    )
+}
+
 /// Whether the run chooses the zone itself: the template takes an `AvailabilityZone`
 /// parameter and config does not set it.
 fn chooses_zone(plan: &AwsPreflightPlan) -> bool {
@@ -637,7 +659,7 @@ impl AwsPreflight {
                     PROVIDER,
                     region,
                     "capacity",
-                    format!("no zone in {region} offers all of {listed}"),
+                    no_zone_offers_all(region, types, &offers),
                     "pick instance types offered together in one zone ([aws.parameters] ServerInstanceType / ClientInstanceType) or another region",
                 ),
                 None,

@@ -22,7 +22,7 @@ use crate::errors::{AwsError, ErrorContext};
 use crate::events::{
     classify_create, failure_line, CreateState, StackEventPager, StackEventRecord,
 };
-use crate::evidence::{boot_signal_text, failed_events_text, redact};
+use crate::evidence::{boot_failure, boot_signal_text, failed_events_text, redact};
 use crate::identity::{
     console_fingerprint, is_presigned_url, IdentityCheck, CA_CONSOLE_MARKER, CA_MISMATCH,
 };
@@ -591,6 +591,30 @@ impl Provider for CloudFormationProvider {
             },
         )
         .map_err(|e| self.outputs_error(e))
+    }
+
+    /// Reads the client's console once per four poll caps (once a minute against AWS) while
+    /// the probe waits for it to enroll; a `cloudtest-boot-failed:` line ends enrollment at
+    /// once with its reason instead of at the enrollment deadline.
+    async fn watch_clients(&mut self, _cx: &PhaseContext, _d: &DeploymentFacts) -> PhaseError {
+        let Some(client) = self.client_instance.clone() else {
+            return std::future::pending().await;
+        };
+        let every = self.plan.poll.max * 4;
+        let password = self.plan.admin_password.expose().to_string();
+        loop {
+            tokio::time::sleep(every).await;
+            // A console that cannot be read now is read again next time: the probe still
+            // decides on its own.
+            if let Ok(Some(text)) = self.console(&client).await {
+                if let Some(reason) = boot_failure(&text) {
+                    return PhaseError::failed(format!(
+                        "client instance {client} failed to boot: {} (from its console; the whole console is in the failure evidence)",
+                        redact(&reason, &[&password])
+                    ));
+                }
+            }
+        }
     }
 
     async fn collect_evidence(&mut self, cx: &PhaseContext, failed: Phase) -> Vec<EvidenceItem> {

@@ -142,6 +142,18 @@ pub trait Provider: Send {
         Ok(None)
     }
 
+    /// Runs beside the enrollment probe and resolves only with the reason a client can no
+    /// longer enroll (its boot failed), so enrollment fails at once with that reason instead
+    /// of at its deadline. Reads the cloud sparingly (the AWS provider: one console read a
+    /// minute). The default never resolves: the probe alone decides.
+    async fn watch_clients(
+        &mut self,
+        _cx: &PhaseContext,
+        _deployment: &DeploymentFacts,
+    ) -> PhaseError {
+        std::future::pending().await
+    }
+
     /// Before teardown of a lifecycle whose `failed` phase did not pass: what explains the
     /// failure (console output, failed operations), under its own short deadline
     /// (`deadlines.evidence`). Never fails: what could not be read becomes an item saying so.

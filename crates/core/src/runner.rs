@@ -248,7 +248,7 @@ impl LifecycleRunner {
             Phase::Create => self.create(lc, provider).await,
             Phase::WaitReady => self.wait_ready(lc, provider).await,
             Phase::Health => self.health(lc, provider).await,
-            Phase::Enrollment => self.enrollment(lc).await,
+            Phase::Enrollment => self.enrollment(lc, provider).await,
             Phase::Teardown => self.teardown(lc, provider).await,
             Phase::LeakCheck => self.leak_check(lc, provider).await,
         };
@@ -343,16 +343,21 @@ impl LifecycleRunner {
         }
     }
 
-    async fn enrollment(&self, lc: &mut Lifecycle) -> Outcome {
+    /// The probe waits for the clients while the provider watches for one whose boot
+    /// failed; whichever answers first decides.
+    async fn enrollment(&self, lc: &mut Lifecycle, provider: &mut dyn Provider) -> Outcome {
         let Some(d) = lc.deployment.clone() else {
             return no_deployment(lc, Phase::Enrollment);
         };
         let step = Step::Phase(Phase::Enrollment);
         let cx = self.context(lc, Phase::Enrollment);
-        match self
-            .drive(&cx, step, self.probe.enrollment(&cx, &d), true)
-            .await
-        {
+        let enrolled = async {
+            tokio::select! {
+                r = self.probe.enrollment(&cx, &d) => r,
+                reason = provider.watch_clients(&cx, &d) => Err(reason),
+            }
+        };
+        match self.drive(&cx, step, enrolled, true).await {
             Driven::Ok(e) => {
                 let detail = enrollment_detail(&e);
                 let mut versions: Vec<String> =

@@ -40,6 +40,9 @@ pub enum Scenario {
     /// The wait condition publishes a CA other than the one the server prints on its serial
     /// console (someone signalled first). AWS only; Azure plays `healthy`.
     CaSpoofed,
+    /// A client's boot fails (its Velociraptor download fails the checksum): on AWS its
+    /// console ends with `cloudtest-boot-failed: <reason>`; no client enrolls on either cloud.
+    ClientBootFails,
     /// Preflight: the permission simulator denies an action the run needs (AWS
     /// `ec2:RunInstances`; Azure: the role lacks `Microsoft.Compute/virtualMachines/write`).
     NoPermission,
@@ -60,7 +63,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 17] = [
+    pub const ALL: [Scenario; 18] = [
         Scenario::Healthy,
         Scenario::CreateFails,
         Scenario::HealthTimeout,
@@ -72,6 +75,7 @@ impl Scenario {
         Scenario::SlowDeployment,
         Scenario::RollbackSlow,
         Scenario::CaSpoofed,
+        Scenario::ClientBootFails,
         Scenario::NoPermission,
         Scenario::QuotaExhausted,
         Scenario::ProviderUnregistered,
@@ -102,6 +106,7 @@ impl Scenario {
             Scenario::SlowDeployment => "slow-deployment",
             Scenario::RollbackSlow => "rollback-slow",
             Scenario::CaSpoofed => "ca-spoofed",
+            Scenario::ClientBootFails => "client-boot-fails",
             Scenario::NoPermission => "no-permission",
             Scenario::QuotaExhausted => "quota-exhausted",
             Scenario::ProviderUnregistered => "provider-unregistered",
@@ -115,6 +120,12 @@ impl Scenario {
     /// stretches the rollback).
     pub fn create_fails(self) -> bool {
         matches!(self, Scenario::CreateFails | Scenario::RollbackSlow)
+    }
+
+    /// No client ever enrolls (`no-enrollment`, and `client-boot-fails`, whose client never
+    /// gets as far as starting Velociraptor).
+    pub fn clients_never_enroll(self) -> bool {
+        matches!(self, Scenario::NoEnrollment | Scenario::ClientBootFails)
     }
 
     /// How long CloudFormation's rollback of a failed create takes, in emulator latencies.

@@ -56,6 +56,9 @@ struct Scripted {
     /// What `verify_server` and `collect_evidence` do; `None` keeps the trait's defaults.
     verify: Option<Act>,
     evidence: Option<Act>,
+    /// `watch_clients` reports a client whose boot failed after this long; `None` keeps
+    /// the trait's default (never).
+    client_boot_fails_after: Option<Duration>,
     hooks_called: Arc<Mutex<Vec<&'static str>>>,
 }
 
@@ -69,6 +72,7 @@ impl Scripted {
             leak: false,
             verify: None,
             evidence: None,
+            client_boot_fails_after: None,
             hooks_called: Arc::new(Mutex::new(vec![])),
         }
     }
@@ -145,6 +149,13 @@ impl Provider for Scripted {
             .push("verify_server");
         scripted(act, "verify_server").await?;
         Ok(Some(ServerIdentity::Verified("console matches".into())))
+    }
+    async fn watch_clients(&mut self, _cx: &PhaseContext, _d: &DeploymentFacts) -> PhaseError {
+        let Some(after) = self.client_boot_fails_after else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep(after).await;
+        PhaseError::failed("client instance i-2: cloudtest-boot-failed: checksum mismatch")
     }
     async fn collect_evidence(&mut self, _cx: &PhaseContext, failed: Phase) -> Vec<EvidenceItem> {
         let Some(act) = self.evidence else {
@@ -546,4 +557,40 @@ async fn keep_on_failure_still_collects_evidence() {
     p.evidence = Some(Act::Pass);
     let r = runner(&p, true, Shutdown::new()).run(&mut p).await;
     assert_eq!(r.facts.evidence.len(), 1);
+}
+
+/// A client whose boot failed ends enrollment at once with the provider's reason, long
+/// before the enrollment deadline the probe would have waited for; teardown still runs.
+#[tokio::test(start_paused = true)]
+async fn a_failed_client_boot_ends_enrollment_early_with_its_reason() {
+    let calls = Arc::new(Mutex::new(vec![]));
+    let mut p = Scripted::new(calls.clone()).with(Phase::Enrollment, Act::Hang);
+    p.client_boot_fails_after = Some(Duration::from_secs(60));
+    let started = tokio::time::Instant::now();
+    let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
+    let enrollment = r
+        .phases
+        .iter()
+        .find(|x| x.name == Phase::Enrollment)
+        .expect("enrollment");
+    assert_eq!(enrollment.status, PhaseStatus::Failed);
+    assert!(
+        enrollment
+            .detail
+            .contains("cloudtest-boot-failed: checksum mismatch"),
+        "{}",
+        enrollment.detail
+    );
+    // Failed after the watcher's minute, not at the 15-minute live enrollment deadline.
+    assert!(
+        started.elapsed() < PhaseDeadlines::live_defaults().get(Phase::Enrollment),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(calls.lock().expect("lock").contains(&Phase::Teardown));
+
+    // Without a failed boot, the probe alone decides: a healthy run passes.
+    let mut p = Scripted::new(Arc::new(Mutex::new(vec![])));
+    let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
+    assert_eq!(r.status, RequirementStatus::Passed);
 }

@@ -223,6 +223,7 @@ fn create_stack(q: &QueryRequest, world: &mut World, cx: &CfnContext) -> CfnResu
             outputs: planned.outputs,
             deployment,
             console_ca,
+            client_boot_fails: cx.scenario == Scenario::ClientBootFails,
         },
         cx.latency,
         cx.latency * cx.scenario.rollback_latencies(),

@@ -94,6 +94,7 @@ pub struct Stack {
     deployment: Option<ServerDeployment>,
     /// Fingerprint of the server's real CA, which its boot script prints on the console.
     console_ca: Option<String>,
+    client_boot_fails: bool,
     op: Option<Operation>,
 }
 
@@ -112,6 +113,9 @@ pub struct NewStack {
     pub deployment: Option<ServerDeployment>,
     /// Fingerprint of the server's real CA (printed on its console).
     pub console_ca: Option<String>,
+    /// `client-boot-fails`: the client's boot script stops at the checksum and says so on
+    /// its console.
+    pub client_boot_fails: bool,
 }
 
 /// Spreads `steps` evenly over `latency`.
@@ -183,6 +187,7 @@ impl Stack {
             deployed: false,
             deployment: new.deployment,
             console_ca: new.console_ca,
+            client_boot_fails: new.client_boot_fails,
             op: None,
         };
         stack.stack_event("CREATE_IN_PROGRESS", Some("User Initiated".into()));
@@ -621,6 +626,17 @@ impl Stack {
         let log =
             |msg: &str| format!("[   12.400000] cloud-init[1203]: cloudtest-boot[{role}]: {msg}");
         lines.push(log(&format!("downloading Velociraptor {version}")));
+        if self.client_boot_fails && self.server != Some(i) {
+            // What the boot script's ERR trap prints when `sha256sum -c` fails.
+            lines.push(
+                "[   12.900000] cloud-init[1203]: sha256sum: WARNING: 1 computed checksum did NOT match"
+                    .to_string(),
+            );
+            lines.push(format!(
+                "[   12.900100] cloud-init[1203]: cloudtest-boot-failed: velociraptor-v{version}-linux-amd64 failed its SHA-256 check (line 69: sha256sum -c - exited 1)"
+            ));
+            return lines;
+        }
         lines.push(log("checksum verified"));
         if self.server == Some(i) {
             lines.push(log("configuration generated"));

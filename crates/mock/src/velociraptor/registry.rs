@@ -152,7 +152,7 @@ impl Registry {
     pub fn clients(&mut self, now: Instant, wall_now_us: u64) -> Vec<Value> {
         let scenario = self.scenario;
         for d in &mut self.deployments {
-            if d.enrolled || scenario == Scenario::NoEnrollment || !d.enrollment.reached(now) {
+            if d.enrolled || scenario.clients_never_enroll() || !d.enrollment.reached(now) {
                 continue;
             }
             d.enrolled = true;
