@@ -205,6 +205,15 @@ wait_healthy() {
   return 1
 }
 
+# Hands the config and data store to the service user, starts the server and waits until
+# its frontend at private address $1 is healthy.
+start_server() {
+  chown -R velociraptor:velociraptor "$CT_CONFIG_DIR" "$CT_INSTALL_DIR"
+  chmod 0644 "$CT_CONFIG_DIR/ca.pem"
+  start_unit server
+  wait_healthy "$1"
+}
+
 # Builds the client config from CA PEM $1 and nonce $2 with the pinned binary (a
 # throwaway server config carries the merged Client section; only that section is kept),
 # then starts the client service.

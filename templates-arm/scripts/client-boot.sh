@@ -14,8 +14,7 @@
 #   CT_ENROLLMENT_NONCE      client enrollment nonce derived by the template
 set -Eeuo pipefail
 
-# stdout and stderr are the extension status (see the library).
-readonly CT_LOG_TO_STDERR=0
+readonly CT_LOG_TO_STDERR=0 # stdout and stderr are the extension status (see the library)
 # include: ../../templates-common/boot-lib.sh
 # shellcheck source=SCRIPTDIR/../../templates-common/boot-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../templates-common/boot-lib.sh"

@@ -20,8 +20,7 @@
 #   CT_GUI_PORT              GUI/API port
 set -Eeuo pipefail
 
-# stdout and stderr are the extension status (see the library).
-readonly CT_LOG_TO_STDERR=0
+readonly CT_LOG_TO_STDERR=0 # stdout and stderr are the extension status (see the library)
 # include: ../../templates-common/boot-lib.sh
 # shellcheck source=SCRIPTDIR/../../templates-common/boot-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../templates-common/boot-lib.sh"
@@ -37,10 +36,7 @@ main() {
     "$CT_ADMIN_USER" "$CT_ADMIN_PASSWORD" >>"$CT_LOG" 2>&1
   unset CT_ADMIN_PASSWORD
 
-  chown -R velociraptor:velociraptor "$CT_CONFIG_DIR" "$CT_INSTALL_DIR"
-  chmod 0644 "$CT_CONFIG_DIR/ca.pem"
-  start_unit server
-  wait_healthy "$CT_PRIVATE_IP"
+  start_server "$CT_PRIVATE_IP"
 
   # The CA is public; the extension status is the authenticated channel to the deployment.
   printf 'CLOUDTEST_CA_B64=%s\n' "$(base64 -w0 "$CT_CONFIG_DIR/ca.pem")"

@@ -15,8 +15,7 @@
 #   CT_ENROLL_DATA           ClientEnrollment data, {"nonce":"<nonce>"}
 set -Eeuo pipefail
 
-# stderr is the serial console (see the library).
-readonly CT_LOG_TO_STDERR=1
+readonly CT_LOG_TO_STDERR=1 # stderr is the serial console (see the library)
 # include: ../../templates-common/boot-lib.sh
 # shellcheck source=SCRIPTDIR/../../templates-common/boot-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../templates-common/boot-lib.sh"

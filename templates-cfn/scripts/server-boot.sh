@@ -17,8 +17,7 @@
 #   CT_ENROLL_HANDLE         pre-signed URL of the ClientEnrollment wait-condition handle
 set -Eeuo pipefail
 
-# stderr is the serial console (see the library).
-readonly CT_LOG_TO_STDERR=1
+readonly CT_LOG_TO_STDERR=1 # stderr is the serial console (see the library)
 # include: ../../templates-common/boot-lib.sh
 # shellcheck source=SCRIPTDIR/../../templates-common/boot-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../templates-common/boot-lib.sh"
@@ -73,14 +72,11 @@ main() {
     "$CT_ADMIN_USER" "$password" >>"$CT_LOG" 2>&1
   unset password
 
-  chown -R velociraptor:velociraptor "$CT_CONFIG_DIR" "$CT_INSTALL_DIR"
-  chmod 0644 "$CT_CONFIG_DIR/ca.pem"
   # The CA bound to this instance: cloudtest compares it, read back through
   # GetConsoleOutput, with the CA published through the wait condition.
   printf 'cloudtest-ca-sha256=%s\n' \
     "$(openssl x509 -in "$CT_CONFIG_DIR/ca.pem" -outform DER | sha256sum | cut -d' ' -f1)" >&2
-  start_unit server
-  wait_healthy "$private_ip"
+  start_server "$private_ip"
 
   # The CA is public; the wait-condition handle is the authenticated channel to the stack.
   signal_handle "$CT_ENROLL_HANDLE" SUCCESS nonce "$nonce" "enrollment nonce"
