@@ -5,8 +5,19 @@ The scripts under templates-*/scripts/ are the source of truth. A cloud template
 its boot script inline, so this tool copies each script into its slot:
 
 * templates-cfn/velociraptor.yaml: every block scalar introduced by a line of the form
-  `- |  # embed: scripts/<file>` receives that file verbatim.
+  `- |  # embed: scripts/<file>` receives that file.
 * templates-arm/velociraptor.json: the variables named in ARM_SLOTS receive their file.
+
+The part the four scripts share lives in templates-common/boot-lib.sh. A script includes it
+with this three-line stanza (<lib> relative to the script's directory):
+
+    # include: <lib>
+    # shellcheck source=SCRIPTDIR/<lib>
+    source "$(dirname "${BASH_SOURCE[0]}")/<lib>"
+
+In the repository the stanza sources the library (shellcheck and the tests follow it); in
+the template it is replaced by the library's text between two marker comments, so each
+template carries one self-contained script that sources nothing.
 
 Usage: render-templates.py          rewrite the templates in place
        render-templates.py --check  exit 1 (naming the stale template) if a rewrite would change anything
@@ -22,6 +33,53 @@ CFN_TEMPLATE = ROOT / "templates-cfn" / "velociraptor.yaml"
 ARM_TEMPLATE = ROOT / "templates-arm" / "velociraptor.json"
 ARM_SLOTS = {"serverScript": "scripts/server-boot.sh", "clientScript": "scripts/client-boot.sh"}
 EMBED_LINE = re.compile(r"^(?P<indent> *)- \|  # embed: (?P<path>\S+)$")
+INCLUDE_LINE = re.compile(r"^# include: (?P<lib>\S+)$")
+LIB_DIRECTIVE = "# shellcheck shell=bash"
+
+
+def include_stanza(lib):
+    """The three lines that include `lib` in a boot script source."""
+    return [
+        f"# include: {lib}",
+        f"# shellcheck source=SCRIPTDIR/{lib}",
+        f'source "$(dirname "${{BASH_SOURCE[0]}}")/{lib}"',
+    ]
+
+
+def inlined(lib, text):
+    """The library `lib` (as named in the stanza) as it appears in a rendered script."""
+    if not text.startswith(LIB_DIRECTIVE + "\n"):
+        raise SystemExit(f"{lib}: must start with the line '{LIB_DIRECTIVE}'")
+    body = text[len(LIB_DIRECTIVE) + 1 :].rstrip("\n").split("\n")
+    return [f"# >>> {lib} (inlined by ci/render-templates.py)", *body, f"# <<< {lib}"]
+
+
+def script_text(path):
+    """The boot script at `path` with every include stanza replaced by its library."""
+    text = path.read_text(encoding="utf-8")
+    if not text.endswith("\n") or "\t" in text:
+        raise SystemExit(f"{path.relative_to(ROOT)}: must end with a newline and contain no tabs")
+    lines = text[:-1].split("\n")
+    out = []
+    i = 0
+    while i < len(lines):
+        match = INCLUDE_LINE.match(lines[i])
+        if not match:
+            out.append(lines[i])
+            i += 1
+            continue
+        lib = match.group("lib")
+        if lines[i : i + 3] != include_stanza(lib):
+            raise SystemExit(
+                f"{path.relative_to(ROOT)}:{i + 1}: an include stanza is exactly these lines:\n"
+                + "\n".join(include_stanza(lib))
+            )
+        lib_text = (path.parent / lib).read_text(encoding="utf-8")
+        if "\t" in lib_text or any(INCLUDE_LINE.match(line) for line in lib_text.split("\n")):
+            raise SystemExit(f"{lib}: must contain no tabs and no include stanza")
+        out.extend(inlined(lib, lib_text))
+        i += 3
+    return "\n".join(out) + "\n"
 
 
 def indent_of(line):
@@ -48,9 +106,7 @@ def render_cfn(text, base):
             if lines[end].strip():
                 last_content = end + 1
             end += 1
-        script = (base / match.group("path")).read_text(encoding="utf-8")
-        if not script.endswith("\n") or "\t" in script:
-            raise SystemExit(f"{match.group('path')}: must end with a newline and contain no tabs")
+        script = script_text(base / match.group("path"))
         pad = " " * body_indent
         out.extend(pad + s if s else "" for s in script[:-1].split("\n"))
         i = last_content
@@ -60,7 +116,7 @@ def render_cfn(text, base):
 def render_arm(text, base):
     template = json.loads(text)
     for variable, path in ARM_SLOTS.items():
-        script = (base / path).read_text(encoding="utf-8")
+        script = script_text(base / path)
         if script.startswith("["):
             script = "[" + script  # ARM reads a leading "[" as an expression
         template["variables"][variable] = script

@@ -9,7 +9,9 @@ echo "== templates match their boot scripts"
 python3 ci/render-templates.py --check
 
 echo "== shellcheck"
-shellcheck --severity=style templates-cfn/scripts/*.sh templates-arm/scripts/*.sh ci/templates-check.sh ci/check-iam-policies.sh
+# -x follows each script's include stanza into templates-common/boot-lib.sh.
+shellcheck -x --severity=style templates-cfn/scripts/*.sh templates-arm/scripts/*.sh \
+  templates-common/*.sh ci/templates-check.sh ci/check-iam-policies.sh
 
 echo "== cfn-lint"
 "$VENV/bin/cfn-lint" templates-cfn/*.yaml

@@ -1,8 +1,10 @@
 //! Static checks on the deployable templates (templates-cfn/, templates-arm/): the contract
 //! parameters and outputs, network exposure, cost and tagging rules, that the embedded boot
-//! scripts equal their source files, and that the server boot script builds a valid
+//! scripts equal their source files with the shared library inlined, that the sources share
+//! no block of lines outside that library, and that the server boot script builds a valid
 //! Velociraptor merge document.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -327,43 +329,206 @@ fn cfn_user_data(t: &Yaml, resource: &str) -> (String, String) {
     (header, parts[1].as_str().expect("body string").to_string())
 }
 
+/// The four boot script sources, each with the library it includes.
+const BOOT_SCRIPTS: [&str; 4] = [
+    "templates-cfn/scripts/server-boot.sh",
+    "templates-cfn/scripts/client-boot.sh",
+    "templates-arm/scripts/server-boot.sh",
+    "templates-arm/scripts/client-boot.sh",
+];
+/// The library the boot scripts include (issue 14 §6).
+const BOOT_LIB: &str = "templates-common/boot-lib.sh";
+/// First line of the library, dropped when it is inlined.
+const LIB_DIRECTIVE: &str = "# shellcheck shell=bash\n";
+/// Shortest run of lines two boot scripts may not share (issue 14 §6).
+const SHARED_RUN: usize = 6;
+
+/// The include stanza for `lib` (a path relative to the script's directory).
+fn include_stanza(lib: &str) -> [String; 3] {
+    [
+        format!("# include: {lib}"),
+        format!("# shellcheck source=SCRIPTDIR/{lib}"),
+        format!("source \"$(dirname \"${{BASH_SOURCE[0]}}\")/{lib}\""),
+    ]
+}
+
+/// The boot script `rel` as a template carries it: each include stanza replaced by the
+/// library between two marker comments. Restates the rule of ci/render-templates.py, so a
+/// change to either the rule or the files shows up here.
+fn rendered_script(rel: &str) -> String {
+    let dir = repo()
+        .join(rel)
+        .parent()
+        .expect("a script lives in a directory")
+        .to_path_buf();
+    let source = read(rel);
+    let lines: Vec<&str> = source.lines().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(lib) = lines[i].strip_prefix("# include: ") else {
+            out.push(lines[i].to_string());
+            i += 1;
+            continue;
+        };
+        let stanza = include_stanza(lib);
+        assert_eq!(
+            lines.get(i..i + 3),
+            Some(&stanza.each_ref().map(String::as_str)[..]),
+            "{rel}:{}: malformed include stanza",
+            i + 1
+        );
+        let text = std::fs::read_to_string(dir.join(lib))
+            .unwrap_or_else(|e| panic!("{rel}: read {lib}: {e}"));
+        let body = text
+            .strip_prefix(LIB_DIRECTIVE)
+            .unwrap_or_else(|| panic!("{lib} must start with {LIB_DIRECTIVE:?}"));
+        out.push(format!("# >>> {lib} (inlined by ci/render-templates.py)"));
+        out.extend(body.trim_end_matches('\n').lines().map(str::to_string));
+        out.push(format!("# <<< {lib}"));
+        i += 3;
+    }
+    out.join("\n") + "\n"
+}
+
+/// Every rendered boot script: (source path, text the template carries).
+fn embedded_scripts() -> Vec<(&'static str, String)> {
+    let t = cfn();
+    let a = arm();
+    let embedded = |rel: &'static str| -> String {
+        let file = rel.rsplit('/').next().unwrap_or(rel);
+        let server = file.starts_with("server");
+        if rel.starts_with("templates-cfn/") {
+            let resource = if server {
+                "ServerInstance"
+            } else {
+                "ClientInstance"
+            };
+            cfn_user_data(&t, resource).1
+        } else {
+            let var = if server {
+                "serverScript"
+            } else {
+                "clientScript"
+            };
+            a["variables"][var]
+                .as_str()
+                .unwrap_or_else(|| panic!("ARM variable {var} is not a string"))
+                .to_string()
+        }
+    };
+    BOOT_SCRIPTS
+        .iter()
+        .map(|&rel| (rel, embedded(rel)))
+        .collect()
+}
+
 #[test]
 fn embedded_scripts_equal_their_source_files() {
-    let t = cfn();
-    for (resource, file) in [
-        ("ServerInstance", "server-boot.sh"),
-        ("ClientInstance", "client-boot.sh"),
-    ] {
-        let (_, body) = cfn_user_data(&t, resource);
+    let lib_body = read(BOOT_LIB);
+    let lib_body = lib_body
+        .strip_prefix(LIB_DIRECTIVE)
+        .expect("library directive");
+    for (rel, embedded) in embedded_scripts() {
         assert_eq!(
-            body,
-            read(&format!("templates-cfn/scripts/{file}")),
-            "{resource} script drifted: run ci/render-templates.py"
+            embedded,
+            rendered_script(rel),
+            "{rel} drifted from its template: run ci/render-templates.py"
         );
-    }
-    let a = arm();
-    for (var, file) in [
-        ("serverScript", "server-boot.sh"),
-        ("clientScript", "client-boot.sh"),
-    ] {
+        // One self-contained script: the library inlined once, nothing sourced at boot.
         assert_eq!(
-            a["variables"][var].as_str(),
-            Some(read(&format!("templates-arm/scripts/{file}")).as_str()),
-            "{var} drifted: run ci/render-templates.py"
+            embedded.matches(lib_body.trim_end()).count(),
+            1,
+            "{rel}: the template must carry {BOOT_LIB} exactly once"
+        );
+        for line in embedded.lines() {
+            let code = line.trim_start();
+            assert!(
+                !code.starts_with("source ")
+                    && !code.starts_with(". ")
+                    && !code.starts_with("# include:"),
+                "{rel}: the rendered script still includes a file: {line}"
+            );
+        }
+    }
+}
+
+/// The first run of `SHARED_RUN` lines (trimmed, blank lines skipped) that `a` and `b`
+/// share, if any.
+fn shared_run(a: &str, b: &str) -> Option<Vec<String>> {
+    let significant = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let (a, b) = (significant(a), significant(b));
+    let in_b: HashSet<&[String]> = b.windows(SHARED_RUN).collect();
+    a.windows(SHARED_RUN)
+        .find(|w| in_b.contains(w))
+        .map(<[String]>::to_vec)
+}
+
+#[test]
+fn shared_run_finds_a_block_whatever_its_indentation() {
+    let block = "a()\n{\n  x=1\n\n  y=2\n  z=3\n}\n";
+    let indented: String = block.lines().map(|l| format!("    {l}\n")).collect();
+    let a = format!("one\n{block}two\n");
+    let b = format!("three\n{indented}four\n");
+    assert_eq!(
+        shared_run(&a, &b).map(|run| run.len()),
+        Some(SHARED_RUN),
+        "a six-line block (blank line skipped) must be found"
+    );
+    let short = "a()\n{\n  x=1\n  y=2\n}\n";
+    assert_eq!(
+        shared_run(&format!("{short}p\n"), &format!("{short}q\n")),
+        None
+    );
+}
+
+/// Issue 14 §6: what two boot scripts have in common lives in templates-common/boot-lib.sh,
+/// so no run of six lines (after trimming) appears in two of the sources.
+#[test]
+fn boot_scripts_share_no_block_outside_the_library() {
+    let sources: Vec<(&str, String)> = BOOT_SCRIPTS.iter().map(|&s| (s, read(s))).collect();
+    let mut shared = Vec::new();
+    for (i, (a, text_a)) in sources.iter().enumerate() {
+        for (b, text_b) in &sources[i + 1..] {
+            if let Some(run) = shared_run(text_a, text_b) {
+                shared.push(format!("{a} and {b}:\n  {}", run.join("\n  ")));
+            }
+        }
+    }
+    assert!(
+        shared.is_empty(),
+        "boot scripts share runs of {SHARED_RUN} lines; move them to {BOOT_LIB}:\n{}",
+        shared.join("\n")
+    );
+}
+
+/// EC2 refuses user data above 16 KB (before base64); the library inlined in each script
+/// must leave room for the header.
+#[test]
+fn cfn_user_data_fits_the_ec2_limit() {
+    let t = cfn();
+    for resource in ["ServerInstance", "ClientInstance"] {
+        let (header, body) = cfn_user_data(&t, resource);
+        let size = header.len() + body.len();
+        assert!(
+            size < 15 * 1024,
+            "{resource}: user data is {size} bytes, close to EC2's 16 KB limit"
         );
     }
 }
 
-/// Issue 15 §7 and §3/§4: every `curl` in the AWS boot scripts is bounded (a stalled call
-/// cannot hang the health wait), every log line also reaches the serial console, and the
-/// server prints its CA fingerprint there for the provider to compare.
+/// Issue 15 §7 and §3/§4: every `curl` in the boot scripts is bounded (a stalled call
+/// cannot hang the health wait), every AWS log line also reaches the serial console, and
+/// the AWS server prints its CA fingerprint there for the provider to compare.
 #[test]
-fn cfn_boot_scripts_bound_curl_and_write_to_the_console() {
-    for script in [
-        "templates-cfn/scripts/server-boot.sh",
-        "templates-cfn/scripts/client-boot.sh",
-    ] {
-        let text = read(script);
+fn boot_scripts_bound_curl_and_aws_ones_write_to_the_console() {
+    for (script, text) in embedded_scripts() {
         let mut calls = 0;
         for (n, line) in text.lines().enumerate() {
             let code = line.split('#').next().unwrap_or("");
@@ -371,7 +536,7 @@ fn cfn_boot_scripts_bound_curl_and_write_to_the_console() {
                 calls += 1;
                 assert!(
                     code.contains("--max-time"),
-                    "{script}:{}: curl without --max-time: {line}",
+                    "{script} (rendered):{}: curl without --max-time: {line}",
                     n + 1
                 );
             }
@@ -383,15 +548,140 @@ fn cfn_boot_scripts_bound_curl_and_write_to_the_console() {
             .and_then(|rest| rest.split("\n}").next())
             .unwrap_or_else(|| panic!("{script} has no log()"));
         assert!(
-            log.contains(">&2"),
-            "{script}: log() must also write to stderr (the console)"
+            log.contains(">&2") && log.contains("CT_LOG_TO_STDERR"),
+            "{script}: log() must write to stderr when CT_LOG_TO_STDERR is 1"
+        );
+        let console = if script.starts_with("templates-cfn/") {
+            1
+        } else {
+            0
+        };
+        assert!(
+            text.contains(&format!("\nreadonly CT_LOG_TO_STDERR={console} #")),
+            "{script}: CT_LOG_TO_STDERR must be {console}"
         );
     }
-    let server = read("templates-cfn/scripts/server-boot.sh");
+    let server = rendered_script("templates-cfn/scripts/server-boot.sh");
     assert!(
         server.contains("cloudtest-ca-sha256=") && server.contains("-outform DER | sha256sum"),
         "the server must print its CA's SHA-256 to the console"
     );
+}
+
+/// Runs `command` in bash after sourcing `script` (rendered) behind `header`, with the log
+/// file moved to a temporary directory: (status ok, stdout, stderr, log file).
+fn run_sourced(header: &str, script: &str, command: &str) -> (bool, String, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("boot.log");
+    let production_log = "readonly CT_LOG=/var/log/cloudtest-boot.log\n";
+    assert!(
+        script.contains(production_log),
+        "the script names no log file"
+    );
+    let script = script.replace(
+        production_log,
+        &format!("readonly CT_LOG='{}'\n", log.display()),
+    );
+    let path = dir.path().join("rendered.sh");
+    std::fs::write(&path, format!("{header}{script}")).expect("write rendered script");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source \"$1\" && {command}"))
+        .arg("bash")
+        .arg(&path)
+        .output()
+        .expect("run bash");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        std::fs::read_to_string(&log).unwrap_or_default(),
+    )
+}
+
+/// A rejected value is logged on both clouds; on AWS the log line goes to the console, on
+/// Azure the extension status (stdout and stderr) gets a note that names no value.
+#[test]
+fn rejected_values_stay_out_of_the_azure_extension_status() {
+    let secret = "not-a-nonce!";
+    let command = format!("require_match nonce '{secret}' '^[A-Za-z0-9-]{{16,64}}$'");
+    for (rel, text) in embedded_scripts() {
+        let (ok, stdout, stderr, log) = run_sourced("", &text, &command);
+        assert!(!ok, "{rel}: require_match accepted {secret}");
+        assert!(
+            log.contains(&format!("cloudtest-boot: invalid nonce: '{secret}'")),
+            "{rel}: {log}"
+        );
+        assert_eq!(stdout, "", "{rel}: stdout");
+        if rel.starts_with("templates-arm/") {
+            assert_eq!(stderr, "cloudtest: invalid nonce\n", "{rel}");
+        } else {
+            assert!(
+                stderr.contains(&format!("cloudtest-boot: invalid nonce: '{secret}'")),
+                "{rel}: the console must get the log line: {stderr}"
+            );
+        }
+    }
+}
+
+/// A download that fails its checksum says so on stderr (on AWS the serial console, which
+/// cloudtest reads while it waits for the client) in the one line cloudtest looks for, and
+/// the boot stops there.
+#[test]
+fn a_failed_checksum_prints_the_boot_failed_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let production_dir = "readonly CT_INSTALL_DIR=/opt/velociraptor\n";
+    let header = format!(
+        "CT_VELOCIRAPTOR_VERSION=0.77.2\nCT_VELOCIRAPTOR_SHA256={}\n",
+        "0".repeat(64)
+    );
+    // A stand-in for the release download: writes something that is not the release.
+    let command =
+        "curl() { local out; while [ $# -gt 0 ]; do [ \"$1\" = -o ] && out=\"$2\"; shift; done; \
+                   printf 'not the release' >\"$out\"; }; install_binary 1";
+    for (rel, text) in embedded_scripts() {
+        assert!(text.contains(production_dir), "{rel}: no install directory");
+        let text = text.replace(
+            production_dir,
+            &format!("readonly CT_INSTALL_DIR='{}'\n", dir.path().display()),
+        );
+        let (ok, _stdout, stderr, log) = run_sourced(&header, &text, command);
+        assert!(!ok, "{rel}: a bad checksum must stop the boot");
+        let line = format!(
+            "cloudtest-boot-failed: velociraptor-v0.77.2-linux-amd64 failed its SHA-256 check (expected {})",
+            "0".repeat(64)
+        );
+        assert!(stderr.contains(&line), "{rel}: {stderr}");
+        assert!(
+            log.contains("boot failed: velociraptor-v0.77.2"),
+            "{rel}: {log}"
+        );
+        assert!(
+            !dir.path().join("velociraptor").exists(),
+            "{rel}: nothing installed"
+        );
+    }
+}
+
+/// The systemd units the library writes, byte for byte as the scripts wrote them before
+/// issue 14 §6.
+#[test]
+fn boot_library_writes_the_velociraptor_units() {
+    let server = "[Unit]\nDescription=Velociraptor server (cloudtest)\nAfter=network-online.target\n\
+                  Wants=network-online.target\n\n[Service]\nUser=velociraptor\nGroup=velociraptor\n\
+                  ExecStart=/usr/local/bin/velociraptor --config /etc/velociraptor/server.config.yaml frontend\n\
+                  Restart=on-failure\nRestartSec=5\n\n[Install]\nWantedBy=multi-user.target\n";
+    let client = "[Unit]\nDescription=Velociraptor client (cloudtest)\nAfter=network-online.target\n\
+                  Wants=network-online.target\n\n[Service]\n\
+                  ExecStart=/usr/local/bin/velociraptor --config /etc/velociraptor/client.config.yaml client\n\
+                  Restart=always\nRestartSec=10\n\n[Install]\nWantedBy=multi-user.target\n";
+    for (rel, text) in embedded_scripts() {
+        for (role, want) in [("server", server), ("client", client)] {
+            let (ok, stdout, stderr, _) = run_sourced("", &text, &format!("unit_file {role}"));
+            assert!(ok, "{rel}: unit_file {role}: {stderr}");
+            assert_eq!(stdout, want, "{rel}: unit of the {role}");
+        }
+    }
 }
 
 #[test]
@@ -521,29 +811,13 @@ fn arm_network_vm_and_tag_rules() {
     );
 }
 
-/// Sources `script` after `header` in bash and prints `merge_document 10.42.1.10`.
-fn render_merge_document(header: &str, script: &str) -> Json {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("rendered.sh");
-    std::fs::write(&path, format!("{header}{script}")).expect("write rendered script");
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg("source \"$1\" && merge_document 10.42.1.10")
-        .arg("bash")
-        .arg(&path)
-        .output()
-        .expect("run bash");
-    assert!(
-        out.status.success(),
-        "merge_document failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "merge document is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+/// Sources `script` after `header` in bash and parses what `command` (a call of
+/// `merge_document 10.42.1.10`) prints.
+fn render_merge_document(header: &str, script: &str, command: &str) -> Json {
+    let (ok, stdout, stderr, _) = run_sourced(header, script, command);
+    assert!(ok, "merge_document failed: {stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("merge document is not JSON ({e}): {stdout}"))
 }
 
 fn assert_merge_document(doc: &Json) {
@@ -588,14 +862,27 @@ fn cfn_server_script_builds_a_valid_merge_document() {
         !rendered.contains("${"),
         "unrendered substitution left: {rendered}"
     );
-    assert_merge_document(&render_merge_document(&rendered, &body));
+    let doc = render_merge_document(&rendered, &body, "merge_document 10.42.1.10");
+    assert_merge_document(&doc);
+    assert!(
+        doc["Client"].get("nonce").is_none(),
+        "on AWS Velociraptor generates the nonce"
+    );
 }
 
 #[test]
 fn arm_server_script_builds_a_valid_merge_document() {
     let header = "export CT_VELOCIRAPTOR_VERSION='0.77.2' CT_FRONTEND_PORT='8000' CT_GUI_PORT='8889' \
                   CT_PUBLIC_HOST='203.0.113.7' CT_ENROLLMENT_NONCE='0f8fad5b-d9cb-469f-a165-70867728950e'\n";
-    let doc = render_merge_document(header, &read("templates-arm/scripts/server-boot.sh"));
+    let script = arm()["variables"]["serverScript"]
+        .as_str()
+        .expect("serverScript")
+        .to_string();
+    let doc = render_merge_document(
+        header,
+        &script,
+        "merge_document 10.42.1.10 \"$CT_ENROLLMENT_NONCE\"",
+    );
     assert_merge_document(&doc);
     assert_eq!(
         doc["Client"]["nonce"],

@@ -203,7 +203,7 @@ fn create_stack(q: &QueryRequest, world: &mut World, cx: &CfnContext) -> CfnResu
             )),
         ))
     } else {
-        launch::unsupported_in_zone(&planned.resources, &cx.region, cx.scenario)
+        launch::unsupported_in_zone(&planned.resources, cx.region, cx.scenario)
     };
     let disable_rollback =
         q.get("DisableRollback") == Some("true") || q.get("OnFailure") == Some("DO_NOTHING");

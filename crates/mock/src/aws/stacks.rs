@@ -627,13 +627,13 @@ impl Stack {
             |msg: &str| format!("[   12.400000] cloud-init[1203]: cloudtest-boot[{role}]: {msg}");
         lines.push(log(&format!("downloading Velociraptor {version}")));
         if self.client_boot_fails && self.server != Some(i) {
-            // What the boot script's ERR trap prints when `sha256sum -c` fails.
+            // What templates-common/boot-lib.sh's install_binary prints when `sha256sum -c` fails.
             lines.push(
                 "[   12.900000] cloud-init[1203]: sha256sum: WARNING: 1 computed checksum did NOT match"
                     .to_string(),
             );
             lines.push(format!(
-                "[   12.900100] cloud-init[1203]: cloudtest-boot-failed: velociraptor-v{version}-linux-amd64 failed its SHA-256 check (line 69: sha256sum -c - exited 1)"
+                "[   12.900100] cloud-init[1203]: cloudtest-boot-failed: velociraptor-v{version}-linux-amd64 failed its SHA-256 check (expected {})", "0".repeat(64)
             ));
             return lines;
         }
