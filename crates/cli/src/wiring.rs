@@ -28,7 +28,7 @@ use cloudtest_velociraptor::{ProbeSettings, VelociraptorProbe};
 
 use crate::args::ProviderArg;
 use crate::error::{usage, CliError};
-use crate::plan::{MockPlan, RunPlan};
+use crate::plan::{AzurePlan, MockPlan, RunPlan};
 
 /// The AWS emulator accepts any credentials; these make the SDK sign requests as usual.
 const MOCK_ACCESS_KEY: &str = "cloudtest-mock";
@@ -58,6 +58,48 @@ impl Guards {
             c.source, c.choice, c.why
         ))
     }
+}
+
+/// The ARM connection `run` and `preflight` use for a plan: its endpoint (flag or config,
+/// else the emulator's in mock mode) and the credential the skip guards resolved.
+pub fn plan_arm_connection(
+    az: &AzurePlan,
+    guards: &Guards,
+    mock: Option<&MockCloud>,
+) -> Result<ArmConnection> {
+    let endpoint = match az
+        .endpoint
+        .clone()
+        .or_else(|| mock.map(|m| m.arm.endpoint()))
+    {
+        Some(e) => Some(
+            url::Url::parse(&e)
+                .map_err(|err| usage(format!("--azure-endpoint `{e}` is not a URL: {err}")))?,
+        ),
+        None => None,
+    };
+    let credential = guards
+        .azure_credential
+        .as_ref()
+        .ok_or_else(|| usage("Azure runs, but no credential source was resolved"))?;
+    azure_connection(credential, az.subscription_id.clone(), endpoint, mock)
+}
+
+/// Live mode with no provider left to run (none has credentials): a usage error that says
+/// what was skipped and why. `what` says what did not happen ("nothing was tested").
+pub fn require_runnable(plan: &RunPlan, guards: &Guards, what: &str) -> Result<()> {
+    if plan.mode == RunMode::Live && guards.runnable.is_empty() {
+        return Err(usage(format!(
+            "{what}: no provider has credentials ({})",
+            guards
+                .skipped
+                .iter()
+                .map(|s| s.reason.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    Ok(())
 }
 
 /// The Azure connection for one command: the emulator's token endpoint in mock mode,
@@ -479,22 +521,7 @@ pub async fn build_providers(
                 .entry("guiPort".into())
                 .or_insert_with(|| m.velociraptor.gui_port().to_string());
         }
-        let endpoint = match az
-            .endpoint
-            .clone()
-            .or_else(|| mock.map(|m| m.arm.endpoint()))
-        {
-            Some(e) => Some(
-                url::Url::parse(&e)
-                    .map_err(|err| usage(format!("--azure-endpoint `{e}` is not a URL: {err}")))?,
-            ),
-            None => None,
-        };
-        let credential = guards
-            .azure_credential
-            .as_ref()
-            .ok_or_else(|| usage("Azure runs, but no credential source was resolved"))?;
-        let connection = azure_connection(credential, az.subscription_id.clone(), endpoint, mock)?;
+        let connection = plan_arm_connection(az, guards, mock)?;
         for location in &az.locations {
             let admin_user = plan.lifecycle_user(index);
             index += 1;

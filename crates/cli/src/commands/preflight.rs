@@ -39,17 +39,7 @@ impl Outcome {
 pub async fn preflight(args: PreflightArgs) -> Result<ExitCode> {
     let plan = RunPlan::build(&args.run)?;
     let guards = wiring::skip_guards(&plan)?;
-    if plan.mode == RunMode::Live && guards.runnable.is_empty() {
-        return Err(usage(format!(
-            "nothing to check: no provider has credentials ({})",
-            guards
-                .skipped
-                .iter()
-                .map(|s| s.reason.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )));
-    }
+    wiring::require_runnable(&plan, &guards, "nothing to check")?;
     let mock = match &plan.mock {
         Some(m) => Some(
             wiring::start_mock(m)
@@ -117,23 +107,7 @@ pub async fn run_checks(
         calls.insert("aws", total);
     }
     if let (Some(az), true) = (&plan.azure, guards.runnable.contains(&ProviderArg::Azure)) {
-        let endpoint = match az
-            .endpoint
-            .clone()
-            .or_else(|| mock.map(|m| m.arm.endpoint()))
-        {
-            Some(e) => Some(
-                url::Url::parse(&e)
-                    .map_err(|err| usage(format!("--azure-endpoint `{e}` is not a URL: {err}")))?,
-            ),
-            None => None,
-        };
-        let credential = guards
-            .azure_credential
-            .as_ref()
-            .ok_or_else(|| usage("Azure runs, but no credential source was resolved"))?;
-        let connection =
-            wiring::azure_connection(credential, az.subscription_id.clone(), endpoint, mock)?;
+        let connection = wiring::plan_arm_connection(az, guards, mock)?;
         let pf = ArmPreflight::new(connection).map_err(|e| usage(e.to_string()))?;
         for location in &az.locations {
             checks.extend(
