@@ -10,8 +10,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use cloudtest_core::outputs::{parse_outputs, OutputContext, OutputError};
 use cloudtest_core::{
     poll_until, Backoff, CreateFacts, DeploymentFacts, EvidenceItem, LeakFacts, LifecycleId, Phase,
-    PhaseContext, PhaseError, PollError, PollStep, Provider, RequirementId, ResourceRef, Secret,
-    ServerIdentity, TeardownFacts,
+    PhaseContext, PhaseError, PollError, PollStep, Provider, RequirementId, ResourceKind,
+    ResourceRef, Secret, ServerIdentity, TeardownFacts,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -335,18 +335,18 @@ impl CloudFormationProvider {
             .filter_map(|r| {
                 let kind = kind_of(&r.resource_type);
                 Some(ResourceRef {
-                    kind: kind.to_string(),
                     cloud_type: r.resource_type.clone(),
                     id: r.physical_id.clone()?,
                     // AWS charges every public IPv4 address one hourly rate: one SKU.
-                    sku: (kind == "public_ip").then(|| "public_ip".to_string()),
+                    sku: (kind == ResourceKind::PublicIp).then(|| "public_ip".to_string()),
+                    kind,
                     spot: false,
                 })
             })
             .collect();
         let instance_ids: Vec<String> = refs
             .iter()
-            .filter(|r| r.kind == "instance")
+            .filter(|r| r.kind == ResourceKind::Instance)
             .map(|r| r.id.clone())
             .collect();
         match self.inventory.instance_details(&instance_ids).await {
@@ -427,17 +427,17 @@ fn instance_of(resources: &[StackResourceRecord], role: &str) -> Option<String> 
 }
 
 /// The pricing kind of a CloudFormation resource type.
-pub fn kind_of(resource_type: &str) -> &'static str {
+pub fn kind_of(resource_type: &str) -> ResourceKind {
     match resource_type {
-        "AWS::EC2::Instance" => "instance",
-        "AWS::EC2::Volume" => "volume",
-        "AWS::EC2::EIP" => "public_ip",
-        "AWS::EC2::NetworkInterface" => "network_interface",
-        "AWS::EC2::SecurityGroup" => "security_group",
-        "AWS::EC2::VPC" => "vpc",
-        "AWS::EC2::NatGateway" => "nat_gateway",
-        "AWS::CloudFormation::Stack" => "stack",
-        _ => "other",
+        "AWS::EC2::Instance" => ResourceKind::Instance,
+        "AWS::EC2::Volume" => ResourceKind::Volume,
+        "AWS::EC2::EIP" => ResourceKind::PublicIp,
+        "AWS::EC2::NetworkInterface" => ResourceKind::NetworkInterface,
+        "AWS::EC2::SecurityGroup" => ResourceKind::SecurityGroup,
+        "AWS::EC2::VPC" => ResourceKind::Vpc,
+        "AWS::EC2::NatGateway" => ResourceKind::NatGateway,
+        "AWS::CloudFormation::Stack" => ResourceKind::Stack,
+        _ => ResourceKind::Other,
     }
 }
 
@@ -969,8 +969,11 @@ mod tests {
 
     #[test]
     fn resource_kinds_map_for_pricing() {
-        assert_eq!(kind_of("AWS::EC2::Instance"), "instance");
-        assert_eq!(kind_of("AWS::EC2::EIP"), "public_ip");
-        assert_eq!(kind_of("AWS::EC2::SubnetRouteTableAssociation"), "other");
+        assert_eq!(kind_of("AWS::EC2::Instance"), ResourceKind::Instance);
+        assert_eq!(kind_of("AWS::EC2::EIP"), ResourceKind::PublicIp);
+        assert_eq!(
+            kind_of("AWS::EC2::SubnetRouteTableAssociation"),
+            ResourceKind::Other
+        );
     }
 }

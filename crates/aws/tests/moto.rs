@@ -27,7 +27,7 @@ use cloudtest_aws::sweep::SweepTarget;
 use cloudtest_aws::{load_sdk_config, AwsConnection, CloudFormationProvider, StackPlan};
 use cloudtest_core::{
     Backoff, EventSink, LifecycleId, Phase, PhaseContext, PhaseErrorKind, Provider, RequirementId,
-    RunEvent, RunEventKind, Secret,
+    ResourceKind, RunEvent, RunEventKind, Secret,
 };
 use tokio::time::Instant;
 
@@ -247,7 +247,7 @@ async fn real_template_full_lifecycle_through_moto() {
     let instances: Vec<_> = facts
         .resources
         .iter()
-        .filter(|r| r.kind == "instance")
+        .filter(|r| r.kind == ResourceKind::Instance)
         .collect();
     assert_eq!(instances.len(), 2, "{:?}", facts.resources);
     assert!(instances.iter().all(|r| r.sku.is_some()), "{instances:?}");
@@ -270,7 +270,11 @@ async fn real_template_full_lifecycle_through_moto() {
         .leak_check(&cx(Phase::LeakCheck, &events))
         .await
         .expect("leak_check");
-    for kind in ["instance", "vpc", "security_group"] {
+    for kind in [
+        ResourceKind::Instance,
+        ResourceKind::Vpc,
+        ResourceKind::SecurityGroup,
+    ] {
         assert!(
             before.remaining.iter().any(|r| r.kind == kind),
             "no {kind} found by tag: {:?}",

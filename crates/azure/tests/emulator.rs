@@ -11,7 +11,7 @@ use std::time::Duration;
 use cloudtest_azure::{ArmConnection, ArmProvider, DeploymentPlan};
 use cloudtest_core::{
     Backoff, LifecycleId, NullSink, Phase, PhaseContext, PhaseErrorKind, Provider, RequirementId,
-    Secret,
+    ResourceKind, Secret,
 };
 use cloudtest_mock::arm::{ArmEmulator, Refusal};
 use cloudtest_mock::hooks::RecordingServers;
@@ -164,7 +164,7 @@ async fn a_group_still_deleting_at_the_deadline_is_named_with_the_sweep_command(
         .await
         .expect("leak check");
     assert_eq!(leaks.remaining.len(), 1, "{:?}", leaks.remaining);
-    assert_eq!(leaks.remaining[0].kind, "resource_group");
+    assert_eq!(leaks.remaining[0].kind, ResourceKind::ResourceGroup);
     assert_eq!(leaks.remaining[0].sku.as_deref(), Some("Deleting"));
 }
 

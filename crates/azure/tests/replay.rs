@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use cloudtest_azure::{ArmConnection, ArmProvider, DeploymentPlan};
 use cloudtest_core::{
     Backoff, LifecycleId, NullSink, Phase, PhaseContext, PhaseErrorKind, Provider, RequirementId,
-    Secret,
+    ResourceKind, Secret,
 };
 use serde_json::{json, Value};
 
@@ -429,7 +429,7 @@ async fn example_shaped_deployment_with_our_outputs_gives_typed_facts() {
         facts.resources[0].cloud_type,
         "Microsoft.Storage/storageAccounts"
     );
-    assert_eq!(facts.resources[0].kind, "other");
+    assert_eq!(facts.resources[0].kind, ResourceKind::Other);
 }
 
 #[tokio::test]

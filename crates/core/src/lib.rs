@@ -32,7 +32,7 @@ pub use events::{EventSink, NullSink, RunEvent, RunEventKind};
 pub use exit::ExitCode;
 pub use facts::{
     CreateFacts, DeploymentFacts, EnrolledClient, EnrollmentFacts, EvidenceItem, HealthFacts,
-    LeakFacts, RequirementFacts, ResourceRef, ServerIdentity, TeardownFacts,
+    LeakFacts, RequirementFacts, ResourceKind, ResourceRef, ServerIdentity, TeardownFacts,
 };
 pub use phase::{Phase, PhaseRecord, PhaseStatus};
 pub use poll::{poll_until, read_again, Backoff, PollError, PollStep, Strikes, Transient};
