@@ -51,7 +51,11 @@ def inlined(lib, text):
     if not text.startswith(LIB_DIRECTIVE + "\n"):
         raise SystemExit(f"{lib}: must start with the line '{LIB_DIRECTIVE}'")
     body = text[len(LIB_DIRECTIVE) + 1 :].rstrip("\n").split("\n")
-    return [f"# >>> {lib} (inlined by ci/render-templates.py)", *body, f"# <<< {lib}"]
+    # Comment lines stay in the source: the CloudFormation template carries the library twice
+    # and must stay within 51,200 bytes inline (and each user data within 16 KB). Blank
+    # lines are kept: inside a heredoc they are content.
+    code = [line for line in body if not line.lstrip().startswith("#")]
+    return [f"# >>> {lib} (inlined by ci/render-templates.py, comments dropped)", *code, f"# <<< {lib}"]
 
 
 def script_text(path):

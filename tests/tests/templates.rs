@@ -329,6 +329,17 @@ fn cfn_user_data(t: &Yaml, resource: &str) -> (String, String) {
     (header, parts[1].as_str().expect("body string").to_string())
 }
 
+/// CreateStack takes at most 51,200 bytes of template body inline (the provider refuses a
+/// larger one before calling AWS). The template carries the boot library twice.
+#[test]
+fn the_cfn_template_fits_in_create_stack_inline() {
+    let len = read("templates-cfn/velociraptor.yaml").len();
+    assert!(
+        len <= 51_200,
+        "templates-cfn/velociraptor.yaml is {len} bytes; CloudFormation accepts at most 51,200 inline"
+    );
+}
+
 /// The four boot script sources, each with the library it includes.
 const BOOT_SCRIPTS: [&str; 4] = [
     "templates-cfn/scripts/server-boot.sh",
@@ -383,8 +394,15 @@ fn rendered_script(rel: &str) -> String {
         let body = text
             .strip_prefix(LIB_DIRECTIVE)
             .unwrap_or_else(|| panic!("{lib} must start with {LIB_DIRECTIVE:?}"));
-        out.push(format!("# >>> {lib} (inlined by ci/render-templates.py)"));
-        out.extend(body.trim_end_matches('\n').lines().map(str::to_string));
+        out.push(format!(
+            "# >>> {lib} (inlined by ci/render-templates.py, comments dropped)"
+        ));
+        out.extend(
+            body.trim_end_matches('\n')
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .map(str::to_string),
+        );
         out.push(format!("# <<< {lib}"));
         i += 3;
     }
@@ -426,9 +444,14 @@ fn embedded_scripts() -> Vec<(&'static str, String)> {
 #[test]
 fn embedded_scripts_equal_their_source_files() {
     let lib_body = read(BOOT_LIB);
-    let lib_body = lib_body
+    // The library's code as the templates carry it: its comment lines are dropped.
+    let lib_body: String = lib_body
         .strip_prefix(LIB_DIRECTIVE)
-        .expect("library directive");
+        .expect("library directive")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
     for (rel, embedded) in embedded_scripts() {
         assert_eq!(
             embedded,

@@ -8,12 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cloudtest_aws::{
-    load_sdk_config, AwsConnection, CloudFormationProvider, IdentityCheck, StackPlan,
-};
-use cloudtest_azure::{
-    ArmConnection, ArmProvider, CredentialChoice, CredentialPlan, DeploymentPlan,
-};
+use cloudtest_aws::{CloudFormationProvider, IdentityCheck, StackPlan};
+use cloudtest_azure::{ArmProvider, CredentialChoice, CredentialPlan, DeploymentPlan};
 use cloudtest_core::skip::{self, Credentials, Environment, ProcessEnvironment};
 use cloudtest_core::{
     Backoff, Provider, RequirementId, RequirementResult, RequirementStatus, RunMode, RunResults,
@@ -27,11 +23,10 @@ use cloudtest_report::{
 use cloudtest_velociraptor::{ProbeSettings, VelociraptorProbe};
 
 use crate::args::ProviderArg;
+use crate::connect;
 use crate::error::{usage, CliError};
 use crate::plan::{MockPlan, RunPlan};
 
-/// The AWS emulator accepts any credentials; these make the SDK sign requests as usual.
-const MOCK_ACCESS_KEY: &str = "cloudtest-mock";
 pub const LEDGER_ENV: &str = "CLOUDTEST_LEDGER";
 
 /// What the skip guards decided.
@@ -60,41 +55,21 @@ impl Guards {
     }
 }
 
-/// The Azure connection for one command: the emulator's token endpoint in mock mode,
-/// Entra ID's public cloud otherwise (`auto` keeps azure_identity's chain exactly).
-pub fn azure_connection(
-    credential: &CredentialPlan,
-    subscription: Option<String>,
-    endpoint: Option<url::Url>,
-    mock: Option<&MockCloud>,
-) -> Result<ArmConnection> {
-    match mock {
-        Some(m) => {
-            let authority = url::Url::parse(&m.arm.endpoint())
-                .map_err(|e| usage(format!("the ARM emulator's endpoint is not a URL: {e}")))?;
-            let endpoint = endpoint.unwrap_or_else(|| authority.clone());
-            ArmConnection::emulated(m.arm.subscription_id(), endpoint, authority, credential)
-                .map_err(|e| usage(e.to_string()))
-        }
-        None => {
-            let subscription = subscription
-                .or_else(|| ProcessEnvironment.var("AZURE_SUBSCRIPTION_ID"))
-                .ok_or_else(|| {
-                    usage("no Azure subscription: set AZURE_SUBSCRIPTION_ID or [azure] subscription_id")
-                })?;
-            let conn = if credential.choice == CredentialChoice::Auto {
-                ArmConnection::live(subscription, endpoint, &ProcessEnvironment)
-            } else {
-                ArmConnection::live_with_plan(
-                    subscription,
-                    endpoint,
-                    &ProcessEnvironment,
-                    credential,
-                )
-            };
-            conn.map_err(|e| usage(e.to_string()))
-        }
+/// Live mode with no provider left to run (none has credentials): a usage error that says
+/// what was skipped and why. `what` says what did not happen ("nothing was tested").
+pub fn require_runnable(plan: &RunPlan, guards: &Guards, what: &str) -> Result<()> {
+    if plan.mode == RunMode::Live && guards.runnable.is_empty() {
+        return Err(usage(format!(
+            "{what}: no provider has credentials ({})",
+            guards
+                .skipped
+                .iter()
+                .map(|s| s.reason.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
     }
+    Ok(())
 }
 
 /// The process environment, with the config file's Azure subscription standing in for
@@ -392,11 +367,6 @@ pub async fn build_providers(
     if let (Some(aws), true) = (&plan.aws, guards.runnable.contains(&ProviderArg::Aws)) {
         // The embedded emulators answer in milliseconds; an external one (moto) can take
         // seconds for a CreateStack, and a retried CreateStack there creates resources twice.
-        let attempt_timeout = if mock.is_some() && aws.endpoint.is_none() {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_secs(30)
-        };
         let mut parameters = aws.parameters.clone();
         if let Some(m) = mock {
             parameters
@@ -409,17 +379,7 @@ pub async fn build_providers(
         for region in &aws.regions {
             let admin_user = plan.lifecycle_user(index);
             index += 1;
-            let conn = AwsConnection {
-                endpoint: aws
-                    .endpoint
-                    .clone()
-                    .or_else(|| mock.map(|m| m.aws.endpoint())),
-                region: region.clone(),
-                static_credentials: mock
-                    .map(|_| (MOCK_ACCESS_KEY.to_string(), MOCK_ACCESS_KEY.to_string())),
-                attempt_timeout,
-            };
-            let sdk = load_sdk_config(&conn).await;
+            let sdk = connect::aws_sdk(region, aws.endpoint.clone(), mock).await;
             let admin_password = plan.lifecycle_password();
             let run_id = lifecycle_run_id(plan, aws.regions.len(), region);
             let stack_plan = StackPlan {
@@ -479,22 +439,7 @@ pub async fn build_providers(
                 .entry("guiPort".into())
                 .or_insert_with(|| m.velociraptor.gui_port().to_string());
         }
-        let endpoint = match az
-            .endpoint
-            .clone()
-            .or_else(|| mock.map(|m| m.arm.endpoint()))
-        {
-            Some(e) => Some(
-                url::Url::parse(&e)
-                    .map_err(|err| usage(format!("--azure-endpoint `{e}` is not a URL: {err}")))?,
-            ),
-            None => None,
-        };
-        let credential = guards
-            .azure_credential
-            .as_ref()
-            .ok_or_else(|| usage("Azure runs, but no credential source was resolved"))?;
-        let connection = azure_connection(credential, az.subscription_id.clone(), endpoint, mock)?;
+        let connection = connect::plan_arm_connection(az, guards, mock)?;
         for location in &az.locations {
             let admin_user = plan.lifecycle_user(index);
             index += 1;

@@ -7,20 +7,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cloudtest_aws::{load_sdk_config, AwsConnection, AwsPreflight, AwsPreflightPlan};
+use cloudtest_aws::{AwsPreflight, AwsPreflightPlan};
 use cloudtest_azure::{ArmPreflight, ArmPreflightPlan};
 use cloudtest_core::preflight::{self, Check, CheckStatus, BUDGET_CHECK};
 use cloudtest_core::{ExitCode, RunMode};
 use cloudtest_mock::MockCloud;
 
 use crate::args::{PreflightArgs, ProviderArg};
+use crate::connect;
 use crate::error::{usage, CliError};
 use crate::plan::RunPlan;
 use crate::redact;
 use crate::wiring::{self, Guards};
-
-/// The emulators accept any credentials (the same fixed key the lifecycles sign with).
-const MOCK_ACCESS_KEY: &str = "cloudtest-mock";
 
 /// What one preflight found, and what it cost.
 pub struct Outcome {
@@ -39,17 +37,7 @@ impl Outcome {
 pub async fn preflight(args: PreflightArgs) -> Result<ExitCode> {
     let plan = RunPlan::build(&args.run)?;
     let guards = wiring::skip_guards(&plan)?;
-    if plan.mode == RunMode::Live && guards.runnable.is_empty() {
-        return Err(usage(format!(
-            "nothing to check: no provider has credentials ({})",
-            guards
-                .skipped
-                .iter()
-                .map(|s| s.reason.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )));
-    }
+    wiring::require_runnable(&plan, &guards, "nothing to check")?;
     let mock = match &plan.mock {
         Some(m) => Some(
             wiring::start_mock(m)
@@ -81,21 +69,7 @@ pub async fn run_checks(
     if let (Some(aws), true) = (&plan.aws, guards.runnable.contains(&ProviderArg::Aws)) {
         let mut total = 0;
         for region in &aws.regions {
-            let conn = AwsConnection {
-                endpoint: aws
-                    .endpoint
-                    .clone()
-                    .or_else(|| mock.map(|m| m.aws.endpoint())),
-                region: region.clone(),
-                static_credentials: mock
-                    .map(|_| (MOCK_ACCESS_KEY.to_string(), MOCK_ACCESS_KEY.to_string())),
-                attempt_timeout: if mock.is_some() && aws.endpoint.is_none() {
-                    Duration::from_secs(1)
-                } else {
-                    Duration::from_secs(30)
-                },
-            };
-            let sdk = load_sdk_config(&conn).await;
+            let sdk = connect::aws_sdk(region, aws.endpoint.clone(), mock).await;
             let mut pf = AwsPreflight::new(&sdk, region);
             if let Some(source) = guards.sources.get(&ProviderArg::Aws) {
                 pf = pf.with_credential_source(source.clone());
@@ -117,23 +91,7 @@ pub async fn run_checks(
         calls.insert("aws", total);
     }
     if let (Some(az), true) = (&plan.azure, guards.runnable.contains(&ProviderArg::Azure)) {
-        let endpoint = match az
-            .endpoint
-            .clone()
-            .or_else(|| mock.map(|m| m.arm.endpoint()))
-        {
-            Some(e) => Some(
-                url::Url::parse(&e)
-                    .map_err(|err| usage(format!("--azure-endpoint `{e}` is not a URL: {err}")))?,
-            ),
-            None => None,
-        };
-        let credential = guards
-            .azure_credential
-            .as_ref()
-            .ok_or_else(|| usage("Azure runs, but no credential source was resolved"))?;
-        let connection =
-            wiring::azure_connection(credential, az.subscription_id.clone(), endpoint, mock)?;
+        let connection = connect::plan_arm_connection(az, guards, mock)?;
         let pf = ArmPreflight::new(connection).map_err(|e| usage(e.to_string()))?;
         for location in &az.locations {
             checks.extend(

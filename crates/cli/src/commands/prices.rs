@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aws_config::BehaviorVersion;
 use cloudtest_core::ExitCode;
 use cloudtest_report::cost::{Price, PriceUnit};
 use cloudtest_report::{price_feed, PriceTable};
 
+use crate::connect;
 use crate::error::usage;
 
 /// The sizes the templates deploy by default (CONTRACTS.md).
@@ -77,10 +77,7 @@ async fn azure_prices() -> Result<Vec<Price>> {
 
 async fn aws_prices() -> Result<Vec<Price>> {
     // The Price List API is served from us-east-1 whatever region is priced.
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region("us-east-1")
-        .load()
-        .await;
+    let sdk = connect::aws_sdk("us-east-1", None, None).await;
     let pricing = aws_sdk_pricing::Client::new(&sdk);
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let mut out = Vec::new();

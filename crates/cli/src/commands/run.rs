@@ -13,7 +13,6 @@ use cloudtest_report::human;
 use crate::args::RunArgs;
 use crate::commands::preflight;
 use crate::display::Display;
-use crate::error::usage;
 use crate::plan::RunPlan;
 use crate::{redact, signals, wiring};
 
@@ -25,17 +24,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
 
     // Before anything is created: credentials (live), budget (live), gap-document markers.
     let guards = wiring::skip_guards(&plan)?;
-    if plan.mode == RunMode::Live && guards.runnable.is_empty() {
-        return Err(usage(format!(
-            "nothing was tested: no provider has credentials ({})",
-            guards
-                .skipped
-                .iter()
-                .map(|s| s.reason.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )));
-    }
+    wiring::require_runnable(&plan, &guards, "nothing was tested")?;
     wiring::check_gap_doc(&plan)?;
     if let Some(line) = guards.azure_credential_line(&plan) {
         println!("{line}");

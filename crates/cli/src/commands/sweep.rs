@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cloudtest_aws::sweep as aws_sweep;
-use cloudtest_aws::{load_sdk_config, AwsConnection};
 use cloudtest_azure::sweep as azure_sweep;
 use cloudtest_azure::CredentialPlan;
 use cloudtest_core::skip::{Environment, ProcessEnvironment};
@@ -17,6 +16,7 @@ use cloudtest_core::{Backoff, ExitCode};
 use cloudtest_mock::{MockCloud, MockOptions};
 
 use crate::args::{ModeArg, ProviderArg, SweepArgs};
+use crate::connect;
 use crate::error::usage;
 use crate::plan::{azure_credential_choice, load_config, parse_duration};
 use cloudtest_core::regions;
@@ -88,19 +88,11 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
 
     if want(ProviderArg::Aws) {
         for region in &aws_regions {
-            let conn = AwsConnection {
-                endpoint: args
-                    .aws_endpoint
-                    .clone()
-                    .or_else(|| config.aws.endpoint.clone())
-                    .or_else(|| mock.as_ref().map(|m| m.aws.endpoint())),
-                region: region.clone(),
-                static_credentials: mock
-                    .as_ref()
-                    .map(|_| ("cloudtest-mock".to_string(), "cloudtest-mock".to_string())),
-                attempt_timeout: Duration::from_secs(30),
-            };
-            let sdk = load_sdk_config(&conn).await;
+            let endpoint = args
+                .aws_endpoint
+                .clone()
+                .or_else(|| config.aws.endpoint.clone());
+            let sdk = connect::aws_sdk(region, endpoint, mock.as_ref()).await;
             let items = match aws_sweep::find_due(&sdk, now, &scope).await {
                 Ok(items) => items,
                 Err(e) => {
@@ -178,7 +170,7 @@ pub async fn sweep(args: SweepArgs) -> Result<ExitCode> {
                 eprintln!("azure: skipped (no AZURE_SUBSCRIPTION_ID)");
                 None
             }
-            (Ok(credential), _, mock) => Some(crate::wiring::azure_connection(
+            (Ok(credential), _, mock) => Some(connect::azure_connection(
                 &credential,
                 sub.clone(),
                 endpoint,
