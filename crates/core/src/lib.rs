@@ -14,6 +14,7 @@ pub mod exit;
 pub mod facts;
 pub mod outputs;
 pub mod phase;
+pub mod plan;
 pub mod poll;
 pub mod preflight;
 pub mod probe;
@@ -35,6 +36,7 @@ pub use facts::{
     LeakFacts, RequirementFacts, ResourceKind, ResourceRef, ServerIdentity, TeardownFacts,
 };
 pub use phase::{Phase, PhaseRecord, PhaseStatus};
+pub use plan::LifecyclePlan;
 pub use poll::{poll_until, read_again, Backoff, PollError, PollStep, Strikes, Transient};
 pub use preflight::{Check, CheckStatus};
 pub use probe::ServerProbe;
