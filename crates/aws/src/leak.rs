@@ -9,6 +9,8 @@ use cloudtest_core::{ResourceKind, ResourceRef};
 
 use crate::errors::AwsError;
 use crate::inventory::{Ec2Inventory, TaggedResource, RUN_ID_TAG};
+/// Older home of the kind mappings now in [`crate::resources`].
+pub use crate::resources::{kind_of_id, kind_of_tag_type};
 
 /// The kinds the leak check covers, in report order: the union of what cloudtest checked
 /// before and what `templates-cfn/velociraptor.yaml` creates (issue 15 §5).
@@ -25,45 +27,6 @@ pub const LEAK_KINDS: [ResourceKind; 11] = [
     ResourceKind::Subnet,
     ResourceKind::Vpc,
 ];
-
-/// `DescribeTags`' `resourceType` → (cloudtest kind, CloudFormation type). Types outside the
-/// list are still reported, as kind `other`.
-pub fn kind_of_tag_type(resource_type: &str) -> (ResourceKind, &'static str) {
-    match resource_type {
-        "instance" => (ResourceKind::Instance, "AWS::EC2::Instance"),
-        "volume" => (ResourceKind::Volume, "AWS::EC2::Volume"),
-        "network-interface" => (ResourceKind::NetworkInterface, "AWS::EC2::NetworkInterface"),
-        "elastic-ip" => (ResourceKind::PublicIp, "AWS::EC2::EIP"),
-        "natgateway" => (ResourceKind::NatGateway, "AWS::EC2::NatGateway"),
-        "security-group" => (ResourceKind::SecurityGroup, "AWS::EC2::SecurityGroup"),
-        "launch-template" => (ResourceKind::LaunchTemplate, "AWS::EC2::LaunchTemplate"),
-        "route-table" => (ResourceKind::RouteTable, "AWS::EC2::RouteTable"),
-        "internet-gateway" => (ResourceKind::InternetGateway, "AWS::EC2::InternetGateway"),
-        "subnet" => (ResourceKind::Subnet, "AWS::EC2::Subnet"),
-        "vpc" => (ResourceKind::Vpc, "AWS::EC2::VPC"),
-        _ => (ResourceKind::Other, "AWS::EC2::Other"),
-    }
-}
-
-/// The kind of an EC2 id by its prefix, for `DescribeTags` answers whose `resourceType` is
-/// not one of the above (moto answers some that way).
-pub fn kind_of_id(id: &str) -> Option<ResourceKind> {
-    let prefix = id.split('-').next()?;
-    Some(match prefix {
-        "i" => ResourceKind::Instance,
-        "vol" => ResourceKind::Volume,
-        "eni" => ResourceKind::NetworkInterface,
-        "eipalloc" => ResourceKind::PublicIp,
-        "nat" => ResourceKind::NatGateway,
-        "sg" => ResourceKind::SecurityGroup,
-        "lt" => ResourceKind::LaunchTemplate,
-        "rtb" => ResourceKind::RouteTable,
-        "igw" => ResourceKind::InternetGateway,
-        "subnet" => ResourceKind::Subnet,
-        "vpc" => ResourceKind::Vpc,
-        _ => return None,
-    })
-}
 
 impl Ec2Inventory {
     /// The leak kinds among the resources `DescribeTags` lists for `filters` (every page).
@@ -166,15 +129,6 @@ mod tests {
         let kinds: Vec<ResourceKind> = tag_types.iter().map(|t| kind_of_tag_type(t).0).collect();
         assert_eq!(kinds, LEAK_KINDS);
         assert_eq!(kind_of_tag_type("dhcp-options").0, ResourceKind::Other);
-    }
-
-    #[test]
-    fn ids_name_their_kind_when_the_type_does_not() {
-        assert_eq!(kind_of_id("eipalloc-0abc"), Some(ResourceKind::PublicIp));
-        assert_eq!(kind_of_id("i-0abc"), Some(ResourceKind::Instance));
-        assert_eq!(kind_of_id("rtb-1"), Some(ResourceKind::RouteTable));
-        assert_eq!(kind_of_id("127.0.0.1"), None);
-        assert_eq!(kind_of_id("dopt-1"), None);
     }
 }
 

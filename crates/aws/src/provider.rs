@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::calls::CallCounter;
 use crate::connection::credential_source;
+use crate::deploy::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
 use crate::errors::{AwsError, ErrorContext};
 use crate::events::{
     classify_create, failure_line, CreateState, StackEventPager, StackEventRecord,
@@ -27,11 +28,13 @@ use crate::identity::{
 };
 use crate::inventory::{Ec2Inventory, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 use crate::leak::LEAK_KINDS;
+use crate::parameters::{declared_parameters, select_parameters, ParameterValue};
 use crate::preflight::instance_types;
-use crate::stacks::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
 use crate::teardown::{DeleteRequests, NextStep, SendOutcome};
-use crate::template::{declared_parameters, select_parameters, ParameterValue};
 use crate::zones::{first_zone_offering, ZONE_PARAMETER};
+
+/// Older home of [`crate::resources::kind_of`].
+pub use crate::resources::kind_of;
 use cloudtest_core::tags::{KEEP_TAG, KEEP_UNTIL_EXPIRY};
 use cloudtest_core::{read_again, LifecyclePlan, Strikes};
 
@@ -419,21 +422,6 @@ fn instance_of(resources: &[StackResourceRecord], role: &str) -> Option<String> 
         .iter()
         .filter(|r| r.resource_type == "AWS::EC2::Instance" && r.logical_id.contains(role))
         .find_map(|r| r.physical_id.clone())
-}
-
-/// The pricing kind of a CloudFormation resource type.
-pub fn kind_of(resource_type: &str) -> ResourceKind {
-    match resource_type {
-        "AWS::EC2::Instance" => ResourceKind::Instance,
-        "AWS::EC2::Volume" => ResourceKind::Volume,
-        "AWS::EC2::EIP" => ResourceKind::PublicIp,
-        "AWS::EC2::NetworkInterface" => ResourceKind::NetworkInterface,
-        "AWS::EC2::SecurityGroup" => ResourceKind::SecurityGroup,
-        "AWS::EC2::VPC" => ResourceKind::Vpc,
-        "AWS::EC2::NatGateway" => ResourceKind::NatGateway,
-        "AWS::CloudFormation::Stack" => ResourceKind::Stack,
-        _ => ResourceKind::Other,
-    }
 }
 
 pub(crate) fn token(kind: &str, run_id: &str) -> String {
@@ -975,15 +963,5 @@ mod tests {
         assert_eq!(tags[RUN_ID_TAG], "20240101t000000z-ab12");
         assert_eq!(tags[REQUIREMENT_TAG], "CLOUD-01");
         assert_eq!(tags[EXPIRES_AT_TAG], "2024-01-01T06:00:00Z");
-    }
-
-    #[test]
-    fn resource_kinds_map_for_pricing() {
-        assert_eq!(kind_of("AWS::EC2::Instance"), ResourceKind::Instance);
-        assert_eq!(kind_of("AWS::EC2::EIP"), ResourceKind::PublicIp);
-        assert_eq!(
-            kind_of("AWS::EC2::SubnetRouteTableAssociation"),
-            ResourceKind::Other
-        );
     }
 }

@@ -13,9 +13,9 @@ use cloudtest_core::{ResourceKind, ResourceRef};
 
 use crate::calls::CallCounter;
 use crate::connection::credential_source;
+use crate::deploy::CfnStacks;
 use crate::errors::{AwsError, ErrorContext};
 use crate::inventory::{Ec2Inventory, RUN_ID_TAG};
-use crate::stacks::CfnStacks;
 
 /// The rule both clouds' sweeps apply (tagged, and expired or older than the limit).
 pub use cloudtest_core::tags::sweep_due as due;
