@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{Filter, InstanceLifecycleType, InstanceStateName, Tag};
 use aws_sdk_ec2::Client;
-use cloudtest_core::ResourceRef;
+use cloudtest_core::{ResourceKind, ResourceRef};
 
 use crate::calls::CallCounter;
 use crate::errors::{AwsError, ErrorContext};
@@ -20,14 +20,14 @@ const TERMINATE_POLL_EVERY: std::time::Duration = std::time::Duration::from_secs
 pub use cloudtest_core::tags::{EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 
 /// Resource kinds the leak check lists, in report order.
-pub const CHECKED_KINDS: [&str; 7] = [
-    "instance",
-    "volume",
-    "network_interface",
-    "public_ip",
-    "security_group",
-    "vpc",
-    "nat_gateway",
+pub const CHECKED_KINDS: [ResourceKind; 7] = [
+    ResourceKind::Instance,
+    ResourceKind::Volume,
+    ResourceKind::NetworkInterface,
+    ResourceKind::PublicIp,
+    ResourceKind::SecurityGroup,
+    ResourceKind::Vpc,
+    ResourceKind::NatGateway,
 ];
 
 /// A tagged EC2 resource with all of its tags (sweep reads `cloudtest:expires-at`).
@@ -49,9 +49,9 @@ fn tags_of(tags: &[Tag]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn reference(kind: &str, cloud_type: &str, id: String) -> ResourceRef {
+fn reference(kind: ResourceKind, cloud_type: &str, id: String) -> ResourceRef {
     ResourceRef {
-        kind: kind.to_string(),
+        kind,
         cloud_type: cloud_type.to_string(),
         id,
         sku: None,
@@ -160,12 +160,12 @@ impl Ec2Inventory {
         &self,
         filter: Filter,
         target: &str,
-        kinds: &[&str],
+        kinds: &[ResourceKind],
     ) -> Result<Vec<TaggedResource>, AwsError> {
-        let want = |k: &str| kinds.contains(&k);
+        let want = |k: &ResourceKind| kinds.contains(k);
         let mut out = Vec::new();
 
-        if want("instance") {
+        if want(&ResourceKind::Instance) {
             let mut pages = self
                 .client
                 .describe_instances()
@@ -182,7 +182,8 @@ impl Ec2Inventory {
                     let Some(id) = inst.instance_id() else {
                         continue;
                     };
-                    let mut r = reference("instance", "AWS::EC2::Instance", id.to_string());
+                    let mut r =
+                        reference(ResourceKind::Instance, "AWS::EC2::Instance", id.to_string());
                     r.sku = inst.instance_type().map(|t| t.as_str().to_string());
                     r.spot = inst.instance_lifecycle() == Some(&InstanceLifecycleType::Spot);
                     out.push(TaggedResource {
@@ -193,7 +194,7 @@ impl Ec2Inventory {
             }
         }
 
-        if want("volume") {
+        if want(&ResourceKind::Volume) {
             let mut pages = self
                 .client
                 .describe_volumes()
@@ -204,7 +205,7 @@ impl Ec2Inventory {
                 let page = page.map_err(|e| self.fail("DescribeVolumes", target, e))?;
                 for v in page.volumes() {
                     let Some(id) = v.volume_id() else { continue };
-                    let mut r = reference("volume", "AWS::EC2::Volume", id.to_string());
+                    let mut r = reference(ResourceKind::Volume, "AWS::EC2::Volume", id.to_string());
                     r.sku = match (v.volume_type(), v.size()) {
                         (Some(t), Some(size)) => Some(format!("{}:{size}", t.as_str())),
                         _ => None,
@@ -217,7 +218,7 @@ impl Ec2Inventory {
             }
         }
 
-        if want("network_interface") {
+        if want(&ResourceKind::NetworkInterface) {
             let mut pages = self
                 .client
                 .describe_network_interfaces()
@@ -232,7 +233,7 @@ impl Ec2Inventory {
                     };
                     out.push(TaggedResource {
                         resource: reference(
-                            "network_interface",
+                            ResourceKind::NetworkInterface,
                             "AWS::EC2::NetworkInterface",
                             id.to_string(),
                         ),
@@ -242,7 +243,7 @@ impl Ec2Inventory {
             }
         }
 
-        if want("public_ip") {
+        if want(&ResourceKind::PublicIp) {
             let addrs = self
                 .client
                 .describe_addresses()
@@ -255,13 +256,13 @@ impl Ec2Inventory {
                     continue;
                 };
                 out.push(TaggedResource {
-                    resource: reference("public_ip", "AWS::EC2::EIP", id.to_string()),
+                    resource: reference(ResourceKind::PublicIp, "AWS::EC2::EIP", id.to_string()),
                     tags: tags_of(a.tags()),
                 });
             }
         }
 
-        if want("security_group") {
+        if want(&ResourceKind::SecurityGroup) {
             let mut pages = self
                 .client
                 .describe_security_groups()
@@ -274,7 +275,7 @@ impl Ec2Inventory {
                     let Some(id) = g.group_id() else { continue };
                     out.push(TaggedResource {
                         resource: reference(
-                            "security_group",
+                            ResourceKind::SecurityGroup,
                             "AWS::EC2::SecurityGroup",
                             id.to_string(),
                         ),
@@ -284,7 +285,7 @@ impl Ec2Inventory {
             }
         }
 
-        if want("vpc") {
+        if want(&ResourceKind::Vpc) {
             let mut pages = self
                 .client
                 .describe_vpcs()
@@ -296,14 +297,14 @@ impl Ec2Inventory {
                 for v in page.vpcs() {
                     let Some(id) = v.vpc_id() else { continue };
                     out.push(TaggedResource {
-                        resource: reference("vpc", "AWS::EC2::VPC", id.to_string()),
+                        resource: reference(ResourceKind::Vpc, "AWS::EC2::VPC", id.to_string()),
                         tags: tags_of(v.tags()),
                     });
                 }
             }
         }
 
-        if want("nat_gateway") {
+        if want(&ResourceKind::NatGateway) {
             let mut pages = self
                 .client
                 .describe_nat_gateways()
@@ -321,14 +322,18 @@ impl Ec2Inventory {
                         continue;
                     };
                     out.push(TaggedResource {
-                        resource: reference("nat_gateway", "AWS::EC2::NatGateway", id.to_string()),
+                        resource: reference(
+                            ResourceKind::NatGateway,
+                            "AWS::EC2::NatGateway",
+                            id.to_string(),
+                        ),
                         tags: tags_of(g.tags()),
                     });
                 }
             }
         }
 
-        if want("launch_template") {
+        if want(&ResourceKind::LaunchTemplate) {
             let mut pages = self
                 .client
                 .describe_launch_templates()
@@ -343,7 +348,7 @@ impl Ec2Inventory {
                     };
                     out.push(TaggedResource {
                         resource: reference(
-                            "launch_template",
+                            ResourceKind::LaunchTemplate,
                             "AWS::EC2::LaunchTemplate",
                             id.to_string(),
                         ),
@@ -353,7 +358,7 @@ impl Ec2Inventory {
             }
         }
 
-        if want("route_table") {
+        if want(&ResourceKind::RouteTable) {
             let mut pages = self
                 .client
                 .describe_route_tables()
@@ -367,14 +372,18 @@ impl Ec2Inventory {
                         continue;
                     };
                     out.push(TaggedResource {
-                        resource: reference("route_table", "AWS::EC2::RouteTable", id.to_string()),
+                        resource: reference(
+                            ResourceKind::RouteTable,
+                            "AWS::EC2::RouteTable",
+                            id.to_string(),
+                        ),
                         tags: tags_of(x.tags()),
                     });
                 }
             }
         }
 
-        if want("internet_gateway") {
+        if want(&ResourceKind::InternetGateway) {
             let mut pages = self
                 .client
                 .describe_internet_gateways()
@@ -389,7 +398,7 @@ impl Ec2Inventory {
                     };
                     out.push(TaggedResource {
                         resource: reference(
-                            "internet_gateway",
+                            ResourceKind::InternetGateway,
                             "AWS::EC2::InternetGateway",
                             id.to_string(),
                         ),
@@ -399,7 +408,7 @@ impl Ec2Inventory {
             }
         }
 
-        if want("subnet") {
+        if want(&ResourceKind::Subnet) {
             let mut pages = self
                 .client
                 .describe_subnets()
@@ -411,7 +420,11 @@ impl Ec2Inventory {
                 for x in page.subnets() {
                     let Some(id) = x.subnet_id() else { continue };
                     out.push(TaggedResource {
-                        resource: reference("subnet", "AWS::EC2::Subnet", id.to_string()),
+                        resource: reference(
+                            ResourceKind::Subnet,
+                            "AWS::EC2::Subnet",
+                            id.to_string(),
+                        ),
                         tags: tags_of(x.tags()),
                     });
                 }
@@ -581,54 +594,54 @@ impl Ec2Inventory {
     pub async fn delete(&self, r: &ResourceRef) -> Result<(), AwsError> {
         let id = r.id.clone();
         let c = &self.client;
-        match r.kind.as_str() {
-            "instance" => self.terminate_and_wait(&id).await,
-            "route_table" => self.delete_route_table(&id).await,
-            "internet_gateway" => self.delete_internet_gateway(&id).await,
-            "launch_template" => c
+        match &r.kind {
+            ResourceKind::Instance => self.terminate_and_wait(&id).await,
+            ResourceKind::RouteTable => self.delete_route_table(&id).await,
+            ResourceKind::InternetGateway => self.delete_internet_gateway(&id).await,
+            ResourceKind::LaunchTemplate => c
                 .delete_launch_template()
                 .launch_template_id(&id)
                 .send()
                 .await
                 .map(|_| ())
                 .map_err(|e| self.fail("DeleteLaunchTemplate", &id, e)),
-            "subnet" => c
+            ResourceKind::Subnet => c
                 .delete_subnet()
                 .subnet_id(&id)
                 .send()
                 .await
                 .map(|_| ())
                 .map_err(|e| self.fail("DeleteSubnet", &id, e)),
-            "volume" => c
+            ResourceKind::Volume => c
                 .delete_volume()
                 .volume_id(&id)
                 .send()
                 .await
                 .map(|_| ())
                 .map_err(|e| self.fail("DeleteVolume", &id, e)),
-            "network_interface" => c
+            ResourceKind::NetworkInterface => c
                 .delete_network_interface()
                 .network_interface_id(&id)
                 .send()
                 .await
                 .map(|_| ())
                 .map_err(|e| self.fail("DeleteNetworkInterface", &id, e)),
-            "public_ip" => self.release_address(&id).await,
-            "security_group" => c
+            ResourceKind::PublicIp => self.release_address(&id).await,
+            ResourceKind::SecurityGroup => c
                 .delete_security_group()
                 .group_id(&id)
                 .send()
                 .await
                 .map(|_| ())
                 .map_err(|e| self.fail("DeleteSecurityGroup", &id, e)),
-            "vpc" => c
+            ResourceKind::Vpc => c
                 .delete_vpc()
                 .vpc_id(&id)
                 .send()
                 .await
                 .map(|_| ())
                 .map_err(|e| self.fail("DeleteVpc", &id, e)),
-            "nat_gateway" => c
+            ResourceKind::NatGateway => c
                 .delete_nat_gateway()
                 .nat_gateway_id(&id)
                 .send()

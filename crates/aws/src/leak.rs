@@ -5,65 +5,28 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::Filter;
-use cloudtest_core::ResourceRef;
+use cloudtest_core::{ResourceKind, ResourceRef};
 
 use crate::errors::AwsError;
 use crate::inventory::{Ec2Inventory, TaggedResource, RUN_ID_TAG};
+/// Older home of the kind mappings now in [`crate::resources`].
+pub use crate::resources::{kind_of_id, kind_of_tag_type};
 
 /// The kinds the leak check covers, in report order: the union of what cloudtest checked
 /// before and what `templates-cfn/velociraptor.yaml` creates (issue 15 §5).
-pub const LEAK_KINDS: [&str; 11] = [
-    "instance",
-    "volume",
-    "network_interface",
-    "public_ip",
-    "nat_gateway",
-    "security_group",
-    "launch_template",
-    "route_table",
-    "internet_gateway",
-    "subnet",
-    "vpc",
+pub const LEAK_KINDS: [ResourceKind; 11] = [
+    ResourceKind::Instance,
+    ResourceKind::Volume,
+    ResourceKind::NetworkInterface,
+    ResourceKind::PublicIp,
+    ResourceKind::NatGateway,
+    ResourceKind::SecurityGroup,
+    ResourceKind::LaunchTemplate,
+    ResourceKind::RouteTable,
+    ResourceKind::InternetGateway,
+    ResourceKind::Subnet,
+    ResourceKind::Vpc,
 ];
-
-/// `DescribeTags`' `resourceType` → (cloudtest kind, CloudFormation type). Types outside the
-/// list are still reported, as kind `other`.
-pub fn kind_of_tag_type(resource_type: &str) -> (&'static str, &'static str) {
-    match resource_type {
-        "instance" => ("instance", "AWS::EC2::Instance"),
-        "volume" => ("volume", "AWS::EC2::Volume"),
-        "network-interface" => ("network_interface", "AWS::EC2::NetworkInterface"),
-        "elastic-ip" => ("public_ip", "AWS::EC2::EIP"),
-        "natgateway" => ("nat_gateway", "AWS::EC2::NatGateway"),
-        "security-group" => ("security_group", "AWS::EC2::SecurityGroup"),
-        "launch-template" => ("launch_template", "AWS::EC2::LaunchTemplate"),
-        "route-table" => ("route_table", "AWS::EC2::RouteTable"),
-        "internet-gateway" => ("internet_gateway", "AWS::EC2::InternetGateway"),
-        "subnet" => ("subnet", "AWS::EC2::Subnet"),
-        "vpc" => ("vpc", "AWS::EC2::VPC"),
-        _ => ("other", "AWS::EC2::Other"),
-    }
-}
-
-/// The kind of an EC2 id by its prefix, for `DescribeTags` answers whose `resourceType` is
-/// not one of the above (moto answers some that way).
-pub fn kind_of_id(id: &str) -> Option<&'static str> {
-    let prefix = id.split('-').next()?;
-    Some(match prefix {
-        "i" => "instance",
-        "vol" => "volume",
-        "eni" => "network_interface",
-        "eipalloc" => "public_ip",
-        "nat" => "nat_gateway",
-        "sg" => "security_group",
-        "lt" => "launch_template",
-        "rtb" => "route_table",
-        "igw" => "internet_gateway",
-        "subnet" => "subnet",
-        "vpc" => "vpc",
-        _ => return None,
-    })
-}
 
 impl Ec2Inventory {
     /// The leak kinds among the resources `DescribeTags` lists for `filters` (every page).
@@ -71,7 +34,7 @@ impl Ec2Inventory {
         &self,
         filters: Vec<Filter>,
         target: &str,
-    ) -> Result<Vec<&'static str>, AwsError> {
+    ) -> Result<Vec<ResourceKind>, AwsError> {
         let mut pages = self
             .client()
             .describe_tags()
@@ -84,7 +47,7 @@ impl Ec2Inventory {
             for t in page.tags() {
                 let by_type = t.resource_type().map(|ty| kind_of_tag_type(ty.as_str()).0);
                 let kind = match by_type {
-                    Some(k) if k != "other" => Some(k),
+                    Some(k) if k != ResourceKind::Other => Some(k),
                     _ => t.resource_id().and_then(kind_of_id),
                 };
                 kinds.extend(kind);
@@ -163,18 +126,9 @@ mod tests {
             "subnet",
             "vpc",
         ];
-        let kinds: Vec<&str> = tag_types.iter().map(|t| kind_of_tag_type(t).0).collect();
+        let kinds: Vec<ResourceKind> = tag_types.iter().map(|t| kind_of_tag_type(t).0).collect();
         assert_eq!(kinds, LEAK_KINDS);
-        assert_eq!(kind_of_tag_type("dhcp-options").0, "other");
-    }
-
-    #[test]
-    fn ids_name_their_kind_when_the_type_does_not() {
-        assert_eq!(kind_of_id("eipalloc-0abc"), Some("public_ip"));
-        assert_eq!(kind_of_id("i-0abc"), Some("instance"));
-        assert_eq!(kind_of_id("rtb-1"), Some("route_table"));
-        assert_eq!(kind_of_id("127.0.0.1"), None);
-        assert_eq!(kind_of_id("dopt-1"), None);
+        assert_eq!(kind_of_tag_type("dhcp-options").0, ResourceKind::Other);
     }
 }
 

@@ -21,8 +21,8 @@ use crate::connection::credential_source;
 use crate::errors::{AwsError, ErrorContext};
 use crate::inventory::Ec2Inventory;
 use crate::inventory::{EXPIRES_AT_TAG, RUN_ID_TAG};
+use crate::parameters::declared_parameters;
 use crate::provider::stack_name;
-use crate::template::declared_parameters;
 use crate::zones::{first_zone_offering, ZONE_PARAMETER};
 
 const PROVIDER: &str = "aws";

@@ -2,22 +2,22 @@
 //! parse its outputs, delete it and prove by tag that nothing is left.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use chrono::{DateTime, SecondsFormat, Utc};
 use cloudtest_core::outputs::{parse_outputs, OutputContext, OutputError};
 use cloudtest_core::{
-    poll_until, Backoff, CreateFacts, DeploymentFacts, EvidenceItem, LeakFacts, LifecycleId, Phase,
-    PhaseContext, PhaseError, PollError, PollStep, Provider, RequirementId, ResourceRef, Secret,
-    ServerIdentity, TeardownFacts,
+    poll_until, CreateFacts, DeploymentFacts, EvidenceItem, LeakFacts, LifecycleId, Phase,
+    PhaseContext, PhaseError, PollError, PollStep, Provider, RequirementId, ResourceKind,
+    ResourceRef, ServerIdentity, TeardownFacts,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::calls::CallCounter;
 use crate::connection::credential_source;
+use crate::deploy::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
 use crate::errors::{AwsError, ErrorContext};
 use crate::events::{
     classify_create, failure_line, CreateState, StackEventPager, StackEventRecord,
@@ -28,31 +28,22 @@ use crate::identity::{
 };
 use crate::inventory::{Ec2Inventory, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 use crate::leak::LEAK_KINDS;
+use crate::parameters::{declared_parameters, select_parameters, ParameterValue};
 use crate::preflight::instance_types;
-use crate::stacks::{CfnStacks, CreateStackRequest, StackResourceRecord, StackSnapshot};
 use crate::teardown::{DeleteRequests, NextStep, SendOutcome};
-use crate::template::{declared_parameters, select_parameters, ParameterValue};
 use crate::zones::{first_zone_offering, ZONE_PARAMETER};
-use cloudtest_core::tags::{KEEP_TAG, KEEP_UNTIL_EXPIRY};
-use cloudtest_core::{read_again, Strikes};
 
-/// Everything one CLOUD-01 lifecycle needs besides the SDK configuration. Holds the admin
-/// password, so it has no `Debug`.
+/// Older home of [`crate::resources::kind_of`].
+pub use crate::resources::kind_of;
+use cloudtest_core::tags::{KEEP_TAG, KEEP_UNTIL_EXPIRY};
+use cloudtest_core::{read_again, LifecyclePlan, Strikes};
+
+/// Everything one CLOUD-01 lifecycle needs besides the SDK configuration: the fields every
+/// lifecycle has, and CloudFormation's own. Holds the admin password, so it has no `Debug`.
 pub struct StackPlan {
-    pub run_id: String,
-    pub region: String,
-    pub template_path: PathBuf,
+    pub common: LifecyclePlan,
+    /// The template text, sent inline (`TemplateBody`).
     pub template_body: String,
-    /// Extra, non-secret template parameters from config; they win over the standard ones.
-    pub parameters: BTreeMap<String, String>,
-    pub admin_user: String,
-    pub admin_password: Secret,
-    pub velociraptor_version: String,
-    pub velociraptor_sha256: Option<String>,
-    pub allowed_cidr: String,
-    pub use_spot: bool,
-    pub expires_at: DateTime<Utc>,
-    pub poll: Backoff,
     /// `--keep-on-failure`: create with `OnFailure=DO_NOTHING`, so a failed create keeps
     /// its resources (and the server's console) instead of rolling back.
     pub keep_on_failure: bool,
@@ -68,10 +59,10 @@ impl StackPlan {
     pub fn standard_parameters(&self) -> BTreeMap<String, ParameterValue> {
         let plain = |v: &str| ParameterValue::Plain(v.to_string());
         let mut m = BTreeMap::new();
-        m.insert("RunId".to_string(), plain(&self.run_id));
+        m.insert("RunId".to_string(), plain(&self.common.run_id));
         m.insert(
             "ExpiresAt".to_string(),
-            plain(&expires_tag(self.expires_at)),
+            plain(&expires_tag(self.common.expires_at)),
         );
         m.insert(
             "Requirement".to_string(),
@@ -79,20 +70,24 @@ impl StackPlan {
         );
         m.insert(
             "VelociraptorVersion".to_string(),
-            plain(&self.velociraptor_version),
+            plain(&self.common.velociraptor_version),
         );
-        if let Some(sha) = &self.velociraptor_sha256 {
+        if let Some(sha) = &self.common.velociraptor_sha256 {
             m.insert("VelociraptorSha256".to_string(), plain(sha));
         }
-        m.insert("AdminUser".to_string(), plain(&self.admin_user));
+        m.insert("AdminUser".to_string(), plain(&self.common.admin_user));
         m.insert(
             "AdminPassword".to_string(),
-            ParameterValue::Secret(self.admin_password.clone()),
+            ParameterValue::Secret(self.common.admin_password.clone()),
         );
-        m.insert("AllowedCidr".to_string(), plain(&self.allowed_cidr));
+        m.insert("AllowedCidr".to_string(), plain(&self.common.allowed_cidr));
         m.insert(
             "UseSpot".to_string(),
-            plain(if self.use_spot { "true" } else { "false" }),
+            plain(if self.common.use_spot {
+                "true"
+            } else {
+                "false"
+            }),
         );
         if let Some(arn) = &self.permissions_boundary_arn {
             m.insert(PERMISSIONS_BOUNDARY_PARAMETER.to_string(), plain(arn));
@@ -103,12 +98,15 @@ impl StackPlan {
     /// Tags on the stack; CloudFormation copies them onto every resource it creates.
     pub fn stack_tags(&self) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
-        m.insert(RUN_ID_TAG.to_string(), self.run_id.clone());
+        m.insert(RUN_ID_TAG.to_string(), self.common.run_id.clone());
         m.insert(
             REQUIREMENT_TAG.to_string(),
             RequirementId::Cloud01.as_str().to_string(),
         );
-        m.insert(EXPIRES_AT_TAG.to_string(), expires_tag(self.expires_at));
+        m.insert(
+            EXPIRES_AT_TAG.to_string(),
+            expires_tag(self.common.expires_at),
+        );
         m
     }
 }
@@ -171,13 +169,13 @@ pub struct CloudFormationProvider {
 impl CloudFormationProvider {
     pub fn new(sdk: &SdkConfig, plan: StackPlan) -> Self {
         let errors = ErrorContext {
-            region: plan.region.clone(),
+            region: plan.common.region.clone(),
             endpoint: sdk.endpoint_url().map(str::to_string),
             credential_source: credential_source(false),
         };
         let counter = CallCounter::new();
         Self {
-            stack_name: stack_name(&plan.run_id),
+            stack_name: stack_name(&plan.common.run_id),
             stacks: CfnStacks::new(sdk, &counter, errors.clone())
                 .with_role_arn(plan.cloudformation_role_arn.clone()),
             inventory: Ec2Inventory::new(sdk, &counter, errors),
@@ -335,18 +333,18 @@ impl CloudFormationProvider {
             .filter_map(|r| {
                 let kind = kind_of(&r.resource_type);
                 Some(ResourceRef {
-                    kind: kind.to_string(),
                     cloud_type: r.resource_type.clone(),
                     id: r.physical_id.clone()?,
                     // AWS charges every public IPv4 address one hourly rate: one SKU.
-                    sku: (kind == "public_ip").then(|| "public_ip".to_string()),
+                    sku: (kind == ResourceKind::PublicIp).then(|| "public_ip".to_string()),
+                    kind,
                     spot: false,
                 })
             })
             .collect();
         let instance_ids: Vec<String> = refs
             .iter()
-            .filter(|r| r.kind == "instance")
+            .filter(|r| r.kind == ResourceKind::Instance)
             .map(|r| r.id.clone())
             .collect();
         match self.inventory.instance_details(&instance_ids).await {
@@ -369,7 +367,7 @@ impl CloudFormationProvider {
     /// type the template launches. `None` (the template's own first zone) when the offerings
     /// cannot be read; a failure when no zone offers them all.
     async fn choose_zone(&self, cx: &PhaseContext) -> Result<Option<String>, PhaseError> {
-        let types = instance_types(&self.plan.template_body, &self.plan.parameters);
+        let types = instance_types(&self.plan.template_body, &self.plan.common.parameters);
         if types.is_empty() {
             return Ok(None);
         }
@@ -387,13 +385,13 @@ impl CloudFormationProvider {
             Some(zone) => {
                 cx.progress(format!(
                     "availability zone {zone}: the first in {} that offers {listed}",
-                    self.plan.region
+                    self.plan.common.region
                 ));
                 Ok(Some(zone))
             }
             None => Err(PhaseError::failed(format!(
                 "no availability zone in {} offers all of {listed} (offered: {}); pick instance types offered in one zone ([aws.parameters] ServerInstanceType / ClientInstanceType) or another region",
-                self.plan.region,
+                self.plan.common.region,
                 describe_offers(&offers)
             ))),
         }
@@ -426,21 +424,6 @@ fn instance_of(resources: &[StackResourceRecord], role: &str) -> Option<String> 
         .find_map(|r| r.physical_id.clone())
 }
 
-/// The pricing kind of a CloudFormation resource type.
-pub fn kind_of(resource_type: &str) -> &'static str {
-    match resource_type {
-        "AWS::EC2::Instance" => "instance",
-        "AWS::EC2::Volume" => "volume",
-        "AWS::EC2::EIP" => "public_ip",
-        "AWS::EC2::NetworkInterface" => "network_interface",
-        "AWS::EC2::SecurityGroup" => "security_group",
-        "AWS::EC2::VPC" => "vpc",
-        "AWS::EC2::NatGateway" => "nat_gateway",
-        "AWS::CloudFormation::Stack" => "stack",
-        _ => "other",
-    }
-}
-
 pub(crate) fn token(kind: &str, run_id: &str) -> String {
     // Same alphabet as stack names: [a-zA-Z0-9-], at most 128.
     let mut t = stack_name(run_id).replacen("cloudtest-", &format!("cloudtest-{kind}-"), 1);
@@ -470,26 +453,27 @@ fn describe_offers(
 #[async_trait]
 impl Provider for CloudFormationProvider {
     fn lifecycle(&self) -> LifecycleId {
-        LifecycleId::new(RequirementId::Cloud01, self.plan.region.clone())
+        LifecycleId::new(RequirementId::Cloud01, self.plan.common.region.clone())
     }
 
     async fn create(&mut self, cx: &PhaseContext) -> Result<CreateFacts, PhaseError> {
-        let declared = declared_parameters(&self.plan.template_body, &self.plan.template_path)
-            .map_err(|e| PhaseError::error(e.to_string()))?;
+        let declared =
+            declared_parameters(&self.plan.template_body, &self.plan.common.template_path)
+                .map_err(|e| PhaseError::error(e.to_string()))?;
         let mut standard = self.plan.standard_parameters();
         if declared.iter().any(|d| d.name == ZONE_PARAMETER)
-            && !self.plan.parameters.contains_key(ZONE_PARAMETER)
+            && !self.plan.common.parameters.contains_key(ZONE_PARAMETER)
         {
             let zone = self.choose_zone(cx).await?;
             if let Some(zone) = zone {
                 standard.insert(ZONE_PARAMETER.to_string(), ParameterValue::Plain(zone));
             }
         }
-        let selection = select_parameters(&declared, standard, &self.plan.parameters);
+        let selection = select_parameters(&declared, standard, &self.plan.common.parameters);
         if !selection.ignored_overrides.is_empty() {
             let msg = format!(
                 "template {} does not declare parameter(s) {}; not sent",
-                self.plan.template_path.display(),
+                self.plan.common.template_path.display(),
                 selection.ignored_overrides.join(", ")
             );
             tracing::warn!("{msg}");
@@ -500,20 +484,20 @@ impl Provider for CloudFormationProvider {
             template_body: self.plan.template_body.clone(),
             parameters: selection.send,
             tags: self.tags(),
-            client_request_token: token("create", &self.plan.run_id),
+            client_request_token: token("create", &self.plan.common.run_id),
             keep_on_failure: self.plan.keep_on_failure,
         };
         cx.progress(format!(
             "CreateStack {} from {} in {}",
             self.stack_name,
-            self.plan.template_path.display(),
-            self.plan.region
+            self.plan.common.template_path.display(),
+            self.plan.common.region
         ));
         let stack_id = self.stacks.create(&request).await?;
         self.stack_id = Some(stack_id.clone());
         Ok(CreateFacts {
             deployment_id: stack_id,
-            run_id: self.plan.run_id.clone(),
+            run_id: self.plan.common.run_id.clone(),
         })
     }
 
@@ -523,7 +507,7 @@ impl Provider for CloudFormationProvider {
         let stacks = &self.stacks;
         let name = self.stack_name.as_str();
         let strikes = Strikes::default();
-        let result = poll_until(cx.deadline(), self.plan.poll, |_| {
+        let result = poll_until(cx.deadline(), self.plan.common.poll, |_| {
             let (pager, seen, strikes) = (&pager, &seen, &strikes);
             async move {
                 let snap = match stacks.describe(name).await {
@@ -576,8 +560,10 @@ impl Provider for CloudFormationProvider {
             cx.progress(format!("output {k} replaced by an emulator override"));
             outputs.insert(k.clone(), v.clone());
         }
-        let resources =
-            read_again(self.plan.poll, || self.stacks.resources(&self.stack_name)).await?;
+        let resources = read_again(self.plan.common.poll, || {
+            self.stacks.resources(&self.stack_name)
+        })
+        .await?;
         self.server_instance = instance_of(&resources, "Server");
         self.client_instance = instance_of(&resources, "Client");
         let resources = self.deployment_resources(&resources).await;
@@ -585,8 +571,8 @@ impl Provider for CloudFormationProvider {
         parse_outputs(
             &outputs,
             OutputContext {
-                admin_user: self.plan.admin_user.clone(),
-                admin_password: self.plan.admin_password.clone(),
+                admin_user: self.plan.common.admin_user.clone(),
+                admin_password: self.plan.common.admin_password.clone(),
                 resources,
             },
         )
@@ -600,8 +586,8 @@ impl Provider for CloudFormationProvider {
         let Some(client) = self.client_instance.clone() else {
             return std::future::pending().await;
         };
-        let every = self.plan.poll.max * 4;
-        let password = self.plan.admin_password.expose().to_string();
+        let every = self.plan.common.poll.max * 4;
+        let password = self.plan.common.admin_password.expose().to_string();
         loop {
             tokio::time::sleep(every).await;
             // A console that cannot be read now is read again next time: the probe still
@@ -664,7 +650,7 @@ impl Provider for CloudFormationProvider {
                 self.client_instance = instance_of(&resources, "Client");
             }
         }
-        let password = self.plan.admin_password.expose().to_string();
+        let password = self.plan.common.admin_password.expose().to_string();
         for (role, instance) in [
             ("server", self.server_instance.clone()),
             ("client", self.client_instance.clone()),
@@ -738,7 +724,12 @@ impl Provider for CloudFormationProvider {
             if now >= cx.deadline() {
                 break;
             }
-            let wait = self.plan.poll.delay(reads - 1).min(cx.deadline() - now);
+            let wait = self
+                .plan
+                .common
+                .poll
+                .delay(reads - 1)
+                .min(cx.deadline() - now);
             tokio::time::sleep(wait).await;
         }
         Err(PhaseError::failed(format!(
@@ -748,8 +739,10 @@ impl Provider for CloudFormationProvider {
 
     async fn teardown(&mut self, cx: &PhaseContext) -> Result<TeardownFacts, PhaseError> {
         let started = Instant::now();
-        let Some(snap) =
-            read_again(self.plan.poll, || self.stacks.describe(&self.stack_name)).await?
+        let Some(snap) = read_again(self.plan.common.poll, || {
+            self.stacks.describe(&self.stack_name)
+        })
+        .await?
         else {
             cx.progress(format!(
                 "stack {} does not exist; nothing to delete",
@@ -778,7 +771,7 @@ impl Provider for CloudFormationProvider {
             snap.status,
             resources_deleted.len()
         ));
-        let requests = Mutex::new(DeleteRequests::new(&self.plan.run_id));
+        let requests = Mutex::new(DeleteRequests::new(&self.plan.common.run_id));
         let pager = Mutex::new(std::mem::take(&mut self.pager));
         let seen = Mutex::new(Vec::new());
         let strikes = Strikes::default();
@@ -787,7 +780,7 @@ impl Provider for CloudFormationProvider {
         let error = |e: AwsError| DeleteWait::Error(e.into());
         // The first round uses the state just read instead of asking again at once.
         let first = Mutex::new(Some(snap));
-        let result = poll_until(cx.deadline(), self.plan.poll, |_| {
+        let result = poll_until(cx.deadline(), self.plan.common.poll, |_| {
             let (requests, pager, seen, strikes) = (&requests, &pager, &seen, &strikes);
             let first = &first;
             async move {
@@ -890,8 +883,10 @@ impl Provider for CloudFormationProvider {
                 "not checked: {unfinished}; its resources are still being deleted, so listing them now would report them as leaks"
             )));
         }
-        let remaining =
-            read_again(self.plan.poll, || self.inventory.leaks(&self.plan.run_id)).await?;
+        let remaining = read_again(self.plan.common.poll, || {
+            self.inventory.leaks(&self.plan.common.run_id)
+        })
+        .await?;
         for r in &remaining {
             cx.progress(format!("still present: {} {}", r.kind, r.id));
         }
@@ -909,25 +904,28 @@ impl Provider for CloudFormationProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cloudtest_core::{Backoff, Secret};
     use std::time::Duration;
 
     fn plan() -> StackPlan {
         StackPlan {
-            run_id: "20240101t000000z-ab12".into(),
-            region: "us-east-1".into(),
-            template_path: "t.yaml".into(),
+            common: LifecyclePlan {
+                run_id: "20240101t000000z-ab12".into(),
+                region: "us-east-1".into(),
+                template_path: "t.yaml".into(),
+                parameters: BTreeMap::new(),
+                admin_user: "cloudtest-admin".into(),
+                admin_password: Secret::new("A".repeat(28)),
+                velociraptor_version: "0.77.2".into(),
+                velociraptor_sha256: None,
+                allowed_cidr: "198.51.100.7/32".into(),
+                use_spot: true,
+                expires_at: DateTime::parse_from_rfc3339("2024-01-01T06:00:00Z")
+                    .expect("valid")
+                    .with_timezone(&Utc),
+                poll: Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
+            },
             template_body: String::new(),
-            parameters: BTreeMap::new(),
-            admin_user: "cloudtest-admin".into(),
-            admin_password: Secret::new("A".repeat(28)),
-            velociraptor_version: "0.77.2".into(),
-            velociraptor_sha256: None,
-            allowed_cidr: "198.51.100.7/32".into(),
-            use_spot: true,
-            expires_at: DateTime::parse_from_rfc3339("2024-01-01T06:00:00Z")
-                .expect("valid")
-                .with_timezone(&Utc),
-            poll: Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
             keep_on_failure: false,
             cloudformation_role_arn: None,
             permissions_boundary_arn: None,
@@ -965,12 +963,5 @@ mod tests {
         assert_eq!(tags[RUN_ID_TAG], "20240101t000000z-ab12");
         assert_eq!(tags[REQUIREMENT_TAG], "CLOUD-01");
         assert_eq!(tags[EXPIRES_AT_TAG], "2024-01-01T06:00:00Z");
-    }
-
-    #[test]
-    fn resource_kinds_map_for_pricing() {
-        assert_eq!(kind_of("AWS::EC2::Instance"), "instance");
-        assert_eq!(kind_of("AWS::EC2::EIP"), "public_ip");
-        assert_eq!(kind_of("AWS::EC2::SubnetRouteTableAssociation"), "other");
     }
 }

@@ -9,13 +9,13 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use chrono::{DateTime, Utc};
 use cloudtest_core::tags::SweepScope;
-use cloudtest_core::ResourceRef;
+use cloudtest_core::{ResourceKind, ResourceRef};
 
 use crate::calls::CallCounter;
 use crate::connection::credential_source;
+use crate::deploy::CfnStacks;
 use crate::errors::{AwsError, ErrorContext};
 use crate::inventory::{Ec2Inventory, RUN_ID_TAG};
-use crate::stacks::CfnStacks;
 
 /// The rule both clouds' sweeps apply (tagged, and expired or older than the limit).
 pub use cloudtest_core::tags::sweep_due as due;
@@ -47,18 +47,18 @@ pub struct SweepItem {
 /// (waited for), Elastic IPs, NAT gateways, left-over interfaces and volumes, launch
 /// templates, security groups, route tables (after their associations), internet gateways
 /// (after detaching), subnets, and the VPC last.
-fn order(kind: &str) -> u8 {
+fn order(kind: &ResourceKind) -> u8 {
     match kind {
-        "instance" => 0,
-        "public_ip" => 1,
-        "nat_gateway" => 2,
-        "network_interface" | "volume" => 3,
-        "launch_template" => 4,
-        "security_group" => 5,
-        "route_table" => 6,
-        "internet_gateway" => 7,
-        "subnet" => 8,
-        "vpc" => 9,
+        ResourceKind::Instance => 0,
+        ResourceKind::PublicIp => 1,
+        ResourceKind::NatGateway => 2,
+        ResourceKind::NetworkInterface | ResourceKind::Volume => 3,
+        ResourceKind::LaunchTemplate => 4,
+        ResourceKind::SecurityGroup => 5,
+        ResourceKind::RouteTable => 6,
+        ResourceKind::InternetGateway => 7,
+        ResourceKind::Subnet => 8,
+        ResourceKind::Vpc => 9,
         _ => 10,
     }
 }
@@ -186,31 +186,31 @@ mod tests {
     #[test]
     fn strays_are_deleted_dependants_first_vpcs_last() {
         let mut kinds = [
-            "vpc",
-            "subnet",
-            "internet_gateway",
-            "route_table",
-            "security_group",
-            "launch_template",
-            "volume",
-            "nat_gateway",
-            "public_ip",
-            "instance",
+            ResourceKind::Vpc,
+            ResourceKind::Subnet,
+            ResourceKind::InternetGateway,
+            ResourceKind::RouteTable,
+            ResourceKind::SecurityGroup,
+            ResourceKind::LaunchTemplate,
+            ResourceKind::Volume,
+            ResourceKind::NatGateway,
+            ResourceKind::PublicIp,
+            ResourceKind::Instance,
         ];
-        kinds.sort_by_key(|k| order(k));
+        kinds.sort_by_key(order);
         assert_eq!(
             kinds,
             [
-                "instance",
-                "public_ip",
-                "nat_gateway",
-                "volume",
-                "launch_template",
-                "security_group",
-                "route_table",
-                "internet_gateway",
-                "subnet",
-                "vpc"
+                ResourceKind::Instance,
+                ResourceKind::PublicIp,
+                ResourceKind::NatGateway,
+                ResourceKind::Volume,
+                ResourceKind::LaunchTemplate,
+                ResourceKind::SecurityGroup,
+                ResourceKind::RouteTable,
+                ResourceKind::InternetGateway,
+                ResourceKind::Subnet,
+                ResourceKind::Vpc
             ]
         );
     }

@@ -26,8 +26,8 @@ use base64::Engine;
 use cloudtest_aws::sweep::SweepTarget;
 use cloudtest_aws::{load_sdk_config, AwsConnection, CloudFormationProvider, StackPlan};
 use cloudtest_core::{
-    Backoff, EventSink, LifecycleId, Phase, PhaseContext, PhaseErrorKind, Provider, RequirementId,
-    RunEvent, RunEventKind, Secret,
+    Backoff, EventSink, LifecycleId, LifecyclePlan, Phase, PhaseContext, PhaseErrorKind, Provider,
+    RequirementId, ResourceKind, RunEvent, RunEventKind, Secret,
 };
 use tokio::time::Instant;
 
@@ -175,19 +175,21 @@ async fn provider(
     let conn = connection(moto);
     let sdk = load_sdk_config(&conn).await;
     let plan = StackPlan {
-        run_id: run_id.into(),
-        region: "us-east-1".into(),
-        template_path,
+        common: LifecyclePlan {
+            run_id: run_id.into(),
+            region: "us-east-1".into(),
+            template_path,
+            parameters: BTreeMap::new(),
+            admin_user: "cloudtest-admin".into(),
+            admin_password: Secret::generate_password(28),
+            velociraptor_version: "0.77.2".into(),
+            velociraptor_sha256: None,
+            allowed_cidr: "198.51.100.7/32".into(),
+            use_spot: false,
+            expires_at: chrono::Utc::now() + chrono::Duration::hours(6),
+            poll: Backoff::new(Duration::from_millis(50), Duration::from_millis(500)),
+        },
         template_body: body,
-        parameters: BTreeMap::new(),
-        admin_user: "cloudtest-admin".into(),
-        admin_password: Secret::generate_password(28),
-        velociraptor_version: "0.77.2".into(),
-        velociraptor_sha256: None,
-        allowed_cidr: "198.51.100.7/32".into(),
-        use_spot: false,
-        expires_at: chrono::Utc::now() + chrono::Duration::hours(6),
-        poll: Backoff::new(Duration::from_millis(50), Duration::from_millis(500)),
         keep_on_failure: false,
         cloudformation_role_arn: None,
         permissions_boundary_arn: None,
@@ -247,7 +249,7 @@ async fn real_template_full_lifecycle_through_moto() {
     let instances: Vec<_> = facts
         .resources
         .iter()
-        .filter(|r| r.kind == "instance")
+        .filter(|r| r.kind == ResourceKind::Instance)
         .collect();
     assert_eq!(instances.len(), 2, "{:?}", facts.resources);
     assert!(instances.iter().all(|r| r.sku.is_some()), "{instances:?}");
@@ -270,7 +272,11 @@ async fn real_template_full_lifecycle_through_moto() {
         .leak_check(&cx(Phase::LeakCheck, &events))
         .await
         .expect("leak_check");
-    for kind in ["instance", "vpc", "security_group"] {
+    for kind in [
+        ResourceKind::Instance,
+        ResourceKind::Vpc,
+        ResourceKind::SecurityGroup,
+    ] {
         assert!(
             before.remaining.iter().any(|r| r.kind == kind),
             "no {kind} found by tag: {:?}",

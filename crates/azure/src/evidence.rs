@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use azure_mgmt_resources::package_resources_2021_04::models;
-use cloudtest_core::{EvidenceItem, Secret};
+use cloudtest_core::{EvidenceItem, ResourceKind, Secret};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -31,7 +31,10 @@ pub(crate) async fn collect(
     }];
     match teardown::resources(clients, group).await {
         Ok(resources) => {
-            for vm in resources.iter().filter(|r| r.kind == "instance") {
+            for vm in resources
+                .iter()
+                .filter(|r| r.kind == ResourceKind::Instance)
+            {
                 let name = vm.id.rsplit('/').next().unwrap_or_default().to_string();
                 let role = name.rsplit('-').next().unwrap_or(&name).to_string();
                 let text = match instance_view(clients, &vm.id).await {

@@ -1,7 +1,7 @@
 //! The leak check: everything in the subscription that still carries this run's tag,
 //! resource groups included. By tag, not by a list of names, so any template is covered.
 
-use cloudtest_core::ResourceRef;
+use cloudtest_core::{ResourceKind, ResourceRef};
 use futures::StreamExt;
 
 use crate::connection::ArmClients;
@@ -89,7 +89,7 @@ pub(crate) fn collapse_deleting_group(
     for r in remaining {
         if !inside(&r.id) {
             out.push(r);
-        } else if r.kind == "resource_group" {
+        } else if r.kind == ResourceKind::ResourceGroup {
             group_ref = Some(ResourceRef {
                 sku: Some("Deleting".into()),
                 ..r

@@ -2,15 +2,12 @@
 //! deployment in it, teardown by cancelling what still runs and deleting the group, and a
 //! leak check by tag over the whole subscription.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use cloudtest_core::outputs::{parse_outputs, OutputContext};
 use cloudtest_core::{
-    poll_until, Backoff, CreateFacts, DeploymentFacts, EvidenceItem, LeakFacts, LifecycleId, Phase,
-    PhaseContext, PhaseError, PollError, PollStep, Provider, RequirementId, Secret, TeardownFacts,
+    poll_until, CreateFacts, DeploymentFacts, EvidenceItem, LeakFacts, LifecycleId, Phase,
+    PhaseContext, PhaseError, PollError, PollStep, Provider, RequirementId, TeardownFacts,
 };
 use serde_json::json;
 use tokio::time::Instant;
@@ -23,25 +20,15 @@ use crate::lro::{self, Monitor, Started};
 use crate::parameters::Offered;
 use crate::{deploy, leak, parameters, teardown};
 use cloudtest_core::tags::{KEEP_TAG, KEEP_UNTIL_EXPIRY};
-use cloudtest_core::{read_again, Strikes};
+use cloudtest_core::{read_again, LifecyclePlan, Strikes};
 
 /// Everything one Azure lifecycle deploys, decided by the CLI before any call.
 /// Holds the admin password, so it has no `Debug`.
 pub struct DeploymentPlan {
-    pub run_id: String,
-    pub location: String,
-    pub template_path: PathBuf,
+    /// The fields every lifecycle has; `region` is the Azure location.
+    pub common: LifecyclePlan,
+    /// The ARM template, parsed.
     pub template: serde_json::Value,
-    /// Config overrides (non-secret), e.g. `frontendPort`; sent only if declared.
-    pub parameters: BTreeMap<String, String>,
-    pub admin_user: String,
-    pub admin_password: Secret,
-    pub velociraptor_version: String,
-    pub velociraptor_sha256: Option<String>,
-    pub allowed_cidr: String,
-    pub use_spot: bool,
-    pub expires_at: DateTime<Utc>,
-    pub poll: Backoff,
 }
 
 /// The CLOUD-02 provider for one location.
@@ -62,9 +49,9 @@ impl ArmProvider {
             return Err(AzureError::NoSubscription);
         }
         let clients = ArmClients::new(conn)?;
-        let group = teardown::group_name(&plan.run_id);
+        let group = teardown::group_name(&plan.common.run_id);
         // ARM deployment names are at most 64 characters.
-        let deployment: String = format!("cloudtest-{}", plan.run_id)
+        let deployment: String = format!("cloudtest-{}", plan.common.run_id)
             .chars()
             .take(64)
             .collect();
@@ -100,7 +87,7 @@ impl ArmProvider {
 
     fn tags(&self) -> serde_json::Value {
         let mut tags = json!({
-            leak::RUN_ID_TAG: self.plan.run_id,
+            leak::RUN_ID_TAG: self.plan.common.run_id,
             leak::REQUIREMENT_TAG: RequirementId::Cloud02.as_str(),
             leak::EXPIRES_AT_TAG: self.expires_at(),
         });
@@ -112,12 +99,13 @@ impl ArmProvider {
 
     fn expires_at(&self) -> String {
         self.plan
+            .common
             .expires_at
             .to_rfc3339_opts(SecondsFormat::Secs, true)
     }
 
     fn parameters(&self) -> Result<serde_json::Map<String, serde_json::Value>, AzureError> {
-        let p = &self.plan;
+        let p = &self.plan.common;
         let mut offered = vec![
             ("runId", Offered::Plain(p.run_id.clone())),
             ("expiresAt", Offered::Plain(self.expires_at())),
@@ -139,7 +127,7 @@ impl ArmProvider {
         }
         parameters::build(
             &p.template_path.display().to_string(),
-            &p.template,
+            &self.plan.template,
             offered,
             &p.parameters,
         )
@@ -167,7 +155,7 @@ impl ArmProvider {
     async fn wait_provisioning_state(&self, cx: &PhaseContext) -> Result<(), AzureError> {
         let begun = Instant::now();
         let strikes = Strikes::default();
-        let result = poll_until(cx.deadline(), self.plan.poll, |_| async {
+        let result = poll_until(cx.deadline(), self.plan.common.poll, |_| async {
             match deploy::get(&self.clients, &self.group, &self.deployment).await {
                 Ok(d) => {
                     strikes.clear();
@@ -205,9 +193,15 @@ impl ArmProvider {
         let parameters = self.parameters()?;
         cx.progress(format!(
             "creating resource group {} in {}",
-            self.group, self.plan.location
+            self.group, self.plan.common.region
         ));
-        deploy::create_group(&self.clients, &self.group, &self.plan.location, self.tags()).await?;
+        deploy::create_group(
+            &self.clients,
+            &self.group,
+            &self.plan.common.region,
+            self.tags(),
+        )
+        .await?;
         cx.progress(format!(
             "starting deployment {} (incremental)",
             self.deployment
@@ -223,7 +217,7 @@ impl ArmProvider {
         self.started = Some(started);
         Ok(CreateFacts {
             deployment_id: self.deployment_id(),
-            run_id: self.plan.run_id.clone(),
+            run_id: self.plan.common.run_id.clone(),
         })
     }
 
@@ -235,7 +229,14 @@ impl ArmProvider {
         let waited = if started.monitor == Monitor::None {
             self.wait_provisioning_state(cx).await
         } else {
-            lro::wait(&self.clients, cx, "deployment", started, self.plan.poll).await
+            lro::wait(
+                &self.clients,
+                cx,
+                "deployment",
+                started,
+                self.plan.common.poll,
+            )
+            .await
         };
         match waited {
             Ok(()) => {}
@@ -244,7 +245,7 @@ impl ArmProvider {
             }
             Err(e) => return Err(e),
         }
-        let d = read_again(self.plan.poll, || {
+        let d = read_again(self.plan.common.poll, || {
             deploy::get(&self.clients, &self.group, &self.deployment)
         })
         .await?;
@@ -264,13 +265,13 @@ impl ArmProvider {
         let facts = parse_outputs(
             &outputs,
             OutputContext {
-                admin_user: self.plan.admin_user.clone(),
-                admin_password: self.plan.admin_password.clone(),
+                admin_user: self.plan.common.admin_user.clone(),
+                admin_password: self.plan.common.admin_password.clone(),
                 resources: deploy::output_resources(
                     &d,
-                    self.plan.use_spot,
+                    self.plan.common.use_spot,
                     &self.plan.template,
-                    &self.plan.parameters,
+                    &self.plan.common.parameters,
                 ),
             },
         )?;
@@ -279,7 +280,7 @@ impl ArmProvider {
 
     async fn do_teardown(&mut self, cx: &PhaseContext) -> Result<TeardownFacts, AzureError> {
         let begun = Instant::now();
-        if !read_again(self.plan.poll, || {
+        if !read_again(self.plan.common.poll, || {
             teardown::exists(&self.clients, &self.group)
         })
         .await?
@@ -318,7 +319,7 @@ impl ArmProvider {
                 Err(AzureError::Deadline { waited_s, .. }) if self.group_is_deleting().await => {
                     return Err(AzureError::StillDeleting {
                         group: self.group.clone(),
-                        run_id: self.plan.run_id.clone(),
+                        run_id: self.plan.common.run_id.clone(),
                         waited_s: waited_s.max(begun.elapsed().as_secs()),
                     });
                 }
@@ -361,7 +362,7 @@ impl ArmProvider {
         }
         let left = cx.deadline().saturating_duration_since(Instant::now());
         let until = Instant::now() + left / 3;
-        let waited = poll_until(until, self.plan.poll, |_| async {
+        let waited = poll_until(until, self.plan.common.poll, |_| async {
             match deploy::state(&self.clients, &self.group, &self.deployment).await {
                 Ok(Some(DeploymentState::Running(s))) => PollStep::Pending(s),
                 Ok(_) => PollStep::Done(()),
@@ -430,18 +431,18 @@ impl ArmProvider {
                 cx,
                 "delete resource group",
                 started,
-                self.plan.poll,
+                self.plan.common.poll,
             )
             .await?;
         }
-        teardown::wait_gone(&self.clients, cx, &self.group, self.plan.poll).await
+        teardown::wait_gone(&self.clients, cx, &self.group, self.plan.common.poll).await
     }
 }
 
 #[async_trait]
 impl Provider for ArmProvider {
     fn lifecycle(&self) -> LifecycleId {
-        LifecycleId::new(RequirementId::Cloud02, self.plan.location.clone())
+        LifecycleId::new(RequirementId::Cloud02, self.plan.common.region.clone())
     }
 
     async fn create(&mut self, cx: &PhaseContext) -> Result<CreateFacts, PhaseError> {
@@ -461,14 +462,14 @@ impl Provider for ArmProvider {
             &self.clients,
             &self.group,
             &self.deployment,
-            &self.plan.admin_password,
+            &self.plan.common.admin_password,
         )
         .await
     }
 
     async fn leak_check(&mut self, _cx: &PhaseContext) -> Result<LeakFacts, PhaseError> {
-        let remaining = read_again(self.plan.poll, || {
-            leak::find_tagged(&self.clients, &self.plan.run_id)
+        let remaining = read_again(self.plan.common.poll, || {
+            leak::find_tagged(&self.clients, &self.plan.common.run_id)
         })
         .await
         .map_err(PhaseError::from)?;

@@ -1,19 +1,19 @@
 //! ARM resource types mapped to the normalised kinds the report prices, shared by
 //! deployment outputs, teardown and the leak check.
 
-use cloudtest_core::ResourceRef;
+use cloudtest_core::{ResourceKind, ResourceRef};
 
 /// The normalised kind of an ARM type (`Microsoft.Compute/virtualMachines` → `instance`).
-pub fn kind_for_type(arm_type: &str) -> &'static str {
+pub fn kind_for_type(arm_type: &str) -> ResourceKind {
     match arm_type.to_ascii_lowercase().as_str() {
-        "microsoft.compute/virtualmachines" => "instance",
-        "microsoft.compute/disks" => "volume",
-        "microsoft.network/publicipaddresses" => "public_ip",
-        "microsoft.network/networkinterfaces" => "network_interface",
-        "microsoft.network/networksecuritygroups" => "security_group",
-        "microsoft.network/virtualnetworks" => "vnet",
-        "microsoft.resources/resourcegroups" => "resource_group",
-        _ => "other",
+        "microsoft.compute/virtualmachines" => ResourceKind::Instance,
+        "microsoft.compute/disks" => ResourceKind::Volume,
+        "microsoft.network/publicipaddresses" => ResourceKind::PublicIp,
+        "microsoft.network/networkinterfaces" => ResourceKind::NetworkInterface,
+        "microsoft.network/networksecuritygroups" => ResourceKind::SecurityGroup,
+        "microsoft.network/virtualnetworks" => ResourceKind::Vnet,
+        "microsoft.resources/resourcegroups" => ResourceKind::ResourceGroup,
+        _ => ResourceKind::Other,
     }
 }
 
@@ -52,7 +52,7 @@ pub fn resource_ref(
         .map(str::to_string)
         .unwrap_or_else(|| type_from_id(id));
     ResourceRef {
-        kind: kind_for_type(&cloud_type).to_string(),
+        kind: kind_for_type(&cloud_type),
         cloud_type,
         id: id.to_string(),
         sku,
@@ -68,14 +68,20 @@ mod tests {
     fn types_map_to_kinds() {
         assert_eq!(
             kind_for_type("Microsoft.Compute/virtualMachines"),
-            "instance"
+            ResourceKind::Instance
         );
         assert_eq!(
             kind_for_type("microsoft.network/publicIPAddresses"),
-            "public_ip"
+            ResourceKind::PublicIp
         );
-        assert_eq!(kind_for_type("Microsoft.Network/virtualNetworks"), "vnet");
-        assert_eq!(kind_for_type("Microsoft.Storage/storageAccounts"), "other");
+        assert_eq!(
+            kind_for_type("Microsoft.Network/virtualNetworks"),
+            ResourceKind::Vnet
+        );
+        assert_eq!(
+            kind_for_type("Microsoft.Storage/storageAccounts"),
+            ResourceKind::Other
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use cloudtest_core::ResourceRef;
+use cloudtest_core::{ResourceKind, ResourceRef};
 use serde_json::Value;
 
 use crate::resources::resource_ref;
@@ -103,8 +103,8 @@ pub fn priced(
     let mut out = Vec::new();
     for id in ids {
         let r = resource_ref(id, None, None, false);
-        match r.kind.as_str() {
-            "instance" => {
+        match r.kind {
+            ResourceKind::Instance => {
                 let name = id.rsplit('/').next().unwrap_or(id);
                 out.push(ResourceRef {
                     sku: size_of_vm(name, &sizes),
@@ -112,14 +112,14 @@ pub fn priced(
                     ..r
                 });
                 out.push(ResourceRef {
-                    kind: "volume".into(),
+                    kind: ResourceKind::Volume,
                     cloud_type: "Microsoft.Compute/disks".into(),
                     id: format!("{id}/osDisk"),
                     sku: Some(disk.clone()),
                     spot: false,
                 });
             }
-            "public_ip" => out.push(ResourceRef {
+            ResourceKind::PublicIp => out.push(ResourceRef {
                 sku: Some("Standard".into()),
                 ..r
             }),
@@ -159,21 +159,22 @@ mod tests {
             "type": "Microsoft.Compute/virtualMachines",
             "properties": {"storageProfile": {"osDisk": {"diskSizeGB": 30, "managedDisk": {"storageAccountType": "StandardSSD_LRS"}}}}
         }]);
-        let lines: Vec<(String, Option<String>, bool)> = priced(&ids, false, &t, &BTreeMap::new())
-            .into_iter()
-            .map(|r| (r.kind, r.sku, r.spot))
-            .collect();
-        let line = |k: &str, s: &str| (k.to_string(), Some(s.to_string()), false);
+        let lines: Vec<(ResourceKind, Option<String>, bool)> =
+            priced(&ids, false, &t, &BTreeMap::new())
+                .into_iter()
+                .map(|r| (r.kind, r.sku, r.spot))
+                .collect();
+        let line = |k: ResourceKind, s: &str| (k, Some(s.to_string()), false);
         assert_eq!(
             lines,
             vec![
-                line("instance", "Standard_B2s"),
-                line("volume", "StandardSSD_LRS:30"),
-                line("instance", "Standard_B1s"),
-                line("volume", "StandardSSD_LRS:30"),
-                line("public_ip", "Standard"),
-                line("public_ip", "Standard"),
-                ("vnet".to_string(), None, false),
+                line(ResourceKind::Instance, "Standard_B2s"),
+                line(ResourceKind::Volume, "StandardSSD_LRS:30"),
+                line(ResourceKind::Instance, "Standard_B1s"),
+                line(ResourceKind::Volume, "StandardSSD_LRS:30"),
+                line(ResourceKind::PublicIp, "Standard"),
+                line(ResourceKind::PublicIp, "Standard"),
+                (ResourceKind::Vnet, None, false),
             ]
         );
         let spot = priced(&ids[..1], true, &t, &BTreeMap::new());

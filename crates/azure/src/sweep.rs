@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cloudtest_core::{
     poll_until, Backoff, LifecycleId, NullSink, Phase, PhaseContext, PollError, PollStep,
-    RequirementId, ResourceRef,
+    RequirementId, ResourceKind, ResourceRef,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -74,14 +74,14 @@ fn group_of(id: &str) -> Option<String> {
 
 /// Deletion order for stray resources: what holds others first, networks last; child
 /// resources (extensions) after their parents, which usually take them along.
-fn order(kind: &str) -> u8 {
+fn order(kind: &ResourceKind) -> u8 {
     match kind {
-        "instance" => 0,
-        "network_interface" => 1,
-        "volume" => 2,
-        "public_ip" => 3,
-        "security_group" => 4,
-        "vnet" => 5,
+        ResourceKind::Instance => 0,
+        ResourceKind::NetworkInterface => 1,
+        ResourceKind::Volume => 2,
+        ResourceKind::PublicIp => 3,
+        ResourceKind::SecurityGroup => 4,
+        ResourceKind::Vnet => 5,
         _ => 6,
     }
 }
@@ -513,11 +513,23 @@ mod tests {
 
     #[test]
     fn strays_are_deleted_holders_first_networks_last() {
-        let mut kinds = ["vnet", "instance", "security_group", "public_ip", "volume"];
-        kinds.sort_by_key(|k| order(k));
+        let mut kinds = [
+            ResourceKind::Vnet,
+            ResourceKind::Instance,
+            ResourceKind::SecurityGroup,
+            ResourceKind::PublicIp,
+            ResourceKind::Volume,
+        ];
+        kinds.sort_by_key(order);
         assert_eq!(
             kinds,
-            ["instance", "volume", "public_ip", "security_group", "vnet"]
+            [
+                ResourceKind::Instance,
+                ResourceKind::Volume,
+                ResourceKind::PublicIp,
+                ResourceKind::SecurityGroup,
+                ResourceKind::Vnet
+            ]
         );
     }
 }

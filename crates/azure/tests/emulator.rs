@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use cloudtest_azure::{ArmConnection, ArmProvider, DeploymentPlan};
 use cloudtest_core::{
-    Backoff, LifecycleId, NullSink, Phase, PhaseContext, PhaseErrorKind, Provider, RequirementId,
-    Secret,
+    Backoff, LifecycleId, LifecyclePlan, NullSink, Phase, PhaseContext, PhaseErrorKind, Provider,
+    RequirementId, ResourceKind, Secret,
 };
 use cloudtest_mock::arm::{ArmEmulator, Refusal};
 use cloudtest_mock::hooks::RecordingServers;
@@ -42,22 +42,24 @@ fn provider(arm: &ArmEmulator) -> ArmProvider {
     let endpoint = url::Url::parse(&arm.endpoint()).expect("url");
     let conn = ArmConnection::with_static_token(arm.subscription_id(), endpoint, "t");
     let plan = DeploymentPlan {
-        run_id: RUN.into(),
-        location: "eastus".into(),
-        template_path: "templates-arm/velociraptor.json".into(),
+        common: LifecyclePlan {
+            run_id: RUN.into(),
+            region: "eastus".into(),
+            template_path: "templates-arm/velociraptor.json".into(),
+            parameters: BTreeMap::from([
+                ("frontendPort".to_string(), "18000".to_string()),
+                ("guiPort".to_string(), "18889".to_string()),
+            ]),
+            admin_user: "cloudtest-admin".into(),
+            admin_password: Secret::new("Generated-Password-0123456789"),
+            velociraptor_version: "0.77.2".into(),
+            velociraptor_sha256: None,
+            allowed_cidr: "198.51.100.7/32".into(),
+            use_spot: false,
+            expires_at: chrono::Utc::now() + chrono::Duration::hours(6),
+            poll: Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
+        },
         template: template(),
-        parameters: BTreeMap::from([
-            ("frontendPort".to_string(), "18000".to_string()),
-            ("guiPort".to_string(), "18889".to_string()),
-        ]),
-        admin_user: "cloudtest-admin".into(),
-        admin_password: Secret::new("Generated-Password-0123456789"),
-        velociraptor_version: "0.77.2".into(),
-        velociraptor_sha256: None,
-        allowed_cidr: "198.51.100.7/32".into(),
-        use_spot: false,
-        expires_at: chrono::Utc::now() + chrono::Duration::hours(6),
-        poll: Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
     };
     ArmProvider::new(conn, plan).expect("provider")
 }
@@ -164,7 +166,7 @@ async fn a_group_still_deleting_at_the_deadline_is_named_with_the_sweep_command(
         .await
         .expect("leak check");
     assert_eq!(leaks.remaining.len(), 1, "{:?}", leaks.remaining);
-    assert_eq!(leaks.remaining[0].kind, "resource_group");
+    assert_eq!(leaks.remaining[0].kind, ResourceKind::ResourceGroup);
     assert_eq!(leaks.remaining[0].sku.as_deref(), Some("Deleting"));
 }
 

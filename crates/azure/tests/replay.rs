@@ -14,8 +14,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use cloudtest_azure::{ArmConnection, ArmProvider, DeploymentPlan};
 use cloudtest_core::{
-    Backoff, LifecycleId, NullSink, Phase, PhaseContext, PhaseErrorKind, Provider, RequirementId,
-    Secret,
+    Backoff, LifecycleId, LifecyclePlan, NullSink, Phase, PhaseContext, PhaseErrorKind, Provider,
+    RequirementId, ResourceKind, Secret,
 };
 use serde_json::{json, Value};
 
@@ -184,21 +184,23 @@ fn provider(server: &Server, token: &str) -> ArmProvider {
     let mut parameters = BTreeMap::new();
     parameters.insert("frontendPort".to_string(), "18000".to_string());
     let plan = DeploymentPlan {
-        run_id: RUN.into(),
-        location: "eastus".into(),
-        template_path: "templates-arm/velociraptor.json".into(),
+        common: LifecyclePlan {
+            run_id: RUN.into(),
+            region: "eastus".into(),
+            template_path: "templates-arm/velociraptor.json".into(),
+            parameters,
+            admin_user: "cloudtest-admin".into(),
+            admin_password: Secret::new("Generated-Password-0123456789"),
+            velociraptor_version: "0.77.2".into(),
+            velociraptor_sha256: None,
+            allowed_cidr: "198.51.100.7/32".into(),
+            use_spot: false,
+            expires_at: chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z")
+                .expect("date")
+                .to_utc(),
+            poll: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
+        },
         template: template(),
-        parameters,
-        admin_user: "cloudtest-admin".into(),
-        admin_password: Secret::new("Generated-Password-0123456789"),
-        velociraptor_version: "0.77.2".into(),
-        velociraptor_sha256: None,
-        allowed_cidr: "198.51.100.7/32".into(),
-        use_spot: false,
-        expires_at: chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z")
-            .expect("date")
-            .to_utc(),
-        poll: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
     };
     ArmProvider::new(conn, plan).expect("provider")
 }
@@ -429,7 +431,7 @@ async fn example_shaped_deployment_with_our_outputs_gives_typed_facts() {
         facts.resources[0].cloud_type,
         "Microsoft.Storage/storageAccounts"
     );
-    assert_eq!(facts.resources[0].kind, "other");
+    assert_eq!(facts.resources[0].kind, ResourceKind::Other);
 }
 
 #[tokio::test]

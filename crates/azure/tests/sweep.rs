@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use cloudtest_azure::sweep::{delete, find_due, find_expired, SweepItem, SweepTarget};
 use cloudtest_azure::ArmConnection;
 use cloudtest_core::tags::SweepScope;
-use cloudtest_core::{Backoff, ResourceRef};
+use cloudtest_core::{Backoff, ResourceKind, ResourceRef};
 use cloudtest_mock::arm::ArmEmulator;
 use cloudtest_mock::hooks::RecordingServers;
 use cloudtest_mock::{EmulatorContext, EmulatorState, FaultPlan, Scenario};
@@ -168,7 +168,7 @@ async fn finds_the_expired_group_then_the_stray_and_nothing_else() {
     match &items[1].target {
         SweepTarget::Resource(r) => {
             assert_eq!(r.id, stray);
-            assert_eq!(r.kind, "volume");
+            assert_eq!(r.kind, ResourceKind::Volume);
             assert_eq!(r.cloud_type, DISK);
         }
         other => panic!("expected the stray disk second, got {other:?}"),
@@ -322,7 +322,7 @@ fn stray(cloud_type: &str, name: &str) -> SweepItem {
         location: "eastus".into(),
         run_id: "r-old".into(),
         target: SweepTarget::Resource(ResourceRef {
-            kind: "volume".into(),
+            kind: ResourceKind::Volume,
             cloud_type: cloud_type.into(),
             id: format!("/subscriptions/{SUB}/resourceGroups/rg-shared/providers/{ns}/{ty}/{name}"),
             sku: None,

@@ -12,8 +12,8 @@ use cloudtest_aws::{CloudFormationProvider, IdentityCheck, StackPlan};
 use cloudtest_azure::{ArmProvider, CredentialChoice, CredentialPlan, DeploymentPlan};
 use cloudtest_core::skip::{self, Credentials, Environment, ProcessEnvironment};
 use cloudtest_core::{
-    Backoff, Provider, RequirementId, RequirementResult, RequirementStatus, RunMode, RunResults,
-    ServerProbe,
+    Backoff, LifecyclePlan, Provider, RequirementId, RequirementResult, RequirementStatus, RunMode,
+    RunResults, ServerProbe,
 };
 use cloudtest_mock::{EmulatedServers, MockCloud, MockOptions, ServerDeployment};
 use cloudtest_report::ledger::{record_run, Ledger};
@@ -383,19 +383,21 @@ pub async fn build_providers(
             let admin_password = plan.lifecycle_password();
             let run_id = lifecycle_run_id(plan, aws.regions.len(), region);
             let stack_plan = StackPlan {
-                run_id: run_id.clone(),
-                region: region.clone(),
-                template_path: aws.template_path.clone(),
+                common: LifecyclePlan {
+                    run_id: run_id.clone(),
+                    region: region.clone(),
+                    template_path: aws.template_path.clone(),
+                    parameters: parameters.clone(),
+                    admin_user: admin_user.clone(),
+                    admin_password: admin_password.clone(),
+                    velociraptor_version: plan.velociraptor_version.clone(),
+                    velociraptor_sha256: plan.velociraptor_sha256.clone(),
+                    allowed_cidr: allowed_cidr.clone(),
+                    use_spot: aws.use_spot,
+                    expires_at: plan.expires_at,
+                    poll: poll_backoff(plan),
+                },
                 template_body: aws.template_body.clone(),
-                parameters: parameters.clone(),
-                admin_user: admin_user.clone(),
-                admin_password: admin_password.clone(),
-                velociraptor_version: plan.velociraptor_version.clone(),
-                velociraptor_sha256: plan.velociraptor_sha256.clone(),
-                allowed_cidr: allowed_cidr.clone(),
-                use_spot: aws.use_spot,
-                expires_at: plan.expires_at,
-                poll: poll_backoff(plan),
                 keep_on_failure: plan.keep_on_failure,
                 cloudformation_role_arn: aws.cloudformation_role_arn.clone(),
                 permissions_boundary_arn: aws.permissions_boundary_arn.clone(),
@@ -445,19 +447,21 @@ pub async fn build_providers(
             index += 1;
             let conn = connection.clone();
             let deployment_plan = DeploymentPlan {
-                run_id: lifecycle_run_id(plan, az.locations.len(), location),
-                location: location.clone(),
-                template_path: az.template_path.clone(),
+                common: LifecyclePlan {
+                    run_id: lifecycle_run_id(plan, az.locations.len(), location),
+                    region: location.clone(),
+                    template_path: az.template_path.clone(),
+                    parameters: parameters.clone(),
+                    admin_user: admin_user.clone(),
+                    admin_password: plan.lifecycle_password(),
+                    velociraptor_version: plan.velociraptor_version.clone(),
+                    velociraptor_sha256: plan.velociraptor_sha256.clone(),
+                    allowed_cidr: allowed_cidr.clone(),
+                    use_spot: az.use_spot,
+                    expires_at: plan.expires_at,
+                    poll: poll_backoff(plan),
+                },
                 template: az.template.clone(),
-                parameters: parameters.clone(),
-                admin_user: admin_user.clone(),
-                admin_password: plan.lifecycle_password(),
-                velociraptor_version: plan.velociraptor_version.clone(),
-                velociraptor_sha256: plan.velociraptor_sha256.clone(),
-                allowed_cidr: allowed_cidr.clone(),
-                use_spot: az.use_spot,
-                expires_at: plan.expires_at,
-                poll: poll_backoff(plan),
             };
             let provider = ArmProvider::new(conn, deployment_plan)
                 .map_err(|e| usage(format!("Azure provider for {location}: {e}")))?

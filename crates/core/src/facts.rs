@@ -7,12 +7,127 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
+/// The normalised kind of a cloud resource, used for pricing, sweep order and leak messages.
+///
+/// results.json is a contract: a kind is written as one of these strings, exactly:
+/// `instance`, `volume`, `public_ip`, `network_interface`, `security_group`, `vpc`, `vnet`
+/// (an Azure virtual network), `subnet`, `route_table`, `internet_gateway`,
+/// `launch_template`, `nat_gateway`, `stack`, `resource_group`, `other` (a cloud type
+/// cloudtest does not classify).
+///
+/// A string outside that list (a results file written by a newer cloudtest) still loads, as
+/// [`ResourceKind::Unrecognised`], and is written back unchanged, so merging results files
+/// never rewrites what another version recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum ResourceKind {
+    Instance,
+    Volume,
+    PublicIp,
+    NetworkInterface,
+    SecurityGroup,
+    Vpc,
+    /// An Azure virtual network (`Microsoft.Network/virtualNetworks`).
+    Vnet,
+    Subnet,
+    RouteTable,
+    InternetGateway,
+    LaunchTemplate,
+    NatGateway,
+    Stack,
+    ResourceGroup,
+    /// A cloud type cloudtest does not classify (`other`).
+    Other,
+    /// A kind this version does not know, read from a results file; kept verbatim.
+    Unrecognised(String),
+}
+
+impl ResourceKind {
+    /// Every kind this version writes, in the documented order.
+    pub const KNOWN: [ResourceKind; 15] = [
+        ResourceKind::Instance,
+        ResourceKind::Volume,
+        ResourceKind::PublicIp,
+        ResourceKind::NetworkInterface,
+        ResourceKind::SecurityGroup,
+        ResourceKind::Vpc,
+        ResourceKind::Vnet,
+        ResourceKind::Subnet,
+        ResourceKind::RouteTable,
+        ResourceKind::InternetGateway,
+        ResourceKind::LaunchTemplate,
+        ResourceKind::NatGateway,
+        ResourceKind::Stack,
+        ResourceKind::ResourceGroup,
+        ResourceKind::Other,
+    ];
+
+    /// The results.json string (`public_ip`, `vnet`, ...).
+    pub fn as_str(&self) -> &str {
+        match self {
+            ResourceKind::Instance => "instance",
+            ResourceKind::Volume => "volume",
+            ResourceKind::PublicIp => "public_ip",
+            ResourceKind::NetworkInterface => "network_interface",
+            ResourceKind::SecurityGroup => "security_group",
+            ResourceKind::Vpc => "vpc",
+            ResourceKind::Vnet => "vnet",
+            ResourceKind::Subnet => "subnet",
+            ResourceKind::RouteTable => "route_table",
+            ResourceKind::InternetGateway => "internet_gateway",
+            ResourceKind::LaunchTemplate => "launch_template",
+            ResourceKind::NatGateway => "nat_gateway",
+            ResourceKind::Stack => "stack",
+            ResourceKind::ResourceGroup => "resource_group",
+            ResourceKind::Other => "other",
+            ResourceKind::Unrecognised(s) => s,
+        }
+    }
+
+    /// The kind a results.json string names; never fails (see [`ResourceKind::Unrecognised`]).
+    pub fn parse(s: &str) -> Self {
+        Self::KNOWN
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .unwrap_or_else(|| ResourceKind::Unrecognised(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ResourceKind {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::parse(s))
+    }
+}
+
+impl From<String> for ResourceKind {
+    fn from(s: String) -> Self {
+        Self::parse(&s)
+    }
+}
+
+impl From<ResourceKind> for String {
+    fn from(k: ResourceKind) -> Self {
+        match k {
+            ResourceKind::Unrecognised(s) => s,
+            known => known.as_str().to_string(),
+        }
+    }
+}
+
 /// A cloud resource the run created or found, enough to price it and to name it in a leak.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceRef {
-    /// Normalised kind used for pricing: `instance`, `volume`, `public_ip`, `network_interface`,
-    /// `security_group`, `vpc`, `nat_gateway`, `stack`, `resource_group`, `other`.
-    pub kind: String,
+    /// Normalised kind used for pricing, serialised as one of the strings listed on
+    /// [`ResourceKind`].
+    pub kind: ResourceKind,
     /// The cloud's own type name (`AWS::EC2::Instance`, `Microsoft.Compute/virtualMachines`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cloud_type: String,
@@ -190,4 +305,84 @@ pub struct RequirementFacts {
     /// Facts a provider or reporter adds beyond the common set (CLOUD-03 rows, for one).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented results.json strings, in the documented order (facts.rs, CONTRACTS.md).
+    const DOCUMENTED: [&str; 15] = [
+        "instance",
+        "volume",
+        "public_ip",
+        "network_interface",
+        "security_group",
+        "vpc",
+        "vnet",
+        "subnet",
+        "route_table",
+        "internet_gateway",
+        "launch_template",
+        "nat_gateway",
+        "stack",
+        "resource_group",
+        "other",
+    ];
+
+    #[test]
+    fn every_kind_round_trips_to_its_documented_string() {
+        for (kind, text) in ResourceKind::KNOWN.iter().zip(DOCUMENTED) {
+            let json = serde_json::to_string(kind).expect("serialises");
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(kind.as_str(), text);
+            assert_eq!(kind.to_string(), text);
+            let back: ResourceKind = serde_json::from_str(&json).expect("deserialises");
+            assert_eq!(&back, kind);
+            assert_eq!(text.parse::<ResourceKind>(), Ok(kind.clone()));
+        }
+        assert_eq!(ResourceKind::KNOWN.len(), DOCUMENTED.len());
+    }
+
+    #[test]
+    fn the_contract_document_lists_every_kind() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dev/CONTRACTS.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/dev/CONTRACTS.md");
+        let listed: Vec<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split_once("` |").map(|(k, _)| k))
+            .collect();
+        assert_eq!(
+            listed,
+            DOCUMENTED,
+            "the resource kinds table in {}",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn an_unknown_kind_loads_and_is_written_back_unchanged() {
+        let old = r#"{"kind":"load_balancer","cloud_type":"AWS::ElasticLoadBalancingV2::LoadBalancer","id":"lb-1"}"#;
+        let r: ResourceRef = serde_json::from_str(old).expect("an unknown kind still loads");
+        assert_eq!(r.kind, ResourceKind::Unrecognised("load_balancer".into()));
+        assert_eq!(r.kind.to_string(), "load_balancer");
+        assert_eq!(serde_json::to_string(&r).expect("serialises"), old);
+    }
+
+    #[test]
+    fn a_resource_ref_keeps_its_results_json_shape() {
+        let r = ResourceRef {
+            kind: ResourceKind::PublicIp,
+            cloud_type: "AWS::EC2::EIP".into(),
+            id: "eipalloc-1".into(),
+            sku: Some("public_ip".into()),
+            spot: false,
+        };
+        assert_eq!(
+            serde_json::to_value(&r).expect("serialises"),
+            serde_json::json!({"kind": "public_ip", "cloud_type": "AWS::EC2::EIP", "id": "eipalloc-1", "sku": "public_ip"})
+        );
+        assert_eq!(format!("{} {}", r.kind, r.id), "public_ip eipalloc-1");
+    }
 }

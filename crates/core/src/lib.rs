@@ -14,6 +14,7 @@ pub mod exit;
 pub mod facts;
 pub mod outputs;
 pub mod phase;
+pub mod plan;
 pub mod poll;
 pub mod preflight;
 pub mod probe;
@@ -32,9 +33,10 @@ pub use events::{EventSink, NullSink, RunEvent, RunEventKind};
 pub use exit::ExitCode;
 pub use facts::{
     CreateFacts, DeploymentFacts, EnrolledClient, EnrollmentFacts, EvidenceItem, HealthFacts,
-    LeakFacts, RequirementFacts, ResourceRef, ServerIdentity, TeardownFacts,
+    LeakFacts, RequirementFacts, ResourceKind, ResourceRef, ServerIdentity, TeardownFacts,
 };
 pub use phase::{Phase, PhaseRecord, PhaseStatus};
+pub use plan::LifecyclePlan;
 pub use poll::{poll_until, read_again, Backoff, PollError, PollStep, Strikes, Transient};
 pub use preflight::{Check, CheckStatus};
 pub use probe::ServerProbe;

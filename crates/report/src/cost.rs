@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cloudtest_core::config::PriceOverride;
-use cloudtest_core::{Phase, RequirementResult, ResourceRef, RunMode, RunResults};
+use cloudtest_core::{Phase, RequirementResult, ResourceKind, ResourceRef, RunMode, RunResults};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -32,7 +32,7 @@ pub enum PriceUnit {
 pub struct Price {
     pub provider: String,
     /// The [`ResourceRef::kind`] this prices.
-    pub kind: String,
+    pub kind: ResourceKind,
     /// Instance type / VM size, disk type (`gp3`, `StandardSSD_LRS`) or IP SKU.
     pub sku: String,
     #[serde(default)]
@@ -92,14 +92,14 @@ impl PriceTable {
     pub fn with_overrides(mut self, overrides: &[PriceOverride]) -> PriceTable {
         for o in overrides {
             let by_kind = match o.sku.as_str() {
-                "volume-gb-month" => Some("volume"),
-                "public_ip" => Some("public_ip"),
+                "volume-gb-month" => Some(ResourceKind::Volume),
+                "public_ip" => Some(ResourceKind::PublicIp),
                 _ => None,
             };
             let mut matched = false;
             for p in self.prices.iter_mut().filter(|p| p.provider == o.provider) {
-                let hit = match by_kind {
-                    Some(kind) => p.kind == kind,
+                let hit = match &by_kind {
+                    Some(kind) => &p.kind == kind,
                     None => p.sku == o.sku && p.spot == o.spot,
                 };
                 if hit {
@@ -110,7 +110,7 @@ impl PriceTable {
             if !matched && by_kind.is_none() {
                 self.prices.push(Price {
                     provider: o.provider.clone(),
-                    kind: "instance".into(),
+                    kind: ResourceKind::Instance,
                     sku: o.sku.clone(),
                     spot: o.spot,
                     unit: PriceUnit::Hour,
@@ -139,11 +139,11 @@ impl PriceTable {
         self.retrieved = retrieved.to_string();
     }
 
-    fn lookup(&self, provider: &str, kind: &str, sku: &str, spot: bool) -> Option<&Price> {
+    fn lookup(&self, provider: &str, kind: &ResourceKind, sku: &str, spot: bool) -> Option<&Price> {
         let exact = |want_spot: bool| {
             self.prices.iter().find(|p| {
                 p.provider == provider
-                    && p.kind == kind
+                    && &p.kind == kind
                     && p.sku.eq_ignore_ascii_case(sku)
                     && p.spot == want_spot
             })
@@ -153,11 +153,11 @@ impl PriceTable {
             .or_else(|| if spot { exact(false) } else { None })
             // One price for every public IP / NAT gateway of a provider.
             .or_else(|| {
-                matches!(kind, "public_ip" | "nat_gateway")
+                matches!(kind, ResourceKind::PublicIp | ResourceKind::NatGateway)
                     .then(|| {
                         self.prices
                             .iter()
-                            .find(|p| p.provider == provider && p.kind == kind)
+                            .find(|p| p.provider == provider && &p.kind == kind)
                     })
                     .flatten()
             })
@@ -168,7 +168,7 @@ impl PriceTable {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CostLine {
     pub resource: String,
-    pub kind: String,
+    pub kind: ResourceKind,
     pub sku: String,
     pub spot: bool,
     pub hours: f64,
@@ -185,8 +185,14 @@ pub struct CostEstimate {
 
 /// Kinds the clouds charge for while they exist; the rest (VPCs, security groups, NICs,
 /// stacks, resource groups) are free.
-fn billable(kind: &str) -> bool {
-    matches!(kind, "instance" | "volume" | "public_ip" | "nat_gateway")
+fn billable(kind: &ResourceKind) -> bool {
+    matches!(
+        kind,
+        ResourceKind::Instance
+            | ResourceKind::Volume
+            | ResourceKind::PublicIp
+            | ResourceKind::NatGateway
+    )
 }
 
 /// How long a lifecycle's resources existed: from the start of `create` to the end of
@@ -280,8 +286,8 @@ pub fn apply_costs(run: &mut RunResults, table: &PriceTable) {
 /// What the templates deploy with their defaults (docs/dev/CONTRACTS.md): a server and one
 /// client, their disks and one public IP. The budget guard prices this before a live run.
 pub fn planned_resources(provider: &str, use_spot: bool) -> Vec<ResourceRef> {
-    let r = |kind: &str, id: &str, sku: &str, spot: bool| ResourceRef {
-        kind: kind.into(),
+    let r = |kind: ResourceKind, id: &str, sku: &str, spot: bool| ResourceRef {
+        kind,
         cloud_type: String::new(),
         id: id.into(),
         sku: Some(sku.into()),
@@ -289,20 +295,30 @@ pub fn planned_resources(provider: &str, use_spot: bool) -> Vec<ResourceRef> {
     };
     match provider {
         "aws" => vec![
-            r("instance", "server", "t3.medium", use_spot),
-            r("instance", "client", "t3.micro", use_spot),
-            r("volume", "server-disk", "gp3:20", false),
-            r("volume", "client-disk", "gp3:8", false),
-            r("public_ip", "server-ip", "public_ip", false),
+            r(ResourceKind::Instance, "server", "t3.medium", use_spot),
+            r(ResourceKind::Instance, "client", "t3.micro", use_spot),
+            r(ResourceKind::Volume, "server-disk", "gp3:20", false),
+            r(ResourceKind::Volume, "client-disk", "gp3:8", false),
+            r(ResourceKind::PublicIp, "server-ip", "public_ip", false),
         ],
         "azure" => vec![
-            r("instance", "server", "Standard_B2s", use_spot),
-            r("instance", "client", "Standard_B1s", use_spot),
-            r("volume", "server-disk", "StandardSSD_LRS:30", false),
-            r("volume", "client-disk", "StandardSSD_LRS:30", false),
+            r(ResourceKind::Instance, "server", "Standard_B2s", use_spot),
+            r(ResourceKind::Instance, "client", "Standard_B1s", use_spot),
+            r(
+                ResourceKind::Volume,
+                "server-disk",
+                "StandardSSD_LRS:30",
+                false,
+            ),
+            r(
+                ResourceKind::Volume,
+                "client-disk",
+                "StandardSSD_LRS:30",
+                false,
+            ),
             // templates-arm/velociraptor.json gives the client a public IP too.
-            r("public_ip", "server-ip", "Standard", false),
-            r("public_ip", "client-ip", "Standard", false),
+            r(ResourceKind::PublicIp, "server-ip", "Standard", false),
+            r(ResourceKind::PublicIp, "client-ip", "Standard", false),
         ],
         _ => Vec::new(),
     }
@@ -332,28 +348,28 @@ mod tests {
         let t = PriceTable::embedded();
         let res = vec![
             ResourceRef {
-                kind: "instance".into(),
+                kind: ResourceKind::Instance,
                 cloud_type: String::new(),
                 id: "i-1".into(),
                 sku: Some("t3.medium".into()),
                 spot: false,
             },
             ResourceRef {
-                kind: "volume".into(),
+                kind: ResourceKind::Volume,
                 cloud_type: String::new(),
                 id: "v-1".into(),
                 sku: Some("gp3:73".into()),
                 spot: false,
             },
             ResourceRef {
-                kind: "public_ip".into(),
+                kind: ResourceKind::PublicIp,
                 cloud_type: String::new(),
                 id: "ip".into(),
                 sku: None,
                 spot: false,
             },
             ResourceRef {
-                kind: "security_group".into(),
+                kind: ResourceKind::SecurityGroup,
                 cloud_type: String::new(),
                 id: "sg".into(),
                 sku: None,
@@ -380,7 +396,7 @@ mod tests {
         let spot = estimate_resources("aws", &planned_resources("aws", true), PLANNED_LIFETIME, &t);
         assert!(spot.usd < od.usd);
         let odd = vec![ResourceRef {
-            kind: "instance".into(),
+            kind: ResourceKind::Instance,
             cloud_type: String::new(),
             id: "i".into(),
             sku: Some("x9.huge".into()),

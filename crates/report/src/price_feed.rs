@@ -6,6 +6,8 @@
 use serde_json::Value;
 use thiserror::Error;
 
+use cloudtest_core::ResourceKind;
+
 use crate::cost::{Price, PriceUnit};
 
 /// The Azure Retail Prices API (no authentication).
@@ -102,14 +104,15 @@ pub fn parse_azure_retail(json: &str) -> Result<AzurePage, PriceFeedError> {
             s(item, "meterName"),
             s(item, "unitOfMeasure"),
         );
-        let price = |kind: &str, sku: String, spot: bool, unit: PriceUnit, usd: f64| Price {
-            provider: "azure".into(),
-            kind: kind.into(),
-            sku,
-            spot,
-            unit,
-            usd,
-        };
+        let price =
+            |kind: ResourceKind, sku: String, spot: bool, unit: PriceUnit, usd: f64| Price {
+                provider: "azure".into(),
+                kind,
+                sku,
+                spot,
+                unit,
+                usd,
+            };
         if service == "Virtual Machines" {
             let arm_sku = s(item, "armSkuName");
             if product.contains("Windows")
@@ -120,7 +123,13 @@ pub fn parse_azure_retail(json: &str) -> Result<AzurePage, PriceFeedError> {
                 continue;
             }
             let spot = sku_name.ends_with(" Spot");
-            prices.push(price("instance", arm_sku, spot, PriceUnit::Hour, usd));
+            prices.push(price(
+                ResourceKind::Instance,
+                arm_sku,
+                spot,
+                PriceUnit::Hour,
+                usd,
+            ));
         } else if service == "Storage" {
             let Some(disk_sku) = azure_disk_sku(&product) else {
                 continue;
@@ -131,7 +140,7 @@ pub fn parse_azure_retail(json: &str) -> Result<AzurePage, PriceFeedError> {
             };
             if sku_name == format!("{tier} LRS") && meter.ends_with("Disk") && unit == "1/Month" {
                 prices.push(price(
-                    "volume",
+                    ResourceKind::Volume,
                     disk_sku.into(),
                     false,
                     PriceUnit::GbMonth,
@@ -142,7 +151,7 @@ pub fn parse_azure_retail(json: &str) -> Result<AzurePage, PriceFeedError> {
             for ip_sku in ["Standard", "Basic"] {
                 if meter == format!("{ip_sku} IPv4 Static Public IP") {
                     prices.push(price(
-                        "public_ip",
+                        ResourceKind::PublicIp,
                         ip_sku.into(),
                         false,
                         PriceUnit::Hour,
@@ -227,14 +236,14 @@ fn aws_price(product: &Value, terms: &Value) -> Option<Price> {
                 && matches!(attr("capacitystatus"), "Used" | "") =>
         {
             (
-                "instance",
+                ResourceKind::Instance,
                 attr("instanceType").to_string(),
                 "Hrs",
                 PriceUnit::Hour,
             )
         }
         "Storage" if !attr("volumeApiName").is_empty() => (
-            "volume",
+            ResourceKind::Volume,
             attr("volumeApiName").to_string(),
             "GB-Mo",
             PriceUnit::GbMonth,
@@ -243,7 +252,12 @@ fn aws_price(product: &Value, terms: &Value) -> Option<Price> {
             if attr("group").contains("PublicIPv4")
                 && attr("usagetype").contains("InUseAddress") =>
         {
-            ("public_ip", "public_ip".to_string(), "Hrs", PriceUnit::Hour)
+            (
+                ResourceKind::PublicIp,
+                "public_ip".to_string(),
+                "Hrs",
+                PriceUnit::Hour,
+            )
         }
         _ => return None,
     };
@@ -268,7 +282,7 @@ fn aws_price(product: &Value, terms: &Value) -> Option<Price> {
         })?;
     Some(Price {
         provider: "aws".into(),
-        kind: kind.into(),
+        kind,
         sku,
         spot: false,
         unit,
@@ -299,12 +313,17 @@ mod tests {
     #[test]
     fn aws_offer_file_yields_linux_instances_volumes_and_ips() {
         let prices = parse_aws_offer(AWS_OFFER).expect("parses");
-        let find = |kind: &str| prices.iter().find(|p| p.kind == kind).expect(kind);
+        let find = |kind: ResourceKind| {
+            prices
+                .iter()
+                .find(|p| p.kind == kind)
+                .unwrap_or_else(|| panic!("{kind}"))
+        };
         assert_eq!(prices.len(), 3, "{prices:?}");
-        assert_eq!(find("instance").sku, "t3.medium");
-        assert!((find("instance").usd - 0.0416).abs() < 1e-12);
-        assert_eq!(find("volume").unit, PriceUnit::GbMonth);
-        assert!((find("public_ip").usd - 0.005).abs() < 1e-12);
+        assert_eq!(find(ResourceKind::Instance).sku, "t3.medium");
+        assert!((find(ResourceKind::Instance).usd - 0.0416).abs() < 1e-12);
+        assert_eq!(find(ResourceKind::Volume).unit, PriceUnit::GbMonth);
+        assert!((find(ResourceKind::PublicIp).usd - 0.005).abs() < 1e-12);
     }
 
     #[test]
@@ -352,14 +371,14 @@ mod tests {
         let disk = page
             .prices
             .iter()
-            .find(|p| p.kind == "volume")
+            .find(|p| p.kind == ResourceKind::Volume)
             .expect("disk");
         assert_eq!(disk.sku, "StandardSSD_LRS");
         assert!((disk.usd - 0.075).abs() < 1e-12);
         assert!(page
             .prices
             .iter()
-            .any(|p| p.kind == "public_ip" && p.sku == "Standard"));
+            .any(|p| p.kind == ResourceKind::PublicIp && p.sku == "Standard"));
         let last = parse_azure_retail(r#"{"Items": [], "NextPageLink": null}"#).expect("parses");
         assert_eq!(last.next_page, None);
         assert!(parse_azure_retail("[]").is_err());

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use cloudtest_core::{
     Cost, EnrolledClient, Phase, PhaseRecord, PhaseStatus, RequirementFacts, RequirementId,
-    RequirementResult, RequirementStatus, ResourceRef, RunMode, RunResults,
+    RequirementResult, RequirementStatus, ResourceKind, ResourceRef, RunMode, RunResults,
 };
 
 /// When the sample run started.
@@ -70,37 +70,37 @@ pub fn shard(id: RequirementId) -> RunResults {
 fn aws_resources() -> Vec<ResourceRef> {
     vec![
         res(
-            "instance",
+            ResourceKind::Instance,
             "AWS::EC2::Instance",
             "i-0a1b2c3d4e5f00001",
             Some("t3.medium"),
         ),
         res(
-            "instance",
+            ResourceKind::Instance,
             "AWS::EC2::Instance",
             "i-0a1b2c3d4e5f00002",
             Some("t3.micro"),
         ),
         res(
-            "volume",
+            ResourceKind::Volume,
             "AWS::EC2::Volume",
             "vol-0a1b2c3d4e5f00001",
             Some("gp3:20"),
         ),
         res(
-            "volume",
+            ResourceKind::Volume,
             "AWS::EC2::Volume",
             "vol-0a1b2c3d4e5f00002",
             Some("gp3:8"),
         ),
         res(
-            "public_ip",
+            ResourceKind::PublicIp,
             "AWS::EC2::EIP",
             "eipalloc-0a1b2c3d4e5f0001",
             Some("ipv4"),
         ),
         res(
-            "security_group",
+            ResourceKind::SecurityGroup,
             "AWS::EC2::SecurityGroup",
             "sg-0a1b2c3d4e5f00001",
             None,
@@ -113,31 +113,31 @@ fn azure_resources() -> Vec<ResourceRef> {
         "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ct-sample/providers";
     vec![
         res(
-            "instance",
+            ResourceKind::Instance,
             "Microsoft.Compute/virtualMachines",
             &format!("{rg}/Microsoft.Compute/virtualMachines/ct-server"),
             Some("Standard_B2s"),
         ),
         res(
-            "instance",
+            ResourceKind::Instance,
             "Microsoft.Compute/virtualMachines",
             &format!("{rg}/Microsoft.Compute/virtualMachines/ct-client-1"),
             Some("Standard_B1s"),
         ),
         res(
-            "volume",
+            ResourceKind::Volume,
             "Microsoft.Compute/disks",
             &format!("{rg}/Microsoft.Compute/disks/ct-server-os"),
             Some("StandardSSD_LRS:30"),
         ),
         res(
-            "volume",
+            ResourceKind::Volume,
             "Microsoft.Compute/disks",
             &format!("{rg}/Microsoft.Compute/disks/ct-client-os"),
             Some("StandardSSD_LRS:30"),
         ),
         res(
-            "public_ip",
+            ResourceKind::PublicIp,
             "Microsoft.Network/publicIPAddresses",
             &format!("{rg}/Microsoft.Network/publicIPAddresses/ct-pip"),
             Some("Standard"),
@@ -145,9 +145,9 @@ fn azure_resources() -> Vec<ResourceRef> {
     ]
 }
 
-fn res(kind: &str, cloud_type: &str, id: &str, sku: Option<&str>) -> ResourceRef {
+fn res(kind: ResourceKind, cloud_type: &str, id: &str, sku: Option<&str>) -> ResourceRef {
     ResourceRef {
-        kind: kind.into(),
+        kind,
         cloud_type: cloud_type.into(),
         id: id.into(),
         sku: sku.map(str::to_string),

@@ -125,7 +125,7 @@ async fn aws_prices() -> Result<Vec<Price>> {
         if let Some(max) = latest.iter().cloned().reduce(f64::max) {
             out.push(Price {
                 provider: "aws".into(),
-                kind: "instance".into(),
+                kind: cloudtest_core::ResourceKind::Instance,
                 sku: instance_type.into(),
                 spot: true,
                 unit: PriceUnit::Hour,

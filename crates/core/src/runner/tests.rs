@@ -9,7 +9,7 @@ use super::*;
 use crate::events::NullSink;
 use crate::facts::{
     CreateFacts, EnrolledClient, EnrollmentFacts, EvidenceItem, HealthFacts, LeakFacts,
-    ResourceRef, ServerIdentity, TeardownFacts,
+    ResourceKind, ResourceRef, ServerIdentity, TeardownFacts,
 };
 use crate::outputs::OutputContext;
 use crate::requirement::RequirementId;
@@ -108,7 +108,7 @@ fn deployment() -> DeploymentFacts {
             admin_user: "admin".into(),
             admin_password: Secret::new("pw"),
             resources: vec![ResourceRef {
-                kind: "instance".into(),
+                kind: ResourceKind::Instance,
                 cloud_type: "AWS::EC2::Instance".into(),
                 id: "i-1".into(),
                 sku: Some("t3.medium".into()),
@@ -188,7 +188,7 @@ impl Provider for Scripted {
         self.act(Phase::LeakCheck).await?;
         let remaining = if self.leak {
             vec![ResourceRef {
-                kind: "volume".into(),
+                kind: ResourceKind::Volume,
                 cloud_type: String::new(),
                 id: "vol-9".into(),
                 sku: None,

@@ -12,7 +12,7 @@ use aws_sdk_cloudformation::Client;
 use crate::calls::CallCounter;
 use crate::errors::{AwsError, ErrorContext};
 use crate::events::{StackEventPager, StackEventRecord};
-use crate::template::ParameterValue;
+use crate::parameters::ParameterValue;
 
 const SERVICE: &str = "cloudformation";
 
