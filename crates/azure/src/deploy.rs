@@ -58,24 +58,11 @@ pub(crate) async fn start(
             why: e.to_string(),
         }
     })?;
-    let mut url = clients.conn.base_url()?;
-    let endpoint = url.as_str().to_string();
-    url.path_segments_mut()
-        .map_err(|()| AzureError::Endpoint {
-            endpoint,
-            why: "it cannot carry a path".into(),
-        })?
-        .pop_if_empty()
-        .extend([
-            "subscriptions",
-            clients.conn.subscription_id.as_str(),
-            "resourcegroups",
-            resource_group,
-            "providers",
-            "Microsoft.Resources",
-            "deployments",
-            name,
-        ]);
+    let mut url = crate::teardown::group_url(clients, resource_group)?;
+    // A URL group_url built carries a path, so it can take more segments.
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.extend(["providers", "Microsoft.Resources", "deployments", name]);
+    }
     url.query_pairs_mut()
         .append_pair("api-version", API_VERSION);
     let mut attempt = 0;
