@@ -113,20 +113,10 @@ mod tests {
 
     #[test]
     fn every_leak_kind_has_a_describe_tags_type() {
-        let tag_types = [
-            "instance",
-            "volume",
-            "network-interface",
-            "elastic-ip",
-            "natgateway",
-            "security-group",
-            "launch-template",
-            "route-table",
-            "internet-gateway",
-            "subnet",
-            "vpc",
-        ];
-        let kinds: Vec<ResourceKind> = tag_types.iter().map(|t| kind_of_tag_type(t).0).collect();
+        let kinds: Vec<ResourceKind> = super::coverage::TAG_TYPES
+            .iter()
+            .map(|t| kind_of_tag_type(t).0)
+            .collect();
         assert_eq!(kinds, LEAK_KINDS);
         assert_eq!(kind_of_tag_type("dhcp-options").0, ResourceKind::Other);
     }
@@ -136,7 +126,8 @@ mod tests {
 mod coverage {
     use super::kind_of_tag_type;
 
-    const TAG_TYPES: [&str; 11] = [
+    /// DescribeTags' resource types of the kinds the leak check covers, in `LEAK_KINDS` order.
+    pub(super) const TAG_TYPES: [&str; 11] = [
         "instance",
         "volume",
         "network-interface",

@@ -139,6 +139,34 @@ pub fn select_parameters(
     }
 }
 
+/// Instance types the template launches: every `*InstanceType` parameter, from config or
+/// the template's default, one instance each.
+pub fn instance_types(template_body: &str, parameters: &BTreeMap<String, String>) -> Vec<String> {
+    let doc: serde_norway::Value = match serde_norway::from_str(template_body) {
+        Ok(d) => d,
+        Err(_) => return Vec::new(),
+    };
+    let Some(params) = doc.get("Parameters").and_then(|p| p.as_mapping()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, decl) in params {
+        let Some(name) = key.as_str() else { continue };
+        if !name.ends_with("InstanceType") {
+            continue;
+        }
+        let value = parameters.get(name).cloned().or_else(|| {
+            decl.get("Default")
+                .and_then(|d| d.as_str())
+                .map(str::to_string)
+        });
+        if let Some(v) = value {
+            out.push(v);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

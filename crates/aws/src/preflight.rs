@@ -22,6 +22,7 @@ use crate::errors::{AwsError, ErrorContext};
 use crate::inventory::Ec2Inventory;
 use crate::inventory::{EXPIRES_AT_TAG, RUN_ID_TAG};
 use crate::parameters::declared_parameters;
+pub use crate::parameters::instance_types;
 use crate::provider::stack_name;
 use crate::zones::{first_zone_offering, ZONE_PARAMETER};
 
@@ -78,34 +79,6 @@ fn chooses_zone(plan: &AwsPreflightPlan) -> bool {
     !plan.parameters.contains_key(ZONE_PARAMETER)
         && declared_parameters(&plan.template_body, std::path::Path::new("template"))
             .is_ok_and(|declared| declared.iter().any(|d| d.name == ZONE_PARAMETER))
-}
-
-/// Instance types the template launches: every `*InstanceType` parameter, from config or
-/// the template's default, one instance each.
-pub fn instance_types(template_body: &str, parameters: &BTreeMap<String, String>) -> Vec<String> {
-    let doc: serde_norway::Value = match serde_norway::from_str(template_body) {
-        Ok(d) => d,
-        Err(_) => return Vec::new(),
-    };
-    let Some(params) = doc.get("Parameters").and_then(|p| p.as_mapping()) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (key, decl) in params {
-        let Some(name) = key.as_str() else { continue };
-        if !name.ends_with("InstanceType") {
-            continue;
-        }
-        let value = parameters.get(name).cloned().or_else(|| {
-            decl.get("Default")
-                .and_then(|d| d.as_str())
-                .map(str::to_string)
-        });
-        if let Some(v) = value {
-            out.push(v);
-        }
-    }
-    out
 }
 
 /// One group of actions simulated together: the resources they act on and the context

@@ -28,8 +28,7 @@ use crate::identity::{
 };
 use crate::inventory::{Ec2Inventory, EXPIRES_AT_TAG, REQUIREMENT_TAG, RUN_ID_TAG};
 use crate::leak::LEAK_KINDS;
-use crate::parameters::{declared_parameters, select_parameters, ParameterValue};
-use crate::preflight::instance_types;
+use crate::parameters::{declared_parameters, instance_types, select_parameters, ParameterValue};
 use crate::teardown::{DeleteRequests, NextStep, SendOutcome};
 use crate::zones::{first_zone_offering, ZONE_PARAMETER};
 

@@ -38,14 +38,7 @@ pub async fn preflight(args: PreflightArgs) -> Result<ExitCode> {
     let plan = RunPlan::build(&args.run)?;
     let guards = wiring::skip_guards(&plan)?;
     wiring::require_runnable(&plan, &guards, "nothing to check")?;
-    let mock = match &plan.mock {
-        Some(m) => Some(
-            wiring::start_mock(m)
-                .await
-                .context("starting the mock cloud")?,
-        ),
-        None => None,
-    };
+    let mock = wiring::start_mock(plan.mock.as_ref()).await?;
     let outcome = run_checks(&plan, &guards, mock.as_ref()).await?;
     print(&outcome);
     if args.json {

@@ -41,14 +41,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let plan = plan;
 
-    let mock = match &plan.mock {
-        Some(m) => Some(
-            wiring::start_mock(m)
-                .await
-                .context("starting the mock cloud")?,
-        ),
-        None => None,
-    };
+    let mock = wiring::start_mock(plan.mock.as_ref()).await?;
 
     // Read-only checks before anything is created; a failure stops the run with exit 5.
     let mut preflight_calls = BTreeMap::new();

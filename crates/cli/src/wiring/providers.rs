@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use cloudtest_aws::{CloudFormationProvider, IdentityCheck, StackPlan};
 use cloudtest_azure::{ArmProvider, DeploymentPlan};
 use cloudtest_core::{Backoff, LifecyclePlan, Provider, ServerProbe};
@@ -56,8 +56,12 @@ pub async fn discover_runner_cidr() -> Result<String> {
     Ok(format!("{ip}/32"))
 }
 
-pub async fn start_mock(m: &MockPlan) -> std::io::Result<MockCloud> {
-    MockCloud::start(MockOptions {
+/// The embedded emulators a mock plan asks for; none in live mode.
+pub async fn start_mock(m: Option<&MockPlan>) -> Result<Option<MockCloud>> {
+    let Some(m) = m else {
+        return Ok(None);
+    };
+    let cloud = MockCloud::start(MockOptions {
         scenario: m.scenario,
         latency: m.latency,
         faults: m.faults.clone(),
@@ -65,6 +69,8 @@ pub async fn start_mock(m: &MockPlan) -> std::io::Result<MockCloud> {
         token_lifetime: m.token_lifetime,
     })
     .await
+    .context("starting the mock cloud")?;
+    Ok(Some(cloud))
 }
 
 /// Polling in mock mode tracks the emulators' speed; live mode polls like a person would.

@@ -298,6 +298,25 @@ fn missing_bearer(headers: &HeaderMap) -> Option<Response> {
 }
 
 /// A fault's answer, or `None` to carry on (after a `timeout` fault's delay).
+/// What every emulated operation goes through first, in ARM's order: an injected fault, the
+/// bearer token, the `api-version`. The query pairs, or the answer that refuses the call.
+async fn admit(
+    shared: &Shared,
+    op: &str,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Vec<(String, String)>, Response> {
+    if let Some(fault) = inject(shared, op).await {
+        return Err(fault);
+    }
+    if let Some(r) = refused_bearer(shared, headers) {
+        return Err(r);
+    }
+    let pairs = query_pairs(uri);
+    check_api_version(&pairs).map_err(IntoResponse::into_response)?;
+    Ok(pairs)
+}
+
 async fn inject(shared: &Shared, op: &str) -> Option<Response> {
     let kind = shared.ctx.faults.on_call("arm", op)?;
     tracing::debug!(operation = op, fault = kind.as_str(), "injecting ARM fault");
@@ -349,16 +368,10 @@ pub async fn handle(
         return super::preflight::expired_token();
     }
     if let Some(op) = super::preflight::route(&method, uri.path()) {
-        if let Some(fault) = inject(&shared, op.name()).await {
-            return fault;
-        }
-        if let Some(r) = refused_bearer(&shared, &headers) {
-            return r;
-        }
-        let pairs = query_pairs(&uri);
-        if let Err(e) = check_api_version(&pairs) {
-            return e.into_response();
-        }
+        let pairs = match admit(&shared, op.name(), &headers, &uri).await {
+            Ok(pairs) => pairs,
+            Err(refusal) => return refusal,
+        };
         return super::preflight::answer(&op, &pairs, shared.ctx.scenario);
     }
     let Some(route) = parse_route(uri.path()) else {
@@ -383,16 +396,10 @@ pub async fn handle(
         )
         .into_response();
     };
-    if let Some(fault) = inject(&shared, op).await {
-        return fault;
-    }
-    if let Some(r) = refused_bearer(&shared, &headers) {
-        return r;
-    }
-    let pairs = query_pairs(&uri);
-    if let Err(e) = check_api_version(&pairs) {
-        return e.into_response();
-    }
+    let pairs = match admit(&shared, op, &headers, &uri).await {
+        Ok(pairs) => pairs,
+        Err(refusal) => return refusal,
+    };
     let now = Instant::now();
     shared.store().advance(now, &shared.ctx);
     match dispatch(&shared, &method, route, &pairs, &body, now) {

@@ -19,8 +19,9 @@ pub fn instance_type(resources: &[PlannedResource], at: usize) -> Option<String>
     })
 }
 
-fn launch_template_data<'a>(
-    resources: &'a [PlannedResource],
+/// `LaunchTemplateData` of the stack's launch template that instance `r` names, if any.
+pub fn launch_template_data<'a>(
+    resources: impl IntoIterator<Item = &'a PlannedResource>,
     r: &PlannedResource,
 ) -> Option<&'a serde_json::Value> {
     let lt = r.properties.get("LaunchTemplate")?;
@@ -29,7 +30,7 @@ fn launch_template_data<'a>(
         .or_else(|| lt.get("LaunchTemplateName"))?
         .as_str()?;
     resources
-        .iter()
+        .into_iter()
         .find(|x| {
             x.ty == "AWS::EC2::LaunchTemplate"
                 && (x.physical_id == id || x.prop_str("LaunchTemplateName").as_deref() == Some(id))

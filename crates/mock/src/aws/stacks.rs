@@ -654,19 +654,7 @@ impl Stack {
 
     /// `LaunchTemplateData` of the stack's launch template an instance names, if any.
     fn launch_template_data(&self, r: &PlannedResource) -> Option<serde_json::Value> {
-        let lt = r.properties.get("LaunchTemplate")?;
-        let id = lt
-            .get("LaunchTemplateId")
-            .or_else(|| lt.get("LaunchTemplateName"))?
-            .as_str()?;
-        self.resources
-            .iter()
-            .find(|x| {
-                x.planned.ty == "AWS::EC2::LaunchTemplate"
-                    && (x.planned.physical_id == id
-                        || x.planned.prop_str("LaunchTemplateName").as_deref() == Some(id))
-            })
-            .and_then(|x| x.planned.properties.get("LaunchTemplateData").cloned())
+        super::launch::launch_template_data(self.resources.iter().map(|x| &x.planned), r).cloned()
     }
 }
 
