@@ -2,12 +2,16 @@
 //! and per-attempt timeouts. Nothing here knows whether the endpoint is AWS, moto or the
 //! embedded emulator; the caller decides that by what it passes in.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{tls, Builder, ConnectorBuilder};
+use aws_sdk_cloudformation::config::SharedHttpClient;
 use cloudtest_core::skip::{aws_credentials, Credentials as FoundCredentials, ProcessEnvironment};
 
 /// Attempts per SDK call (first try included), in the SDK's standard retry mode: throttling,
@@ -81,9 +85,35 @@ fn initial_backoff(attempt_timeout: Duration) -> Duration {
     (attempt_timeout / 4).min(Duration::from_secs(1))
 }
 
+/// The HTTPS client every SDK configuration of the process uses. Left to itself, every
+/// service client builds its own and parses the platform's root certificates again: seven
+/// clients a region between the preflight and the run, most of a many-region preflight's
+/// time. Built as aws-smithy-runtime's default client is (rustls with aws-lc, the proxy from
+/// `HTTPS_PROXY`/`NO_PROXY`), so a shared client behaves as each private one would have;
+/// connectors are still made per timeout setting, from the settings each client passes.
+fn shared_http_client() -> SharedHttpClient {
+    static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            Builder::new().build_with_connector_fn(|settings, components| {
+                let mut connector = ConnectorBuilder::default().tls_provider(
+                    tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc),
+                );
+                connector.set_connector_settings(settings.cloned());
+                if let Some(components) = components {
+                    connector.set_sleep_impl(components.sleep_impl());
+                }
+                connector.set_proxy_config(Some(ProxyConfig::from_env()));
+                connector.build()
+            })
+        })
+        .clone()
+}
+
 /// Loads the SDK configuration once for every client of a lifecycle.
 pub async fn load_sdk_config(conn: &AwsConnection) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(shared_http_client())
         .region(Region::new(conn.region.clone()))
         .retry_config(
             RetryConfig::standard()

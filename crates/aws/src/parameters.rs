@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use cloudtest_core::memo::LastParsed;
 use cloudtest_core::Secret;
 use serde_norway::Value;
 use thiserror::Error;
@@ -37,6 +39,13 @@ pub struct DeclaredParameter {
     pub no_echo: bool,
 }
 
+/// The template body as YAML. Every region's preflight and create read the same body, so
+/// its parse is kept (see [`LastParsed`]).
+fn parsed(body: &str) -> Result<Arc<Value>, serde_norway::Error> {
+    static TEMPLATE: LastParsed<Value> = LastParsed::new();
+    TEMPLATE.get_or_parse(body, |text| serde_norway::from_str(text))
+}
+
 /// Reads the `Parameters` section of a template body.
 pub fn declared_parameters(
     body: &str,
@@ -48,11 +57,11 @@ pub fn declared_parameters(
             size: body.len(),
         });
     }
-    let doc: Value = serde_norway::from_str(body).map_err(|e| TemplateError::Syntax {
+    let doc = parsed(body).map_err(|e| TemplateError::Syntax {
         path: path.to_path_buf(),
         why: e.to_string(),
     })?;
-    let Value::Mapping(top) = doc else {
+    let Value::Mapping(top) = doc.as_ref() else {
         return Err(TemplateError::NotAMapping {
             path: path.to_path_buf(),
         });
@@ -142,9 +151,8 @@ pub fn select_parameters(
 /// Instance types the template launches: every `*InstanceType` parameter, from config or
 /// the template's default, one instance each.
 pub fn instance_types(template_body: &str, parameters: &BTreeMap<String, String>) -> Vec<String> {
-    let doc: serde_norway::Value = match serde_norway::from_str(template_body) {
-        Ok(d) => d,
-        Err(_) => return Vec::new(),
+    let Ok(doc) = parsed(template_body) else {
+        return Vec::new();
     };
     let Some(params) = doc.get("Parameters").and_then(|p| p.as_mapping()) else {
         return Vec::new();

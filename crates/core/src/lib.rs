@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod config;
 pub mod events;
 pub mod exit;
+pub mod memo;
 pub mod facts;
 pub mod outputs;
 pub mod phase;

@@ -32,7 +32,9 @@ pub struct LifecycleOptions {
     pub keep_on_failure: bool,
 }
 
-/// Runs lifecycles. Shared by every (requirement, region) of a run.
+/// Runs lifecycles. Shared by every (requirement, region) of a run; a clone shares its sink,
+/// probe and shutdown.
+#[derive(Clone)]
 pub struct LifecycleRunner {
     options: LifecycleOptions,
     events: Arc<dyn EventSink>,
@@ -166,33 +168,56 @@ impl LifecycleRunner {
         max_parallel: usize,
     ) -> Vec<RequirementResult> {
         let permits = Arc::new(Semaphore::new(max_parallel.max(1)));
-        let runs = providers.into_iter().map(|mut provider| {
-            let permits = permits.clone();
-            async move {
+        // Each lifecycle is its own task, so a large run's request building, response
+        // parsing and TLS use every worker thread instead of taking turns on one.
+        let tasks: Vec<_> = providers
+            .into_iter()
+            .map(|mut provider| {
                 let id = provider.lifecycle();
-                let permit = tokio::select! {
-                    biased;
-                    p = permits.acquire_owned() => p.ok(),
-                    _ = self.shutdown.cancelled() => None,
-                };
-                match permit {
-                    Some(_permit) => self.run(provider.as_mut()).await,
-                    None => {
-                        let reason = self.shutdown.reason().unwrap_or(CancelReason::Terminate);
-                        RequirementResult::not_run(
-                            id.requirement,
-                            id.region,
-                            RequirementStatus::Error,
-                            format!(
-                                "cancelled by {} before it started; nothing was created",
-                                reason.signal_name()
-                            ),
-                        )
+                let runner = self.clone();
+                let permits = permits.clone();
+                let task = tokio::spawn(async move {
+                    let permit = tokio::select! {
+                        biased;
+                        p = permits.acquire_owned() => p.ok(),
+                        _ = runner.shutdown.cancelled() => None,
+                    };
+                    match permit {
+                        Some(_permit) => runner.run(provider.as_mut()).await,
+                        None => runner.not_started(provider.lifecycle()),
                     }
-                }
-            }
-        });
-        futures::future::join_all(runs).await
+                });
+                (id, task)
+            })
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for (id, task) in tasks {
+            results.push(match task.await {
+                Ok(result) => result,
+                // `run` catches a phase's panic itself; this is a panic outside every phase.
+                Err(e) => RequirementResult::not_run(
+                    id.requirement,
+                    id.region,
+                    RequirementStatus::Error,
+                    format!("the lifecycle's task ended abnormally: {e}"),
+                ),
+            });
+        }
+        results
+    }
+
+    /// The result of a lifecycle a shutdown stopped before it started.
+    fn not_started(&self, id: LifecycleId) -> RequirementResult {
+        let reason = self.shutdown.reason().unwrap_or(CancelReason::Terminate);
+        RequirementResult::not_run(
+            id.requirement,
+            id.region,
+            RequirementStatus::Error,
+            format!(
+                "cancelled by {} before it started; nothing was created",
+                reason.signal_name()
+            ),
+        )
     }
 
     /// Runs one lifecycle to the end and returns its result.

@@ -60,15 +60,15 @@ pub async fn run_checks(
     let mut checks = Vec::new();
     let mut calls = BTreeMap::new();
     if let (Some(aws), true) = (&plan.aws, guards.runnable.contains(&ProviderArg::Aws)) {
-        let mut total = 0;
-        for region in &aws.regions {
+        let source = guards.sources.get(&ProviderArg::Aws);
+        let per_region = aws.regions.iter().map(|region| async move {
             let sdk = connect::aws_sdk(region, aws.endpoint.clone(), mock).await;
             let mut pf = AwsPreflight::new(&sdk, region);
-            if let Some(source) = guards.sources.get(&ProviderArg::Aws) {
+            if let Some(source) = source {
                 pf = pf.with_credential_source(source.clone());
             }
-            checks.extend(
-                pf.run(&AwsPreflightPlan {
+            let found = pf
+                .run(&AwsPreflightPlan {
                     region: region.clone(),
                     run_id: plan.run_id.clone(),
                     template_body: aws.template_body.clone(),
@@ -77,26 +77,30 @@ pub async fn run_checks(
                     service_role_arn: aws.cloudformation_role_arn.clone(),
                     permissions_boundary_arn: aws.permissions_boundary_arn.clone(),
                 })
-                .await,
-            );
-            total += pf.api_calls();
+                .await;
+            (found, pf.api_calls())
+        });
+        let mut total = 0;
+        for (found, calls) in in_region_order(plan.max_parallel, per_region).await {
+            checks.extend(found);
+            total += calls;
         }
         calls.insert("aws", total);
     }
     if let (Some(az), true) = (&plan.azure, guards.runnable.contains(&ProviderArg::Azure)) {
         let connection = connect::plan_arm_connection(az, guards, mock)?;
         let pf = ArmPreflight::new(connection).map_err(|e| usage(e.to_string()))?;
-        for location in &az.locations {
-            checks.extend(
-                pf.run(&ArmPreflightPlan {
-                    location: location.clone(),
-                    template: az.template.clone(),
-                    parameters: az.parameters.clone(),
-                    use_spot: az.use_spot,
-                })
-                .await,
-            );
-        }
+        let pf = &pf;
+        let per_location = az.locations.iter().map(|location| async move {
+            pf.run(&ArmPreflightPlan {
+                location: location.clone(),
+                template: az.template.clone(),
+                parameters: az.parameters.clone(),
+                use_spot: az.use_spot,
+            })
+            .await
+        });
+        checks.extend(in_region_order(plan.max_parallel, per_location).await.into_iter().flatten());
         calls.insert("azure", pf.api_calls());
     }
     checks.push(budget_line(plan, guards)?);
@@ -105,6 +109,20 @@ pub async fn run_checks(
         calls,
         elapsed: started.elapsed(),
     })
+}
+
+/// Runs one future per region, as many at once as the run would start lifecycles
+/// (`--max-parallel`: the same load on the same APIs), and gives their outputs in the
+/// regions' order, so the printed checks read the same however the calls interleave.
+async fn in_region_order<F: std::future::Future>(
+    at_once: usize,
+    per_region: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    use futures::StreamExt;
+    futures::stream::iter(per_region)
+        .buffered(at_once.max(1))
+        .collect()
+        .await
 }
 
 /// The budget guard as a line: live runs only (mock runs cost nothing). A refusal is a

@@ -2,10 +2,12 @@
 //! `DescribeStackEvents`, `DescribeStackResources`, `DeleteStack`, `ListStacks`,
 //! `ValidateTemplate`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use cloudtest_core::memo::LastParsed;
 
 use super::api::ApiError;
 use super::launch;
@@ -86,7 +88,11 @@ fn find(world: &World, name_or_id: &str) -> Option<usize> {
     }
 }
 
-fn template_body(q: &QueryRequest) -> Result<Template, ApiError> {
+/// Every region's ValidateTemplate and CreateStack send the same body; parsing 46 KB of YAML
+/// for each was most of a large run's emulator time.
+static TEMPLATES: LastParsed<Template> = LastParsed::new();
+
+fn template_body(q: &QueryRequest) -> Result<Arc<Template>, ApiError> {
     let body = match (q.get("TemplateBody"), q.get("TemplateURL")) {
         (Some(b), _) => b,
         (None, Some(_)) => {
@@ -100,7 +106,9 @@ fn template_body(q: &QueryRequest) -> Result<Template, ApiError> {
             ))
         }
     };
-    Template::parse(body).map_err(|e| ApiError::validation(e.to_string()))
+    TEMPLATES
+        .get_or_parse(body, Template::parse)
+        .map_err(|e| ApiError::validation(e.to_string()))
 }
 
 fn valid_stack_name(name: &str) -> bool {

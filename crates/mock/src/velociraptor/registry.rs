@@ -149,7 +149,53 @@ impl Registry {
 
     /// Enrolls clients whose time has come and returns every client as protojson
     /// `ApiClient` objects, `last_seen_at` refreshed to `wall_now_us` as live clients would.
+    /// The API serves [`Registry::clients_for`]; this is the unfiltered view for tests.
+    #[cfg(test)]
     pub fn clients(&mut self, now: Instant, wall_now_us: u64) -> Vec<Value> {
+        self.render_clients(now, wall_now_us, |_| true)
+    }
+
+    /// Like [`Registry::clients`], but only the clients of deployments that `user` and
+    /// `password` log in to: each deployment is its own server in real life, reached with
+    /// its own admin credentials, so one lifecycle never counts another's clients.
+    pub fn clients_for(
+        &mut self,
+        user: &str,
+        password: &str,
+        now: Instant,
+        wall_now_us: u64,
+    ) -> Vec<Value> {
+        self.render_clients(now, wall_now_us, |d| {
+            d.spec.admin_user == user && d.spec.admin_password == password
+        })
+    }
+
+    /// Enrolls the clients whose time has come, then renders those of the deployments
+    /// `visible` keeps. Only those are rendered: with every lifecycle polling at once,
+    /// rendering all clients for each search made a large run's searches quadratic.
+    fn render_clients(
+        &mut self,
+        now: Instant,
+        wall_now_us: u64,
+        visible: impl Fn(&DeployedServer) -> bool,
+    ) -> Vec<Value> {
+        self.enroll_due(now, wall_now_us);
+        let stale_us = u64::try_from(self.style.stale_by.as_micros()).unwrap_or(u64::MAX);
+        let last_seen = wall_now_us.saturating_sub(stale_us);
+        let style = self.style;
+        self.deployments
+            .iter_mut()
+            .filter(|d| visible(d))
+            .flat_map(|d| d.clients.iter_mut())
+            .map(|c| {
+                let interrogated = c.interrogated.reached(now) && !style.uninterrogated;
+                client_json(c, last_seen, interrogated, style)
+            })
+            .collect()
+    }
+
+    /// Every deployment whose enrollment time has passed gets its expected clients, once.
+    fn enroll_due(&mut self, now: Instant, wall_now_us: u64) {
         let scenario = self.scenario;
         for d in &mut self.deployments {
             if d.enrolled || scenario.clients_never_enroll() || !d.enrollment.reached(now) {
@@ -170,43 +216,6 @@ impl Registry {
                 });
             }
         }
-        let stale_us = u64::try_from(self.style.stale_by.as_micros()).unwrap_or(u64::MAX);
-        let last_seen = wall_now_us.saturating_sub(stale_us);
-        let style = self.style;
-        self.deployments
-            .iter_mut()
-            .flat_map(|d| d.clients.iter_mut())
-            .map(|c| {
-                let interrogated = c.interrogated.reached(now) && !style.uninterrogated;
-                client_json(c, last_seen, interrogated, style)
-            })
-            .collect()
-    }
-
-    /// Like [`Registry::clients`], but only the clients of deployments that `user` and
-    /// `password` log in to: each deployment is its own server in real life, reached with
-    /// its own admin credentials, so one lifecycle never counts another's clients.
-    pub fn clients_for(
-        &mut self,
-        user: &str,
-        password: &str,
-        now: Instant,
-        wall_now_us: u64,
-    ) -> Vec<Value> {
-        let all = self.clients(now, wall_now_us);
-        let visible: std::collections::HashSet<&str> = self
-            .deployments
-            .iter()
-            .filter(|d| d.spec.admin_user == user && d.spec.admin_password == password)
-            .flat_map(|d| d.clients.iter().map(|c| c.client_id.as_str()))
-            .collect();
-        all.into_iter()
-            .filter(|c| {
-                c["client_id"]
-                    .as_str()
-                    .is_some_and(|id| visible.contains(id))
-            })
-            .collect()
     }
 
     /// Deployments still registered, for `mock-state.json`.
@@ -330,6 +339,24 @@ mod tests {
         assert!(r.healthy(t0));
         assert!(r.clients(t0, 1_000).is_empty());
         assert_eq!(r.clients(t0, 1_000).len(), 2);
+    }
+
+    #[test]
+    fn a_login_sees_only_its_own_deployments_clients() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Scenario::Healthy, Duration::ZERO);
+        r.deploy(spec("d1", 1), t0);
+        let mut other = spec("d2", 2);
+        other.admin_user = "admin-2".into();
+        r.deploy(other, t0);
+        assert!(r.clients_for("admin", "pw", t0, 1_000).is_empty());
+        let mine = r.clients_for("admin", "pw", t0, 1_000);
+        assert_eq!(mine.len(), 1);
+        // The other deployment enrolled on the same search, unseen by this login.
+        assert_eq!(r.clients_for("admin-2", "pw", t0, 1_000).len(), 2);
+        assert!(r.clients_for("admin", "wrong", t0, 1_000).is_empty());
+        let mine_again = r.clients_for("admin", "pw", t0, 2_000);
+        assert_eq!(mine_again[0]["client_id"], mine[0]["client_id"]);
     }
 
     #[test]
