@@ -153,7 +153,6 @@ impl ArmProvider {
 
     /// Polls the deployment's own provisioningState (when ARM gave no monitor URL).
     async fn wait_provisioning_state(&self, cx: &PhaseContext) -> Result<(), AzureError> {
-        let begun = Instant::now();
         let strikes = Strikes::default();
         let result = poll_until(cx.deadline(), self.plan.common.poll, |_| async {
             match deploy::get(&self.clients, &self.group, &self.deployment).await {
@@ -176,16 +175,9 @@ impl ArmProvider {
             }
         })
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(PollError::Failed(e)) => Err(e),
-            Err(PollError::Deadline { attempts, last }) => Err(AzureError::Deadline {
-                operation: format!("deployment {}", self.deployment),
-                waited_s: begun.elapsed().as_secs(),
-                attempts,
-                last: last.unwrap_or_default(),
-            }),
-        }
+        result.map(|_| ()).map_err(|e| {
+            e.into_error(|o| AzureError::overdue(format!("deployment {}", self.deployment), o))
+        })
     }
 
     async fn do_create(&mut self, cx: &PhaseContext) -> Result<CreateFacts, AzureError> {
@@ -377,10 +369,10 @@ impl ArmProvider {
                 "waiting for deployment {} to cancel: {e}; deleting the group anyway",
                 self.deployment
             )),
-            Err(PollError::Deadline { last, .. }) => cx.progress(format!(
+            Err(PollError::Deadline(o)) => cx.progress(format!(
                 "deployment {} still {} after cancelling; deleting the group anyway",
                 self.deployment,
-                last.unwrap_or_default()
+                o.last_or("")
             )),
         }
     }
