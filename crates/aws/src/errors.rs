@@ -51,6 +51,21 @@ impl ErrorContext {
             None => format!("{service}.{}.amazonaws.com", self.region),
         }
     }
+
+    /// [`AwsError::from_sdk`] with this connection's details. One generic serves every
+    /// client: the SDK crates all re-export smithy's `SdkError` and `HttpResponse`.
+    pub fn sdk<E>(
+        &self,
+        operation: &'static str,
+        target: &str,
+        service: &str,
+        err: SdkError<E, HttpResponse>,
+    ) -> AwsError
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    {
+        AwsError::from_sdk(operation, target, service, self, err)
+    }
 }
 
 #[derive(Debug, Error)]
