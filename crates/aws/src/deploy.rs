@@ -90,25 +90,6 @@ impl CfnStacks {
         self.errors.credential_source = source.to_string();
     }
 
-    fn fail<E>(
-        &self,
-        op: &'static str,
-        target: &str,
-        err: aws_sdk_cloudformation::error::SdkError<
-            E,
-            aws_sdk_cloudformation::config::http::HttpResponse,
-        >,
-    ) -> AwsError
-    where
-        E: aws_sdk_cloudformation::error::ProvideErrorMetadata
-            + std::error::Error
-            + Send
-            + Sync
-            + 'static,
-    {
-        AwsError::from_sdk(op, target, SERVICE, &self.errors, err)
-    }
-
     /// Starts the stack and returns its id. Rollback stays enabled (no `OnFailure=DELETE`):
     /// the events survive for the failure line and teardown deletes what is left. With
     /// `keep_on_failure`, `OnFailure=DO_NOTHING` keeps a failed create's resources.
@@ -139,7 +120,7 @@ impl CfnStacks {
         let out = call
             .send()
             .await
-            .map_err(|e| self.fail("CreateStack", &req.name, e))?;
+            .map_err(|e| self.errors.sdk("CreateStack", &req.name, SERVICE, e))?;
         out.stack_id.ok_or_else(|| AwsError::MissingField {
             operation: "CreateStack",
             target: req.name.clone(),
@@ -156,7 +137,7 @@ impl CfnStacks {
                 None => Ok(None),
             },
             Err(e) => {
-                let err = self.fail("DescribeStacks", name, e);
+                let err = self.errors.sdk("DescribeStacks", name, SERVICE, e);
                 if err.is_stack_missing() {
                     Ok(None)
                 } else {
@@ -171,7 +152,8 @@ impl CfnStacks {
         let mut pages = self.client.describe_stacks().into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeStacks", "all stacks", e))?;
+            let page =
+                page.map_err(|e| self.errors.sdk("DescribeStacks", "all stacks", SERVICE, e))?;
             for stack in page.stacks.unwrap_or_default() {
                 out.push(snapshot(stack, "a listed stack")?);
             }
@@ -199,7 +181,7 @@ impl CfnStacks {
                 Ok(out) => out,
                 Err(e) => {
                     pager.discard();
-                    return Err(self.fail("DescribeStackEvents", name, e));
+                    return Err(self.errors.sdk("DescribeStackEvents", name, SERVICE, e));
                 }
             };
             let page: Vec<StackEventRecord> = out
@@ -224,7 +206,7 @@ impl CfnStacks {
             .stack_name(name)
             .send()
             .await
-            .map_err(|e| self.fail("DescribeStackResources", name, e))?;
+            .map_err(|e| self.errors.sdk("DescribeStackResources", name, SERVICE, e))?;
         Ok(out
             .stack_resources
             .unwrap_or_default()
@@ -250,7 +232,7 @@ impl CfnStacks {
             .set_role_arn(self.role_arn.clone())
             .send()
             .await
-            .map_err(|e| self.fail("DeleteStack", name, e))?;
+            .map_err(|e| self.errors.sdk("DeleteStack", name, SERVICE, e))?;
         Ok(())
     }
 }

@@ -51,6 +51,78 @@ impl ErrorContext {
             None => format!("{service}.{}.amazonaws.com", self.region),
         }
     }
+
+    /// Classifies an SDK error with this connection's details. `service` is the endpoint
+    /// prefix (`cloudformation`, `ec2`), only used to name the regional endpoint in
+    /// messages. One generic serves every client: the SDK crates all re-export smithy's
+    /// `SdkError` and `HttpResponse`.
+    pub fn sdk<E>(
+        &self,
+        operation: &'static str,
+        target: &str,
+        service: &str,
+        err: SdkError<E, HttpResponse>,
+    ) -> AwsError
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    {
+        let target = target.to_string();
+        let detail = DisplayErrorContext(&err).to_string();
+        if has_credentials_error(&err) {
+            return AwsError::NoCredentials {
+                operation,
+                target,
+                detail,
+                credential_source: self.credential_source.clone(),
+            };
+        }
+        match &err {
+            // A 2xx whose body did not parse arrives as a service error without a code.
+            SdkError::ResponseError(_) => AwsError::Malformed {
+                operation,
+                target,
+                detail,
+            },
+            SdkError::ServiceError(e)
+                if e.raw().status().is_success() && e.err().code().is_none() =>
+            {
+                AwsError::Malformed {
+                    operation,
+                    target,
+                    detail,
+                }
+            }
+            SdkError::ServiceError(_) => {
+                let code = err.code().unwrap_or("Unknown").to_string();
+                let message = err.message().unwrap_or("no message").to_string();
+                AwsError::from_code(operation, target, self, code, message, detail)
+            }
+            SdkError::DispatchFailure(d) if d.is_timeout() => AwsError::Timeout {
+                operation,
+                target,
+                endpoint: self.endpoint_name(service),
+                detail,
+            },
+            SdkError::DispatchFailure(d) if d.is_io() => AwsError::Unreachable {
+                operation,
+                target,
+                endpoint: self.endpoint_name(service),
+                region: self.region.clone(),
+                detail,
+            },
+            SdkError::TimeoutError(_) => AwsError::Timeout {
+                operation,
+                target,
+                endpoint: self.endpoint_name(service),
+                detail,
+            },
+            _ => AwsError::Other {
+                operation,
+                target,
+                detail,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -124,76 +196,6 @@ pub enum AwsError {
 }
 
 impl AwsError {
-    /// Classifies an SDK error. `service` is the endpoint prefix (`cloudformation`, `ec2`),
-    /// only used to name the regional endpoint in messages.
-    pub fn from_sdk<E>(
-        operation: &'static str,
-        target: &str,
-        service: &str,
-        cx: &ErrorContext,
-        err: SdkError<E, HttpResponse>,
-    ) -> AwsError
-    where
-        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-    {
-        let target = target.to_string();
-        let detail = DisplayErrorContext(&err).to_string();
-        if has_credentials_error(&err) {
-            return AwsError::NoCredentials {
-                operation,
-                target,
-                detail,
-                credential_source: cx.credential_source.clone(),
-            };
-        }
-        match &err {
-            // A 2xx whose body did not parse arrives as a service error without a code.
-            SdkError::ResponseError(_) => AwsError::Malformed {
-                operation,
-                target,
-                detail,
-            },
-            SdkError::ServiceError(e)
-                if e.raw().status().is_success() && e.err().code().is_none() =>
-            {
-                AwsError::Malformed {
-                    operation,
-                    target,
-                    detail,
-                }
-            }
-            SdkError::ServiceError(_) => {
-                let code = err.code().unwrap_or("Unknown").to_string();
-                let message = err.message().unwrap_or("no message").to_string();
-                Self::from_code(operation, target, cx, code, message, detail)
-            }
-            SdkError::DispatchFailure(d) if d.is_timeout() => AwsError::Timeout {
-                operation,
-                target,
-                endpoint: cx.endpoint_name(service),
-                detail,
-            },
-            SdkError::DispatchFailure(d) if d.is_io() => AwsError::Unreachable {
-                operation,
-                target,
-                endpoint: cx.endpoint_name(service),
-                region: cx.region.clone(),
-                detail,
-            },
-            SdkError::TimeoutError(_) => AwsError::Timeout {
-                operation,
-                target,
-                endpoint: cx.endpoint_name(service),
-                detail,
-            },
-            _ => AwsError::Other {
-                operation,
-                target,
-                detail,
-            },
-        }
-    }
-
     /// Classifies a modeled AWS error by its code.
     pub fn from_code(
         operation: &'static str,

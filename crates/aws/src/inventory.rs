@@ -11,7 +11,7 @@ use cloudtest_core::{ResourceKind, ResourceRef};
 use crate::calls::CallCounter;
 use crate::errors::{AwsError, ErrorContext};
 
-const SERVICE: &str = "ec2";
+pub(crate) const SERVICE: &str = "ec2";
 
 /// Sweep waits for a terminated instance at most this many times this long.
 const TERMINATE_POLLS: u32 = 60;
@@ -84,16 +84,9 @@ impl Ec2Inventory {
         &self.client
     }
 
-    pub(crate) fn fail<E>(
-        &self,
-        op: &'static str,
-        target: &str,
-        err: aws_sdk_ec2::error::SdkError<E, aws_sdk_cloudformation::config::http::HttpResponse>,
-    ) -> AwsError
-    where
-        E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        AwsError::from_sdk(op, target, SERVICE, &self.errors, err)
+    /// For the EC2 reads that live in sibling modules (leak, zones).
+    pub(crate) fn errors(&self) -> &ErrorContext {
+        &self.errors
     }
 
     /// `GetConsoleOutput`, decoded (AWS sends base64); `None` while there is none yet.
@@ -113,7 +106,7 @@ impl Ec2Inventory {
         let out = call
             .send()
             .await
-            .map_err(|e| self.fail("GetConsoleOutput", instance_id, e))?;
+            .map_err(|e| self.errors.sdk("GetConsoleOutput", instance_id, SERVICE, e))?;
         let Some(encoded) = out.output.filter(|o| !o.trim().is_empty()) else {
             return Ok(None);
         };
@@ -173,7 +166,8 @@ impl Ec2Inventory {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("DescribeInstances", target, e))?;
+                let page =
+                    page.map_err(|e| self.errors.sdk("DescribeInstances", target, SERVICE, e))?;
                 for inst in page.reservations().iter().flat_map(|r| r.instances()) {
                     let state = inst.state().and_then(|s| s.name()).map(|n| n.as_str());
                     if state == Some("terminated") {
@@ -202,7 +196,8 @@ impl Ec2Inventory {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("DescribeVolumes", target, e))?;
+                let page =
+                    page.map_err(|e| self.errors.sdk("DescribeVolumes", target, SERVICE, e))?;
                 for v in page.volumes() {
                     let Some(id) = v.volume_id() else { continue };
                     let mut r = reference(ResourceKind::Volume, "AWS::EC2::Volume", id.to_string());
@@ -226,7 +221,10 @@ impl Ec2Inventory {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("DescribeNetworkInterfaces", target, e))?;
+                let page = page.map_err(|e| {
+                    self.errors
+                        .sdk("DescribeNetworkInterfaces", target, SERVICE, e)
+                })?;
                 for n in page.network_interfaces() {
                     let Some(id) = n.network_interface_id() else {
                         continue;
@@ -250,7 +248,7 @@ impl Ec2Inventory {
                 .filters(filter.clone())
                 .send()
                 .await
-                .map_err(|e| self.fail("DescribeAddresses", target, e))?;
+                .map_err(|e| self.errors.sdk("DescribeAddresses", target, SERVICE, e))?;
             for a in addrs.addresses() {
                 let Some(id) = a.allocation_id().or(a.public_ip()) else {
                     continue;
@@ -270,7 +268,10 @@ impl Ec2Inventory {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("DescribeSecurityGroups", target, e))?;
+                let page = page.map_err(|e| {
+                    self.errors
+                        .sdk("DescribeSecurityGroups", target, SERVICE, e)
+                })?;
                 for g in page.security_groups() {
                     let Some(id) = g.group_id() else { continue };
                     out.push(TaggedResource {
@@ -293,7 +294,7 @@ impl Ec2Inventory {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("DescribeVpcs", target, e))?;
+                let page = page.map_err(|e| self.errors.sdk("DescribeVpcs", target, SERVICE, e))?;
                 for v in page.vpcs() {
                     let Some(id) = v.vpc_id() else { continue };
                     out.push(TaggedResource {
@@ -312,7 +313,8 @@ impl Ec2Inventory {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("DescribeNatGateways", target, e))?;
+                let page =
+                    page.map_err(|e| self.errors.sdk("DescribeNatGateways", target, SERVICE, e))?;
                 for g in page.nat_gateways() {
                     let state = g.state().map(|s| s.as_str());
                     if state == Some("deleted") {
@@ -341,7 +343,10 @@ impl Ec2Inventory {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("DescribeLaunchTemplates", target, e))?;
+                let page = page.map_err(|e| {
+                    self.errors
+                        .sdk("DescribeLaunchTemplates", target, SERVICE, e)
+                })?;
                 for x in page.launch_templates() {
                     let Some(id) = x.launch_template_id() else {
                         continue;
@@ -366,7 +371,8 @@ impl Ec2Inventory {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("DescribeRouteTables", target, e))?;
+                let page =
+                    page.map_err(|e| self.errors.sdk("DescribeRouteTables", target, SERVICE, e))?;
                 for x in page.route_tables() {
                     let Some(id) = x.route_table_id() else {
                         continue;
@@ -391,7 +397,10 @@ impl Ec2Inventory {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("DescribeInternetGateways", target, e))?;
+                let page = page.map_err(|e| {
+                    self.errors
+                        .sdk("DescribeInternetGateways", target, SERVICE, e)
+                })?;
                 for x in page.internet_gateways() {
                     let Some(id) = x.internet_gateway_id() else {
                         continue;
@@ -416,7 +425,8 @@ impl Ec2Inventory {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.fail("DescribeSubnets", target, e))?;
+                let page =
+                    page.map_err(|e| self.errors.sdk("DescribeSubnets", target, SERVICE, e))?;
                 for x in page.subnets() {
                     let Some(id) = x.subnet_id() else { continue };
                     out.push(TaggedResource {
@@ -447,7 +457,10 @@ impl Ec2Inventory {
             .set_instance_ids(Some(ids.to_vec()))
             .send()
             .await
-            .map_err(|e| self.fail("DescribeInstances", &ids.join(","), e))?;
+            .map_err(|e| {
+                self.errors
+                    .sdk("DescribeInstances", &ids.join(","), SERVICE, e)
+            })?;
         Ok(out
             .reservations()
             .iter()
@@ -472,7 +485,7 @@ impl Ec2Inventory {
             .instance_ids(id)
             .send()
             .await
-            .map_err(|e| self.fail("TerminateInstances", id, e))?;
+            .map_err(|e| self.errors.sdk("TerminateInstances", id, SERVICE, e))?;
         for _ in 0..TERMINATE_POLLS {
             let out = self
                 .client
@@ -480,7 +493,7 @@ impl Ec2Inventory {
                 .instance_ids(id)
                 .send()
                 .await
-                .map_err(|e| self.fail("DescribeInstances", id, e))?;
+                .map_err(|e| self.errors.sdk("DescribeInstances", id, SERVICE, e))?;
             let terminated = out
                 .reservations()
                 .iter()
@@ -506,14 +519,17 @@ impl Ec2Inventory {
             .allocation_ids(allocation)
             .send()
             .await
-            .map_err(|e| self.fail("DescribeAddresses", allocation, e))?;
+            .map_err(|e| self.errors.sdk("DescribeAddresses", allocation, SERVICE, e))?;
         for association in out.addresses().iter().filter_map(|a| a.association_id()) {
             self.client
                 .disassociate_address()
                 .association_id(association)
                 .send()
                 .await
-                .map_err(|e| self.fail("DisassociateAddress", association, e))?;
+                .map_err(|e| {
+                    self.errors
+                        .sdk("DisassociateAddress", association, SERVICE, e)
+                })?;
         }
         self.client
             .release_address()
@@ -521,7 +537,7 @@ impl Ec2Inventory {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| self.fail("ReleaseAddress", allocation, e))
+            .map_err(|e| self.errors.sdk("ReleaseAddress", allocation, SERVICE, e))
     }
 
     /// Removes a route table's subnet associations (its routes go with it), then deletes it.
@@ -532,7 +548,7 @@ impl Ec2Inventory {
             .route_table_ids(id)
             .send()
             .await
-            .map_err(|e| self.fail("DescribeRouteTables", id, e))?;
+            .map_err(|e| self.errors.sdk("DescribeRouteTables", id, SERVICE, e))?;
         for assoc in out
             .route_tables()
             .iter()
@@ -545,7 +561,7 @@ impl Ec2Inventory {
                 .association_id(assoc)
                 .send()
                 .await
-                .map_err(|e| self.fail("DisassociateRouteTable", assoc, e))?;
+                .map_err(|e| self.errors.sdk("DisassociateRouteTable", assoc, SERVICE, e))?;
         }
         self.client
             .delete_route_table()
@@ -553,7 +569,7 @@ impl Ec2Inventory {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| self.fail("DeleteRouteTable", id, e))
+            .map_err(|e| self.errors.sdk("DeleteRouteTable", id, SERVICE, e))
     }
 
     /// Detaches an internet gateway from its VPCs, then deletes it.
@@ -564,7 +580,7 @@ impl Ec2Inventory {
             .internet_gateway_ids(id)
             .send()
             .await
-            .map_err(|e| self.fail("DescribeInternetGateways", id, e))?;
+            .map_err(|e| self.errors.sdk("DescribeInternetGateways", id, SERVICE, e))?;
         for vpc in out
             .internet_gateways()
             .iter()
@@ -577,7 +593,7 @@ impl Ec2Inventory {
                 .vpc_id(vpc)
                 .send()
                 .await
-                .map_err(|e| self.fail("DetachInternetGateway", id, e))?;
+                .map_err(|e| self.errors.sdk("DetachInternetGateway", id, SERVICE, e))?;
         }
         self.client
             .delete_internet_gateway()
@@ -585,7 +601,7 @@ impl Ec2Inventory {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| self.fail("DeleteInternetGateway", id, e))
+            .map_err(|e| self.errors.sdk("DeleteInternetGateway", id, SERVICE, e))
     }
 
     /// Deletes one stray resource (sweep) the way its kind must go: instances terminated
@@ -604,28 +620,28 @@ impl Ec2Inventory {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.fail("DeleteLaunchTemplate", &id, e)),
+                .map_err(|e| self.errors.sdk("DeleteLaunchTemplate", &id, SERVICE, e)),
             ResourceKind::Subnet => c
                 .delete_subnet()
                 .subnet_id(&id)
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.fail("DeleteSubnet", &id, e)),
+                .map_err(|e| self.errors.sdk("DeleteSubnet", &id, SERVICE, e)),
             ResourceKind::Volume => c
                 .delete_volume()
                 .volume_id(&id)
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.fail("DeleteVolume", &id, e)),
+                .map_err(|e| self.errors.sdk("DeleteVolume", &id, SERVICE, e)),
             ResourceKind::NetworkInterface => c
                 .delete_network_interface()
                 .network_interface_id(&id)
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.fail("DeleteNetworkInterface", &id, e)),
+                .map_err(|e| self.errors.sdk("DeleteNetworkInterface", &id, SERVICE, e)),
             ResourceKind::PublicIp => self.release_address(&id).await,
             ResourceKind::SecurityGroup => c
                 .delete_security_group()
@@ -633,21 +649,21 @@ impl Ec2Inventory {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.fail("DeleteSecurityGroup", &id, e)),
+                .map_err(|e| self.errors.sdk("DeleteSecurityGroup", &id, SERVICE, e)),
             ResourceKind::Vpc => c
                 .delete_vpc()
                 .vpc_id(&id)
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.fail("DeleteVpc", &id, e)),
+                .map_err(|e| self.errors.sdk("DeleteVpc", &id, SERVICE, e)),
             ResourceKind::NatGateway => c
                 .delete_nat_gateway()
                 .nat_gateway_id(&id)
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| self.fail("DeleteNatGateway", &id, e)),
+                .map_err(|e| self.errors.sdk("DeleteNatGateway", &id, SERVICE, e)),
             other => Err(AwsError::Other {
                 operation: "Delete",
                 target: id,

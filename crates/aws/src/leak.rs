@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::Filter;
 use cloudtest_core::{ResourceKind, ResourceRef};
 
 use crate::errors::AwsError;
-use crate::inventory::{Ec2Inventory, TaggedResource, RUN_ID_TAG};
+use crate::inventory::{Ec2Inventory, TaggedResource, RUN_ID_TAG, SERVICE};
 /// Older home of the kind mappings now in [`crate::resources`].
 pub use crate::resources::{kind_of_id, kind_of_tag_type};
 
@@ -43,7 +43,7 @@ impl Ec2Inventory {
             .send();
         let mut kinds = BTreeSet::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.fail("DescribeTags", target, e))?;
+            let page = page.map_err(|e| self.errors().sdk("DescribeTags", target, SERVICE, e))?;
             for t in page.tags() {
                 let by_type = t.resource_type().map(|ty| kind_of_tag_type(ty.as_str()).0);
                 let kind = match by_type {

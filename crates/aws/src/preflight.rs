@@ -286,26 +286,6 @@ impl AwsPreflight {
         self.counter.get()
     }
 
-    fn err<E>(
-        &self,
-        op: &'static str,
-        target: &str,
-        service: &str,
-        e: aws_sdk_cloudformation::error::SdkError<
-            E,
-            aws_sdk_cloudformation::config::http::HttpResponse,
-        >,
-    ) -> AwsError
-    where
-        E: aws_sdk_cloudformation::error::ProvideErrorMetadata
-            + std::error::Error
-            + Send
-            + Sync
-            + 'static,
-    {
-        AwsError::from_sdk(op, target, service, &self.errors, e)
-    }
-
     /// Every check for this region, in the order a person reads them. A failed identity
     /// stops the rest: every other call would fail the same way.
     pub async fn run(&self, plan: &AwsPreflightPlan) -> Vec<Check> {
@@ -367,7 +347,7 @@ impl AwsPreflight {
                 ))
             }
             Err(e) => {
-                let e = self.err("GetCallerIdentity", "the caller", "sts", e);
+                let e = self.errors.sdk("GetCallerIdentity", "the caller", "sts", e);
                 let fix = match &e {
                     AwsError::BadCredentials { .. } | AwsError::NoCredentials { .. } => {
                         "log in again (`aws sso login`, or refresh AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN; in CI check the OIDC role)"
@@ -407,7 +387,9 @@ impl AwsPreflight {
                 Check::ok(PROVIDER, region, "template", detail)
             }
             Err(e) => {
-                let e = self.err("ValidateTemplate", "the template", "cloudformation", e);
+                let e = self
+                    .errors
+                    .sdk("ValidateTemplate", "the template", "cloudformation", e);
                 match &e {
                     AwsError::Api { code, message, .. } if code == "ValidationError" => {
                         Check::fail(
@@ -438,7 +420,7 @@ impl AwsPreflight {
             .role_name(role)
             .send()
             .await
-            .map_err(|e| self.err("GetRole", role, "iam", e))?;
+            .map_err(|e| self.errors.sdk("GetRole", role, "iam", e))?;
         o.role()
             .map(|r| r.arn().to_string())
             .ok_or(AwsError::MissingField {
@@ -538,7 +520,7 @@ impl AwsPreflight {
             let o = call
                 .send()
                 .await
-                .map_err(|e| self.err("SimulatePrincipalPolicy", source, "iam", e))?;
+                .map_err(|e| self.errors.sdk("SimulatePrincipalPolicy", source, "iam", e))?;
             // The simulator now answers one result per action, its top-level decision the
             // most restrictive over every resource given; the decision for each resource is
             // in ResourceSpecificResults (older answers had one result per resource).
@@ -598,7 +580,10 @@ impl AwsPreflight {
             )
             .send()
             .await
-            .map_err(|e| self.err("DescribeAvailabilityZones", region, "ec2", e))?;
+            .map_err(|e| {
+                self.errors
+                    .sdk("DescribeAvailabilityZones", region, "ec2", e)
+            })?;
         let mut zones: Vec<String> = o
             .availability_zones()
             .iter()
@@ -687,7 +672,9 @@ impl AwsPreflight {
                 &self.errors,
                 region,
                 "capacity",
-                &self.err("DescribeInstanceTypeOfferings", zone, "ec2", e),
+                &self
+                    .errors
+                    .sdk("DescribeInstanceTypeOfferings", zone, "ec2", e),
             ),
         }
     }
@@ -702,10 +689,10 @@ impl AwsPreflight {
         for t in types {
             call = call.instance_types(InstanceType::from(t.as_str()));
         }
-        let o = call
-            .send()
-            .await
-            .map_err(|e| self.err("DescribeInstanceTypes", "instance types", "ec2", e))?;
+        let o = call.send().await.map_err(|e| {
+            self.errors
+                .sdk("DescribeInstanceTypes", "instance types", "ec2", e)
+        })?;
         for info in o.instance_types() {
             if let (Some(t), Some(v)) = (
                 info.instance_type(),
@@ -735,7 +722,7 @@ impl AwsPreflight {
                 .set_next_token(token.clone())
                 .send()
                 .await
-                .map_err(|e| self.err("DescribeInstances", region, "ec2", e))?;
+                .map_err(|e| self.errors.sdk("DescribeInstances", region, "ec2", e))?;
             for i in o.reservations().iter().flat_map(|r| r.instances()) {
                 let is_spot = i.instance_lifecycle() == Some(&InstanceLifecycleType::Spot);
                 let Some(t) = i.instance_type().map(|t| t.as_str().to_string()) else {
@@ -781,7 +768,7 @@ impl AwsPreflight {
                     &self.errors,
                     region,
                     "quota",
-                    &self.err("GetServiceQuota", code, "servicequotas", e),
+                    &self.errors.sdk("GetServiceQuota", code, "servicequotas", e),
                 )
             }
         };
@@ -866,7 +853,7 @@ impl AwsPreflight {
                 &self.errors,
                 region,
                 "spot",
-                &self.err("DescribeSpotPriceHistory", zone, "ec2", e),
+                &self.errors.sdk("DescribeSpotPriceHistory", zone, "ec2", e),
             ),
         }
     }

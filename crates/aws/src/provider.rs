@@ -8,9 +8,9 @@ use aws_config::SdkConfig;
 use chrono::{DateTime, SecondsFormat, Utc};
 use cloudtest_core::outputs::{parse_outputs, OutputContext, OutputError};
 use cloudtest_core::{
-    poll_until, CreateFacts, DeploymentFacts, EvidenceItem, LeakFacts, LifecycleId, Phase,
-    PhaseContext, PhaseError, PollError, PollStep, Provider, RequirementId, ResourceKind,
-    ResourceRef, ServerIdentity, TeardownFacts,
+    poll_until, CreateFacts, DeploymentFacts, EvidenceItem, LeakFacts, LifecycleId, Overdue, Phase,
+    PhaseContext, PhaseError, PollStep, Provider, RequirementId, ResourceKind, ResourceRef,
+    ServerIdentity, TeardownFacts,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -413,6 +413,8 @@ enum DeleteWait {
     /// DeleteStack itself rejected again after the retry.
     Rejected(String),
     Error(PhaseError),
+    /// The teardown deadline passed while the stack was still there.
+    Overdue(Overdue),
 }
 
 /// The physical id of the first instance whose logical id contains `role`.
@@ -540,17 +542,16 @@ impl Provider for CloudFormationProvider {
         .await;
         self.pager = pager.into_inner();
         self.events.extend(seen.into_inner());
-        let snap = match result {
-            Ok((snap, _)) => snap,
-            Err(PollError::Failed(e)) => return Err(e),
-            Err(PollError::Deadline { attempts, last }) => {
-                return Err(PhaseError::failed(format!(
-                    "stack {} was still {} when the wait_ready deadline passed ({attempts} polls)",
+        let (snap, _) = result.map_err(|e| {
+            e.into_error(|o| {
+                PhaseError::failed(format!(
+                    "stack {} was still {} when the wait_ready deadline passed ({} polls)",
                     self.stack_name,
-                    last.as_deref().unwrap_or("not ready")
-                )))
-            }
-        };
+                    o.last_or("not ready"),
+                    o.attempts
+                ))
+            })
+        })?;
         self.stack_id = Some(snap.stack_id.clone());
         self.last_outputs = snap.outputs.clone();
 
@@ -844,7 +845,7 @@ impl Provider for CloudFormationProvider {
         self.pager = pager.into_inner();
         self.events.extend(seen.into_inner());
         let retries = requests.into_inner().retries();
-        let failure = match result {
+        let failure = match result.map_err(|e| e.into_error(DeleteWait::Overdue)) {
             Ok(((), _)) => {
                 return Ok(TeardownFacts {
                     deletion_ms: started.elapsed().as_millis() as u64,
@@ -852,18 +853,19 @@ impl Provider for CloudFormationProvider {
                     retries,
                 })
             }
-            Err(PollError::Failed(DeleteWait::Error(e))) => return Err(e),
-            Err(PollError::Failed(DeleteWait::Rejected(e))) => e,
-            Err(PollError::Failed(DeleteWait::DeleteFailed(snap))) => format!(
+            Err(DeleteWait::Error(e)) => return Err(e),
+            Err(DeleteWait::Rejected(e)) => e,
+            Err(DeleteWait::DeleteFailed(snap)) => format!(
                 "DELETE_FAILED ({}); failed resources: {}",
                 snap.reason.as_deref().unwrap_or("no reason given"),
                 self.failed_resources().await
             ),
-            Err(PollError::Deadline { attempts, last }) => {
+            Err(DeleteWait::Overdue(o)) => {
                 let message = format!(
-                    "stack {} was still {} when the teardown deadline passed ({attempts} polls); deletion is NOT finished: check the CloudFormation console or run `cloudtest sweep`",
+                    "stack {} was still {} when the teardown deadline passed ({} polls); deletion is NOT finished: check the CloudFormation console or run `cloudtest sweep`",
                     self.stack_name,
-                    last.as_deref().unwrap_or("present")
+                    o.last_or("present"),
+                    o.attempts
                 );
                 self.deletion_unfinished = Some(message.clone());
                 return Err(PhaseError::failed(message));

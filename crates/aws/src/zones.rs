@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_ec2::types::{Filter, LocationType};
 
 use crate::errors::AwsError;
-use crate::inventory::Ec2Inventory;
+use crate::inventory::{Ec2Inventory, SERVICE};
 
 /// The template parameter carrying the zone (empty: the region's first zone).
 pub const ZONE_PARAMETER: &str = "AvailabilityZone";
@@ -45,8 +45,14 @@ impl Ec2Inventory {
             .send();
         let mut offers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| self.fail("DescribeInstanceTypeOfferings", "instance types", e))?;
+            let page = page.map_err(|e| {
+                self.errors().sdk(
+                    "DescribeInstanceTypeOfferings",
+                    "instance types",
+                    SERVICE,
+                    e,
+                )
+            })?;
             for o in page.instance_type_offerings() {
                 if let (Some(zone), Some(ty)) = (o.location(), o.instance_type()) {
                     offers

@@ -4,7 +4,7 @@
 //! `Failed` (the system under test is wanting) with the first failed resource and reason.
 
 use cloudtest_core::outputs::OutputError;
-use cloudtest_core::PhaseError;
+use cloudtest_core::{Overdue, PhaseError};
 use thiserror::Error;
 
 use crate::connection::first_line;
@@ -197,6 +197,16 @@ impl AzureError {
                 code,
                 message,
             },
+        }
+    }
+
+    /// `operation` ran out of phase time while ARM still reported it under way.
+    pub(crate) fn overdue(operation: impl Into<String>, overdue: Overdue) -> Self {
+        AzureError::Deadline {
+            operation: operation.into(),
+            waited_s: overdue.waited.as_secs(),
+            attempts: overdue.attempts,
+            last: overdue.last_or("nothing").into(),
         }
     }
 

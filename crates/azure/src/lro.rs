@@ -13,7 +13,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cloudtest_core::{poll_until, Backoff, PhaseContext, PollError, PollStep};
+use cloudtest_core::{poll_until, Backoff, PhaseContext, PollStep};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -139,7 +139,6 @@ pub(crate) async fn wait(
         Monitor::Location(u) => (u.clone(), false),
         Monitor::None => return Ok(()),
     };
-    let begun = Instant::now();
     let not_before: Mutex<Option<Instant>> =
         Mutex::new(started.retry_after.map(|d| Instant::now() + d));
     let deadline = cx.deadline();
@@ -174,16 +173,9 @@ pub(crate) async fn wait(
         }
     })
     .await;
-    match result {
-        Ok(((), _)) => Ok(()),
-        Err(PollError::Failed(e)) => Err(e),
-        Err(PollError::Deadline { attempts, last }) => Err(AzureError::Deadline {
-            operation: operation.into(),
-            waited_s: begun.elapsed().as_secs(),
-            attempts,
-            last: last.unwrap_or_else(|| "nothing".into()),
-        }),
-    }
+    result
+        .map(|((), _)| ())
+        .map_err(|e| e.into_error(|o| AzureError::overdue(operation, o)))
 }
 
 struct Observed {

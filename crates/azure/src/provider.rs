@@ -153,7 +153,6 @@ impl ArmProvider {
 
     /// Polls the deployment's own provisioningState (when ARM gave no monitor URL).
     async fn wait_provisioning_state(&self, cx: &PhaseContext) -> Result<(), AzureError> {
-        let begun = Instant::now();
         let strikes = Strikes::default();
         let result = poll_until(cx.deadline(), self.plan.common.poll, |_| async {
             match deploy::get(&self.clients, &self.group, &self.deployment).await {
@@ -176,165 +175,8 @@ impl ArmProvider {
             }
         })
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(PollError::Failed(e)) => Err(e),
-            Err(PollError::Deadline { attempts, last }) => Err(AzureError::Deadline {
-                operation: format!("deployment {}", self.deployment),
-                waited_s: begun.elapsed().as_secs(),
-                attempts,
-                last: last.unwrap_or_default(),
-            }),
-        }
-    }
-
-    async fn do_create(&mut self, cx: &PhaseContext) -> Result<CreateFacts, AzureError> {
-        // Validate inputs before creating anything.
-        let parameters = self.parameters()?;
-        cx.progress(format!(
-            "creating resource group {} in {}",
-            self.group, self.plan.common.region
-        ));
-        deploy::create_group(
-            &self.clients,
-            &self.group,
-            &self.plan.common.region,
-            self.tags(),
-        )
-        .await?;
-        cx.progress(format!(
-            "starting deployment {} (incremental)",
-            self.deployment
-        ));
-        let started = deploy::start(
-            &self.clients,
-            &self.group,
-            &self.deployment,
-            self.plan.template.clone(),
-            parameters,
-        )
-        .await?;
-        self.started = Some(started);
-        Ok(CreateFacts {
-            deployment_id: self.deployment_id(),
-            run_id: self.plan.common.run_id.clone(),
-        })
-    }
-
-    async fn do_wait_ready(&mut self, cx: &PhaseContext) -> Result<DeploymentFacts, AzureError> {
-        let started = self.started.clone().unwrap_or(Started {
-            monitor: Monitor::None,
-            retry_after: None,
-        });
-        let waited = if started.monitor == Monitor::None {
-            self.wait_provisioning_state(cx).await
-        } else {
-            lro::wait(
-                &self.clients,
-                cx,
-                "deployment",
-                started,
-                self.plan.common.poll,
-            )
-            .await
-        };
-        match waited {
-            Ok(()) => {}
-            Err(e @ AzureError::OperationFailed { .. }) => {
-                return Err(self.explain_failure(e).await)
-            }
-            Err(e) => return Err(e),
-        }
-        let d = read_again(self.plan.common.poll, || {
-            deploy::get(&self.clients, &self.group, &self.deployment)
-        })
-        .await?;
-        match deploy::state_of(&d) {
-            DeploymentState::Succeeded => {}
-            other => {
-                let fallback = AzureError::OperationFailed {
-                    operation: "deployment".into(),
-                    status: format!("{other:?}"),
-                    code: "(see deployment operations)".into(),
-                    message: "the operation finished but the deployment is not Succeeded".into(),
-                };
-                return Err(self.explain_failure(fallback).await);
-            }
-        }
-        let outputs = deploy::outputs(&d);
-        let facts = parse_outputs(
-            &outputs,
-            OutputContext {
-                admin_user: self.plan.common.admin_user.clone(),
-                admin_password: self.plan.common.admin_password.clone(),
-                resources: deploy::output_resources(
-                    &d,
-                    self.plan.common.use_spot,
-                    &self.plan.template,
-                    &self.plan.common.parameters,
-                ),
-            },
-        )?;
-        Ok(facts)
-    }
-
-    async fn do_teardown(&mut self, cx: &PhaseContext) -> Result<TeardownFacts, AzureError> {
-        let begun = Instant::now();
-        if !read_again(self.plan.common.poll, || {
-            teardown::exists(&self.clients, &self.group)
-        })
-        .await?
-        {
-            cx.progress(format!(
-                "resource group {} does not exist: nothing to delete",
-                self.group
-            ));
-            return Ok(TeardownFacts {
-                deletion_ms: 0,
-                resources_deleted: vec![],
-                retries: 0,
-            });
-        }
-        // A deployment still creating resources would go on after the group's DELETE and
-        // could bring resources back once the group is gone (Azure/azure-sdk-tools#611).
-        self.cancel_running_deployment(cx).await;
-        cx.progress(format!(
-            "deleting resource group {} (forceDeletionTypes={})",
-            self.group,
-            teardown::FORCE_DELETION_TYPES
-        ));
-        // A deletion ARM reports as failed (a resource that would not go, a conflict) is
-        // retried once, as on AWS: the blocking condition is often gone a moment later.
-        let mut retries = 0;
-        let mut resources = None;
-        loop {
-            match self.delete_group(cx, &mut resources).await {
-                Ok(()) => break,
-                Err(
-                    e @ (AzureError::OperationFailed { .. } | AzureError::Api { status: 409, .. }),
-                ) if retries == 0 => {
-                    cx.progress(format!("{e}; retrying the delete once"));
-                    retries += 1;
-                }
-                Err(AzureError::Deadline { waited_s, .. }) if self.group_is_deleting().await => {
-                    return Err(AzureError::StillDeleting {
-                        group: self.group.clone(),
-                        run_id: self.plan.common.run_id.clone(),
-                        waited_s: waited_s.max(begun.elapsed().as_secs()),
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let deletion_ms = u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
-        cx.progress(format!(
-            "resource group {} gone after {deletion_ms} ms",
-            self.group
-        ));
-        Ok(TeardownFacts {
-            deletion_ms,
-            resources_deleted: resources.unwrap_or_default(),
-            retries,
+        result.map(|_| ()).map_err(|e| {
+            e.into_error(|o| AzureError::overdue(format!("deployment {}", self.deployment), o))
         })
     }
 
@@ -377,10 +219,10 @@ impl ArmProvider {
                 "waiting for deployment {} to cancel: {e}; deleting the group anyway",
                 self.deployment
             )),
-            Err(PollError::Deadline { last, .. }) => cx.progress(format!(
+            Err(PollError::Deadline(o)) => cx.progress(format!(
                 "deployment {} still {} after cancelling; deleting the group anyway",
                 self.deployment,
-                last.unwrap_or_default()
+                o.last_or("")
             )),
         }
     }
@@ -446,15 +288,154 @@ impl Provider for ArmProvider {
     }
 
     async fn create(&mut self, cx: &PhaseContext) -> Result<CreateFacts, PhaseError> {
-        self.do_create(cx).await.map_err(PhaseError::from)
+        // Validate inputs before creating anything.
+        let parameters = self.parameters()?;
+        cx.progress(format!(
+            "creating resource group {} in {}",
+            self.group, self.plan.common.region
+        ));
+        deploy::create_group(
+            &self.clients,
+            &self.group,
+            &self.plan.common.region,
+            self.tags(),
+        )
+        .await?;
+        cx.progress(format!(
+            "starting deployment {} (incremental)",
+            self.deployment
+        ));
+        let started = deploy::start(
+            &self.clients,
+            &self.group,
+            &self.deployment,
+            self.plan.template.clone(),
+            parameters,
+        )
+        .await?;
+        self.started = Some(started);
+        Ok(CreateFacts {
+            deployment_id: self.deployment_id(),
+            run_id: self.plan.common.run_id.clone(),
+        })
     }
 
     async fn wait_ready(&mut self, cx: &PhaseContext) -> Result<DeploymentFacts, PhaseError> {
-        self.do_wait_ready(cx).await.map_err(PhaseError::from)
+        let started = self.started.clone().unwrap_or(Started {
+            monitor: Monitor::None,
+            retry_after: None,
+        });
+        let waited = if started.monitor == Monitor::None {
+            self.wait_provisioning_state(cx).await
+        } else {
+            lro::wait(
+                &self.clients,
+                cx,
+                "deployment",
+                started,
+                self.plan.common.poll,
+            )
+            .await
+        };
+        match waited {
+            Ok(()) => {}
+            Err(e @ AzureError::OperationFailed { .. }) => {
+                return Err(self.explain_failure(e).await.into())
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let d = read_again(self.plan.common.poll, || {
+            deploy::get(&self.clients, &self.group, &self.deployment)
+        })
+        .await?;
+        match deploy::state_of(&d) {
+            DeploymentState::Succeeded => {}
+            other => {
+                let fallback = AzureError::OperationFailed {
+                    operation: "deployment".into(),
+                    status: format!("{other:?}"),
+                    code: "(see deployment operations)".into(),
+                    message: "the operation finished but the deployment is not Succeeded".into(),
+                };
+                return Err(self.explain_failure(fallback).await.into());
+            }
+        }
+        let outputs = deploy::outputs(&d);
+        parse_outputs(
+            &outputs,
+            OutputContext {
+                admin_user: self.plan.common.admin_user.clone(),
+                admin_password: self.plan.common.admin_password.clone(),
+                resources: deploy::output_resources(
+                    &d,
+                    self.plan.common.use_spot,
+                    &self.plan.template,
+                    &self.plan.common.parameters,
+                ),
+            },
+        )
+        .map_err(|e| AzureError::Outputs(e).into())
     }
 
     async fn teardown(&mut self, cx: &PhaseContext) -> Result<TeardownFacts, PhaseError> {
-        self.do_teardown(cx).await.map_err(PhaseError::from)
+        let begun = Instant::now();
+        if !read_again(self.plan.common.poll, || {
+            teardown::exists(&self.clients, &self.group)
+        })
+        .await?
+        {
+            cx.progress(format!(
+                "resource group {} does not exist: nothing to delete",
+                self.group
+            ));
+            return Ok(TeardownFacts {
+                deletion_ms: 0,
+                resources_deleted: vec![],
+                retries: 0,
+            });
+        }
+        // A deployment still creating resources would go on after the group's DELETE and
+        // could bring resources back once the group is gone (Azure/azure-sdk-tools#611).
+        self.cancel_running_deployment(cx).await;
+        cx.progress(format!(
+            "deleting resource group {} (forceDeletionTypes={})",
+            self.group,
+            teardown::FORCE_DELETION_TYPES
+        ));
+        // A deletion ARM reports as failed (a resource that would not go, a conflict) is
+        // retried once, as on AWS: the blocking condition is often gone a moment later.
+        let mut retries = 0;
+        let mut resources = None;
+        loop {
+            match self.delete_group(cx, &mut resources).await {
+                Ok(()) => break,
+                Err(
+                    e @ (AzureError::OperationFailed { .. } | AzureError::Api { status: 409, .. }),
+                ) if retries == 0 => {
+                    cx.progress(format!("{e}; retrying the delete once"));
+                    retries += 1;
+                }
+                Err(AzureError::Deadline { waited_s, .. }) if self.group_is_deleting().await => {
+                    return Err(AzureError::StillDeleting {
+                        group: self.group.clone(),
+                        run_id: self.plan.common.run_id.clone(),
+                        waited_s: waited_s.max(begun.elapsed().as_secs()),
+                    }
+                    .into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let deletion_ms = u64::try_from(begun.elapsed().as_millis()).unwrap_or(u64::MAX);
+        cx.progress(format!(
+            "resource group {} gone after {deletion_ms} ms",
+            self.group
+        ));
+        Ok(TeardownFacts {
+            deletion_ms,
+            resources_deleted: resources.unwrap_or_default(),
+            retries,
+        })
     }
 
     async fn collect_evidence(&mut self, _cx: &PhaseContext, _failed: Phase) -> Vec<EvidenceItem> {
@@ -471,8 +452,7 @@ impl Provider for ArmProvider {
         let remaining = read_again(self.plan.common.poll, || {
             leak::find_tagged(&self.clients, &self.plan.common.run_id)
         })
-        .await
-        .map_err(PhaseError::from)?;
+        .await?;
         // A group ARM is still deleting is one item (the group), not a list of its contents:
         // they go with it, and the teardown phase already named it and the sweep command.
         let remaining = if self.group_is_deleting().await {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cloudtest_core::{
-    poll_until, Backoff, LifecycleId, NullSink, Phase, PhaseContext, PollError, PollStep,
-    RequirementId, ResourceKind, ResourceRef,
+    poll_until, Backoff, LifecycleId, NullSink, Phase, PhaseContext, PollStep, RequirementId,
+    ResourceKind, ResourceRef,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -384,7 +384,6 @@ async fn send_delete(
     url.set_query(None);
     url.query_pairs_mut()
         .append_pair("api-version", api_version);
-    let begun = Instant::now();
     let result = poll_until(cx.deadline(), poll, |_| {
         let (url, base) = (url.clone(), base.clone());
         async move {
@@ -441,16 +440,9 @@ async fn send_delete(
         }
     })
     .await;
-    match result {
-        Ok((answer, _)) => Ok(answer),
-        Err(PollError::Failed(e)) => Err(e),
-        Err(PollError::Deadline { attempts, last }) => Err(AzureError::Deadline {
-            operation: operation.into(),
-            waited_s: begun.elapsed().as_secs(),
-            attempts,
-            last: last.unwrap_or_else(|| "nothing".into()),
-        }),
-    }
+    result
+        .map(|(answer, _)| answer)
+        .map_err(|e| e.into_error(|o| AzureError::overdue(operation, o)))
 }
 
 /// The context the shared LRO and existence pollers expect: the sweep's deadline, progress

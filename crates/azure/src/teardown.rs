@@ -1,9 +1,8 @@
 //! Teardown of the run's resource group: deleted last, and gone only when ARM answers the
 //! existence check (HEAD) with 404.
 
-use cloudtest_core::{poll_until, Backoff, PhaseContext, PollError, PollStep, ResourceRef};
+use cloudtest_core::{poll_until, Backoff, PhaseContext, PollStep, ResourceRef};
 use futures::StreamExt;
-use tokio::time::Instant;
 
 use crate::connection::ArmClients;
 use crate::errors::AzureError;
@@ -161,7 +160,6 @@ pub(crate) async fn wait_gone(
     name: &str,
     backoff: Backoff,
 ) -> Result<(), AzureError> {
-    let begun = Instant::now();
     let strikes = Strikes::default();
     let result = poll_until(cx.deadline(), backoff, |_| {
         let strikes = &strikes;
@@ -177,16 +175,9 @@ pub(crate) async fn wait_gone(
         }
     })
     .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(PollError::Failed(e)) => Err(e),
-        Err(PollError::Deadline { attempts, last }) => Err(AzureError::Deadline {
-            operation: format!("deleting resource group {name}"),
-            waited_s: begun.elapsed().as_secs(),
-            attempts,
-            last: last.unwrap_or_default(),
-        }),
-    }
+    result.map(|_| ()).map_err(|e| {
+        e.into_error(|o| AzureError::overdue(format!("deleting resource group {name}"), o))
+    })
 }
 
 /// The group exists: pending while ARM is deleting it, else the DELETE is sent again.

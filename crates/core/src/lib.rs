@@ -38,7 +38,7 @@ pub use facts::{
 };
 pub use phase::{Phase, PhaseRecord, PhaseStatus};
 pub use plan::LifecyclePlan;
-pub use poll::{poll_until, read_again, Backoff, PollError, PollStep, Strikes, Transient};
+pub use poll::{poll_until, read_again, Backoff, Overdue, PollError, PollStep, Strikes, Transient};
 pub use preflight::{Check, CheckStatus};
 pub use probe::ServerProbe;
 pub use provider::{PhaseContext, PhaseError, PhaseErrorKind, Provider};

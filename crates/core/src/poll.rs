@@ -69,14 +69,43 @@ impl Backoff {
     }
 }
 
+/// What a poll that ran out of time saw: the numbers every timeout message reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overdue {
+    /// Checks made, the last look at the deadline included.
+    pub attempts: u32,
+    /// Time from the first check to giving up (tokio's clock).
+    pub waited: Duration,
+    /// The last observation, for the message.
+    pub last: Option<String>,
+}
+
+impl Overdue {
+    /// The last observation, or `default` when nothing was seen.
+    pub fn last_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.last.as_deref().unwrap_or(default)
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PollError<E> {
-    /// The deadline passed; `last` is the last observation, for the message.
-    #[error("deadline reached after {attempts} attempts")]
-    Deadline { attempts: u32, last: Option<String> },
+    /// The deadline passed.
+    #[error("deadline reached after {} attempts", .0.attempts)]
+    Deadline(Overdue),
     /// The check said to stop.
     #[error(transparent)]
     Failed(E),
+}
+
+impl<E> PollError<E> {
+    /// The check's own error, or what `on_deadline` makes of the timeout: every caller
+    /// reports a failed check as it is and words the timeout itself.
+    pub fn into_error(self, on_deadline: impl FnOnce(Overdue) -> E) -> E {
+        match self {
+            PollError::Failed(e) => e,
+            PollError::Deadline(overdue) => on_deadline(overdue),
+        }
+    }
 }
 
 /// What one poll observed.
@@ -99,6 +128,14 @@ where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = PollStep<T, E>>,
 {
+    let started = Instant::now();
+    let overdue = |attempts, last| {
+        PollError::Deadline(Overdue {
+            attempts,
+            waited: started.elapsed(),
+            last,
+        })
+    };
     let mut attempt: u32 = 0;
     loop {
         let last = match check(attempt).await {
@@ -109,10 +146,7 @@ where
         attempt += 1;
         let now = Instant::now();
         if now >= deadline {
-            return Err(PollError::Deadline {
-                attempts: attempt,
-                last,
-            });
+            return Err(overdue(attempt, last));
         }
         let wait = backoff.delay(attempt - 1).min(deadline - now);
         tokio::time::sleep(wait).await;
@@ -121,12 +155,7 @@ where
             match check(attempt).await {
                 PollStep::Done(v) => return Ok((v, attempt + 1)),
                 PollStep::Fail(e) => return Err(PollError::Failed(e)),
-                PollStep::Pending(seen) => {
-                    return Err(PollError::Deadline {
-                        attempts: attempt + 1,
-                        last: Some(seen),
-                    })
-                }
+                PollStep::Pending(seen) => return Err(overdue(attempt + 1, Some(seen))),
             }
         }
     }
@@ -183,7 +212,7 @@ mod tests {
         })
         .await;
         match r {
-            Err(PollError::Deadline { attempts, last }) => {
+            Err(PollError::Deadline(Overdue { attempts, last, .. })) => {
                 assert_eq!(last.as_deref(), Some("503"));
                 // 2+4+8+15+15+15 = 59 s, then the last look at 60 s: never one 30 s sleep.
                 assert!((6..=9).contains(&attempts), "attempts {attempts}");
@@ -191,6 +220,53 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(Instant::now(), deadline);
+    }
+
+    /// What a caller makes of a poll: its check's own refusal, or the timeout.
+    #[derive(Debug, PartialEq)]
+    enum Outcome {
+        Refused,
+        TimedOut(Overdue),
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn into_error_words_the_deadline_and_passes_a_failure_through() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let r: Result<((), u32), PollError<Outcome>> =
+            poll_until(deadline, Backoff::CLOUD, |_| async {
+                PollStep::Pending("creating".into())
+            })
+            .await;
+        match r.map_err(|e| e.into_error(Outcome::TimedOut)) {
+            Err(Outcome::TimedOut(o)) => {
+                assert!(o.attempts >= 2, "attempts {}", o.attempts);
+                assert_eq!(o.waited, Duration::from_secs(30));
+                assert_eq!(o.last_or("nothing"), "creating");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+
+        let r: Result<((), u32), PollError<Outcome>> =
+            poll_until(deadline, Backoff::CLOUD, |_| async {
+                PollStep::Fail(Outcome::Refused)
+            })
+            .await;
+        assert_eq!(
+            r.map_err(|e| e.into_error(Outcome::TimedOut)),
+            Err(Outcome::Refused)
+        );
+    }
+
+    #[test]
+    fn last_or_falls_back_only_when_nothing_was_seen() {
+        let mut o = Overdue {
+            attempts: 1,
+            waited: Duration::ZERO,
+            last: None,
+        };
+        assert_eq!(o.last_or("nothing"), "nothing");
+        o.last = Some("HTTP 503".into());
+        assert_eq!(o.last_or("nothing"), "HTTP 503");
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cloudtest_core::{poll_until, EnrolledClient, EnrollmentFacts, PollError, PollStep};
+use cloudtest_core::{poll_until, EnrolledClient, EnrollmentFacts, PollStep};
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
@@ -45,18 +45,14 @@ pub(crate) async fn probe_enrollment(
         step
     })
     .await;
-    let ready = match polled {
-        Ok((ready, _)) => ready,
-        Err(PollError::Failed(e)) => return Err(e),
-        Err(PollError::Deadline { attempts, last }) => {
-            return Err(ProbeError::EnrollmentTimeout {
-                expected,
-                waited: started.elapsed(),
-                last: last.unwrap_or_else(|| "nothing".into()),
-                attempts,
-            })
-        }
-    };
+    let (ready, _) = polled.map_err(|e| {
+        e.into_error(|o| ProbeError::EnrollmentTimeout {
+            expected,
+            waited: o.waited,
+            last: o.last_or("nothing").into(),
+            attempts: o.attempts,
+        })
+    })?;
     let time_to_enroll = started.elapsed();
     if let Some(version) = &target.expected_version {
         check_versions(version, &ready)?;

@@ -1,7 +1,7 @@
 //! Health probe: `/healthz` answers 200, then the GUI refuses anonymous requests (401) and
 //! accepts the admin credentials (200), proving auth is on and the password works.
 
-use cloudtest_core::{poll_until, HealthFacts, PollError, PollStep};
+use cloudtest_core::{poll_until, HealthFacts, PollStep};
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
@@ -46,7 +46,6 @@ async fn wait_healthz(
     deadline: Instant,
     progress: &Progress<'_>,
 ) -> Result<(), ProbeError> {
-    let started = Instant::now();
     let polled = poll_until(deadline, settings.poll, |_| async {
         let step = match target.frontend.send(target.frontend.get(HEALTHZ)).await {
             Ok(r) if r.status() == StatusCode::OK => PollStep::Done(()),
@@ -60,16 +59,14 @@ async fn wait_healthz(
         step
     })
     .await;
-    match polled {
-        Ok(((), _)) => Ok(()),
-        Err(PollError::Failed(e)) => Err(e),
-        Err(PollError::Deadline { attempts, last }) => Err(ProbeError::HealthTimeout {
+    polled.map(|((), _)| ()).map_err(|e| {
+        e.into_error(|o| ProbeError::HealthTimeout {
             url: target.frontend.shown(HEALTHZ),
-            waited: started.elapsed(),
-            last: last.unwrap_or_else(|| "nothing".into()),
-            attempts,
-        }),
-    }
+            waited: o.waited,
+            last: o.last_or("nothing").into(),
+            attempts: o.attempts,
+        })
+    })
 }
 
 /// One GUI request's outcome as the auth check sees it.
@@ -105,7 +102,6 @@ async fn check_gui_auth(
     deadline: Instant,
     progress: &Progress<'_>,
 ) -> Result<(u16, u16), ProbeError> {
-    let started = Instant::now();
     let url = target.gui.shown(GUI_PAGE);
     let polled = poll_until(deadline, settings.poll, |_| async {
         let step = match gui_step(target, &url).await {
@@ -119,15 +115,13 @@ async fn check_gui_auth(
         step
     })
     .await;
-    match polled {
-        Ok((codes, _)) => Ok(codes),
-        Err(PollError::Failed(e)) => Err(e),
-        Err(PollError::Deadline { last, .. }) => Err(ProbeError::GuiTimeout {
+    polled.map(|(codes, _)| codes).map_err(|e| {
+        e.into_error(|o| ProbeError::GuiTimeout {
             url,
-            waited: started.elapsed(),
-            last: last.unwrap_or_else(|| "nothing".into()),
-        }),
-    }
+            waited: o.waited,
+            last: o.last_or("nothing").into(),
+        })
+    })
 }
 
 /// Why an auth check attempt did not finish.
