@@ -1087,6 +1087,14 @@ fn keep_on_failure(scenario: &str, extra: &[&str], aws_kept: &str, azure_kept: &
             detail.contains(&removal),
             "{id}: `{detail}` should name {removal}"
         );
+        // results.json says the same as facts, for tools that clean up after such runs.
+        let kept = &run.requirement(id)["facts"]["kept"];
+        assert_eq!(str_of(&kept["deployment"]), deployment, "{id}: {kept}");
+        assert_eq!(
+            format!("`{}`", str_of(&kept["remove_with"])),
+            removal,
+            "{id}: {kept}"
+        );
         assert!(
             run.stdout()
                 .lines()

@@ -9,9 +9,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_sdk_cloudformation::config::SharedHttpClient;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::{tls, Builder, ConnectorBuilder};
-use aws_sdk_cloudformation::config::SharedHttpClient;
 use cloudtest_core::skip::{aws_credentials, Credentials as FoundCredentials, ProcessEnvironment};
 
 /// Attempts per SDK call (first try included), in the SDK's standard retry mode: throttling,
@@ -155,6 +155,11 @@ mod tests {
         let sdk = load_sdk_config(&conn).await;
         assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:1"));
         assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        // The process's one client, not a default built per service client.
+        assert!(
+            sdk.http_client().is_some(),
+            "the shared HTTPS client is set"
+        );
         let retry = sdk.retry_config().expect("retry config set");
         assert_eq!(retry.max_attempts(), MAX_ATTEMPTS);
         assert_eq!(retry.mode(), aws_config::retry::RetryMode::Standard);

@@ -245,6 +245,16 @@ pub struct EvidenceItem {
     pub text: String,
 }
 
+/// A deployment `--keep-on-failure` left running after a failure.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptDeployment {
+    /// The stack ARN or resource-group id (the deployment id when create got that far).
+    pub deployment: String,
+    /// The command that removes it before it expires, when the run id is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_with: Option<String>,
+}
+
 /// The `facts` object of one requirement in results.json. Every field is optional because a
 /// run that stopped early knows only some of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -287,6 +297,9 @@ pub struct RequirementFacts {
     pub resources: Vec<ResourceRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teardown_complete: Option<bool>,
+    /// Set when `--keep-on-failure` skipped teardown: what still runs (and costs money).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<KeptDeployment>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -11,8 +11,8 @@ pub mod cancel;
 pub mod config;
 pub mod events;
 pub mod exit;
-pub mod memo;
 pub mod facts;
+pub mod memo;
 pub mod outputs;
 pub mod phase;
 pub mod plan;
@@ -34,7 +34,8 @@ pub use events::{EventSink, NullSink, RunEvent, RunEventKind};
 pub use exit::ExitCode;
 pub use facts::{
     CreateFacts, DeploymentFacts, EnrolledClient, EnrollmentFacts, EvidenceItem, HealthFacts,
-    LeakFacts, RequirementFacts, ResourceKind, ResourceRef, ServerIdentity, TeardownFacts,
+    KeptDeployment, LeakFacts, RequirementFacts, ResourceKind, ResourceRef, ServerIdentity,
+    TeardownFacts,
 };
 pub use phase::{Phase, PhaseRecord, PhaseStatus};
 pub use plan::LifecyclePlan;

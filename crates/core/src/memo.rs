@@ -36,7 +36,9 @@ impl<T> LastParsed<T> {
 
     fn lock(&self) -> MutexGuard<'_, Option<(Arc<str>, Arc<T>)>> {
         // The guarded value is replaced whole, so a panic elsewhere cannot leave it half-made.
-        self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

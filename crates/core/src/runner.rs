@@ -16,8 +16,8 @@ use crate::cancel::{CancelReason, Shutdown};
 use crate::config::{Hook, PhaseDeadlines};
 use crate::events::{EventSink, RunEvent, RunEventKind};
 use crate::facts::{
-    DeploymentFacts, EnrollmentFacts, EvidenceItem, HealthFacts, LeakFacts, RequirementFacts,
-    TeardownFacts,
+    DeploymentFacts, EnrollmentFacts, EvidenceItem, HealthFacts, KeptDeployment, LeakFacts,
+    RequirementFacts, TeardownFacts,
 };
 use crate::phase::{Phase, PhaseRecord, PhaseStatus};
 use crate::probe::ServerProbe;
@@ -444,16 +444,27 @@ impl LifecycleRunner {
             .run_id
             .as_deref()
             .map(|id| id.strip_suffix(&format!("-{}", lc.id.region)).unwrap_or(id));
-        let removal = match run_id {
-            Some(run_id) => format!(
-                "when done, remove it with `cloudtest sweep --provider {} --run-id {run_id} --include-kept` (the daily sweep removes it once it expires)",
+        let remove_with = run_id.map(|run_id| {
+            format!(
+                "cloudtest sweep --provider {} --run-id {run_id} --include-kept",
                 lc.id.requirement.provider()
+            )
+        });
+        let removal = match &remove_with {
+            Some(command) => format!(
+                "when done, remove it with `{command}` (the daily sweep removes it once it expires)"
             ),
-            None => "remove it with `cloudtest sweep` once it expires, or in the cloud console".into(),
+            None => {
+                "remove it with `cloudtest sweep` once it expires, or in the cloud console".into()
+            }
         };
         let what = format!(
             "--keep-on-failure: {deployment} was NOT torn down and is still costing money; {removal}"
         );
+        lc.facts.kept = Some(KeptDeployment {
+            deployment: deployment.to_string(),
+            remove_with,
+        });
         tracing::warn!(lifecycle = %lc.id, "{what}");
         self.emit(
             &lc.id,

@@ -100,7 +100,12 @@ pub async fn run_checks(
             })
             .await
         });
-        checks.extend(in_region_order(plan.max_parallel, per_location).await.into_iter().flatten());
+        checks.extend(
+            in_region_order(plan.max_parallel, per_location)
+                .await
+                .into_iter()
+                .flatten(),
+        );
         calls.insert("azure", pf.api_calls());
     }
     checks.push(budget_line(plan, guards)?);
@@ -217,4 +222,42 @@ pub fn write_json(out: &Path, checks: &[Check]) -> Result<()> {
     let path = out.join("preflight.json");
     std::fs::write(&path, redact::redact(&text) + "\n")
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each region's work takes longer the earlier it stands, so the fastest finishes first.
+    async fn finish_in_reverse(at_once: usize, regions: u64) -> (Vec<u64>, Duration) {
+        let started = tokio::time::Instant::now();
+        let per_region = (0..regions).map(|i| async move {
+            tokio::time::sleep(Duration::from_secs(regions - i)).await;
+            i
+        });
+        let out = in_region_order(at_once, per_region).await;
+        (out, started.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn regions_run_together_and_report_in_their_own_order() {
+        let (out, took) = finish_in_reverse(8, 4).await;
+        assert_eq!(out, [0, 1, 2, 3]);
+        assert_eq!(
+            took,
+            Duration::from_secs(4),
+            "all four at once: the longest wait"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_most_max_parallel_regions_run_at_once() {
+        // One at a time: the waits add up (4 + 3 + 2 + 1 s).
+        let (out, took) = finish_in_reverse(1, 4).await;
+        assert_eq!(out, [0, 1, 2, 3]);
+        assert_eq!(took, Duration::from_secs(10));
+        // Zero is read as one, never as "no progress".
+        let (_, took) = finish_in_reverse(0, 2).await;
+        assert_eq!(took, Duration::from_secs(3));
+    }
 }

@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use cloudtest_core::runner::{LifecycleOptions, LifecycleRunner};
-use cloudtest_core::{
-    ExitCode, Phase, PhaseStatus, RequirementId, RequirementStatus, RunMode, RunResults, Shutdown,
-};
+use cloudtest_core::{ExitCode, RequirementId, RequirementStatus, RunMode, RunResults, Shutdown};
 
 use cloudtest_report::human;
 
@@ -217,15 +215,20 @@ pub fn print_summary(results: &RunResults) {
             );
         }
     }
-    // What --keep-on-failure kept: the teardown's detail names it and its removal command.
+    // What --keep-on-failure kept, and the command that removes it.
     for r in &results.requirements {
-        let kept = r.phases.iter().find(|p| {
-            p.name == Phase::Teardown
-                && p.status == PhaseStatus::Skipped
-                && p.detail.starts_with("--keep-on-failure")
-        });
-        if let Some(p) = kept {
-            println!("KEPT {} {}: {}", r.id.as_str(), r.region, p.detail);
+        if let Some(kept) = &r.facts.kept {
+            let removal = match &kept.remove_with {
+                Some(command) => format!("remove it with `{command}` when done"),
+                None => "remove it with `cloudtest sweep` once it expires, or in the cloud console"
+                    .to_string(),
+            };
+            println!(
+                "KEPT {} {}: {} was NOT torn down and is still costing money; {removal}",
+                r.id.as_str(),
+                r.region,
+                kept.deployment
+            );
         }
     }
     let leaked: Vec<String> = results
