@@ -30,8 +30,15 @@ impl ServerCertificates {
     /// server certificate for `VelociraptorServer` only. The server's key is made once per
     /// process, since RSA generation costs about half a second in a debug build.
     pub fn generate() -> Result<Self, rcgen::Error> {
-        let ca_key = KeyPair::generate_for(&PKCS_RSA_SHA256)?;
-        let server_key = process_server_key()?;
+        // Two RSA-2048 keys are most of a mock run's start-up; made side by side they cost
+        // the slower one instead of both.
+        let (ca_key, server_key) = std::thread::scope(|s| {
+            let ca = s.spawn(|| KeyPair::generate_for(&PKCS_RSA_SHA256));
+            let server = process_server_key();
+            let ca = ca.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (ca, server)
+        });
+        let (ca_key, server_key) = (ca_key?, server_key?);
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         // rcgen starts every subject with a CN of its own; Velociraptor's CA has none.
         ca_params.distinguished_name = DistinguishedName::new();
