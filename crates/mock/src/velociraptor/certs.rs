@@ -35,7 +35,9 @@ impl ServerCertificates {
         let (ca_key, server_key) = std::thread::scope(|s| {
             let ca = s.spawn(|| KeyPair::generate_for(&PKCS_RSA_SHA256));
             let server = process_server_key();
-            let ca = ca.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let ca = ca
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (ca, server)
         });
         let (ca_key, server_key) = (ca_key?, server_key?);

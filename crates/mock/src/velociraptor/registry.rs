@@ -212,7 +212,9 @@ impl Registry {
                     hostname: format!("cloudtest-client-{n}"),
                     agent_version: agent_version(scenario, &d.spec.version),
                     first_seen_at_us: wall_now_us,
-                    interrogated: Milestone::new(now + self.latency),
+                    // Interrogation starts when the client enrolls, not when a search
+                    // first notices it: a slower poller must not also delay the client.
+                    interrogated: Milestone::new(d.enrollment.at + self.latency),
                 });
             }
         }
@@ -357,6 +359,21 @@ mod tests {
         assert!(r.clients_for("admin", "wrong", t0, 1_000).is_empty());
         let mine_again = r.clients_for("admin", "pw", t0, 2_000);
         assert_eq!(mine_again[0]["client_id"], mine[0]["client_id"]);
+    }
+
+    #[test]
+    fn interrogation_counts_from_enrolling_not_from_the_search_that_noticed_it() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Scenario::Healthy, LATENCY);
+        r.deploy(spec("d1", 1), t0);
+        assert!(r.clients(t0, 1).is_empty(), "not enrolled yet");
+        // A slow poller notices the enrollment half a latency late: still interrogating.
+        let late = r.clients(t0 + LATENCY * 3 / 2, 2);
+        assert_eq!(late.len(), 1);
+        assert!(late[0].get("os_info").is_none(), "{}", late[0]);
+        // Enrolled at t0 + L, so interrogated at t0 + 2L, not 1.5L after it was noticed.
+        let done = r.clients(t0 + LATENCY * 2, 3);
+        assert!(done[0].get("os_info").is_some(), "{}", done[0]);
     }
 
     #[test]
