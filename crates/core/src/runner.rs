@@ -169,29 +169,32 @@ impl LifecycleRunner {
     ) -> Vec<RequirementResult> {
         let permits = Arc::new(Semaphore::new(max_parallel.max(1)));
         // Each lifecycle is its own task, so a large run's request building, response
-        // parsing and TLS use every worker thread instead of taking turns on one.
-        let tasks: Vec<_> = providers
-            .into_iter()
-            .map(|mut provider| {
-                let id = provider.lifecycle();
+        // parsing and TLS use every worker thread instead of taking turns on one. Permits
+        // are taken here, in input order, so `--max-parallel` starts lifecycles in the order
+        // given, however the tasks are scheduled.
+        let mut tasks = Vec::with_capacity(providers.len());
+        for mut provider in providers {
+            let id = provider.lifecycle();
+            let permit = tokio::select! {
+                biased;
+                p = permits.clone().acquire_owned() => p.ok(),
+                _ = self.shutdown.cancelled() => None,
+            };
+            let task = permit.map(|permit| {
                 let runner = self.clone();
-                let permits = permits.clone();
-                let task = tokio::spawn(async move {
-                    let permit = tokio::select! {
-                        biased;
-                        p = permits.acquire_owned() => p.ok(),
-                        _ = runner.shutdown.cancelled() => None,
-                    };
-                    match permit {
-                        Some(_permit) => runner.run(provider.as_mut()).await,
-                        None => runner.not_started(provider.lifecycle()),
-                    }
-                });
-                (id, task)
-            })
-            .collect();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    runner.run(provider.as_mut()).await
+                })
+            });
+            tasks.push((id, task));
+        }
         let mut results = Vec::with_capacity(tasks.len());
         for (id, task) in tasks {
+            let Some(task) = task else {
+                results.push(self.not_started(id));
+                continue;
+            };
             results.push(match task.await {
                 Ok(result) => result,
                 // `run` catches a phase's panic itself; this is a panic outside every phase.

@@ -594,3 +594,27 @@ async fn a_failed_client_boot_ends_enrollment_early_with_its_reason() {
     let r = runner(&p, false, Shutdown::new()).run(&mut p).await;
     assert_eq!(r.status, RequirementStatus::Passed);
 }
+
+/// Lifecycles run as tasks on every worker thread, but `--max-parallel` still starts them in
+/// the order given: with one at a time, each create begins after the previous lifecycle's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_starts_lifecycles_in_input_order_whatever_the_scheduler_does() {
+    let providers: Vec<Box<dyn Provider>> = (0..8)
+        .map(|_| Box::new(Scripted::new(Arc::new(Mutex::new(vec![])))) as Box<dyn Provider>)
+        .collect();
+    let probe_source = Scripted::new(Arc::new(Mutex::new(vec![])));
+    let results = runner(&probe_source, false, Shutdown::new())
+        .run_all(providers, 1)
+        .await;
+    let starts: Vec<_> = results
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, RequirementStatus::Passed, "{}", r.reason);
+            r.phases[0].started_at
+        })
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] < w[1]),
+        "creates began out of input order: {starts:?}"
+    );
+}
