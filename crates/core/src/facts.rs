@@ -255,6 +255,25 @@ pub struct KeptDeployment {
     pub remove_with: Option<String>,
 }
 
+impl KeptDeployment {
+    /// What a person is told: that it still runs, and how it goes away. The teardown's
+    /// detail and the run summary's `KEPT` line both say exactly this.
+    pub fn notice(&self) -> String {
+        let removal = match &self.remove_with {
+            Some(command) => format!(
+                "when done, remove it with `{command}` (the daily sweep removes it once it expires)"
+            ),
+            None => {
+                "remove it with `cloudtest sweep` once it expires, or in the cloud console".into()
+            }
+        };
+        format!(
+            "--keep-on-failure: {} was NOT torn down and is still costing money; {removal}",
+            self.deployment
+        )
+    }
+}
+
 /// The `facts` object of one requirement in results.json. Every field is optional because a
 /// run that stopped early knows only some of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

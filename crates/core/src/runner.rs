@@ -453,21 +453,12 @@ impl LifecycleRunner {
                 lc.id.requirement.provider()
             )
         });
-        let removal = match &remove_with {
-            Some(command) => format!(
-                "when done, remove it with `{command}` (the daily sweep removes it once it expires)"
-            ),
-            None => {
-                "remove it with `cloudtest sweep` once it expires, or in the cloud console".into()
-            }
-        };
-        let what = format!(
-            "--keep-on-failure: {deployment} was NOT torn down and is still costing money; {removal}"
-        );
-        lc.facts.kept = Some(KeptDeployment {
+        let kept = KeptDeployment {
             deployment: deployment.to_string(),
             remove_with,
-        });
+        };
+        let what = kept.notice();
+        lc.facts.kept = Some(kept);
         tracing::warn!(lifecycle = %lc.id, "{what}");
         self.emit(
             &lc.id,

@@ -218,17 +218,7 @@ pub fn print_summary(results: &RunResults) {
     // What --keep-on-failure kept, and the command that removes it.
     for r in &results.requirements {
         if let Some(kept) = &r.facts.kept {
-            let removal = match &kept.remove_with {
-                Some(command) => format!("remove it with `{command}` when done"),
-                None => "remove it with `cloudtest sweep` once it expires, or in the cloud console"
-                    .to_string(),
-            };
-            println!(
-                "KEPT {} {}: {} was NOT torn down and is still costing money; {removal}",
-                r.id.as_str(),
-                r.region,
-                kept.deployment
-            );
+            println!("KEPT {} {}: {}", r.id.as_str(), r.region, kept.notice());
         }
     }
     let leaked: Vec<String> = results

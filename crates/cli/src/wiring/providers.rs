@@ -113,17 +113,7 @@ pub async fn build_providers(
         .clone()
         .unwrap_or_else(|| "127.0.0.1/32".into());
     if let (Some(aws), true) = (&plan.aws, guards.runnable.contains(&ProviderArg::Aws)) {
-        // The embedded emulators answer in milliseconds; an external one (moto) can take
-        // seconds for a CreateStack, and a retried CreateStack there creates resources twice.
-        let mut parameters = aws.parameters.clone();
-        if let Some(m) = mock {
-            parameters
-                .entry("FrontendPort".into())
-                .or_insert_with(|| m.velociraptor.frontend_port().to_string());
-            parameters
-                .entry("GuiPort".into())
-                .or_insert_with(|| m.velociraptor.gui_port().to_string());
-        }
+        let parameters = with_mock_ports(&aws.parameters, mock, "FrontendPort", "GuiPort");
         for region in &aws.regions {
             let admin_user = plan.lifecycle_user(index);
             index += 1;
@@ -180,15 +170,7 @@ pub async fn build_providers(
         }
     }
     if let (Some(az), true) = (&plan.azure, guards.runnable.contains(&ProviderArg::Azure)) {
-        let mut parameters = az.parameters.clone();
-        if let Some(m) = mock {
-            parameters
-                .entry("frontendPort".into())
-                .or_insert_with(|| m.velociraptor.frontend_port().to_string());
-            parameters
-                .entry("guiPort".into())
-                .or_insert_with(|| m.velociraptor.gui_port().to_string());
-        }
+        let parameters = with_mock_ports(&az.parameters, mock, "frontendPort", "guiPort");
         let connection = connect::plan_arm_connection(az, guards, mock)?;
         for location in &az.locations {
             let admin_user = plan.lifecycle_user(index);
@@ -218,6 +200,26 @@ pub async fn build_providers(
         }
     }
     Ok(out)
+}
+
+/// The template parameters from config, plus, in mock mode, the embedded Velociraptor's
+/// ports under the template's own parameter names (a port the config sets wins).
+fn with_mock_ports(
+    configured: &BTreeMap<String, String>,
+    mock: Option<&MockCloud>,
+    frontend: &str,
+    gui: &str,
+) -> BTreeMap<String, String> {
+    let mut parameters = configured.clone();
+    if let Some(m) = mock {
+        parameters
+            .entry(frontend.into())
+            .or_insert_with(|| m.velociraptor.frontend_port().to_string());
+        parameters
+            .entry(gui.into())
+            .or_insert_with(|| m.velociraptor.gui_port().to_string());
+    }
+    parameters
 }
 
 /// The outputs a real deployment would publish, pointing at the embedded Velociraptor

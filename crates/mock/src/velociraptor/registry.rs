@@ -147,17 +147,17 @@ impl Registry {
             .any(|d| d.spec.admin_user == user && d.spec.admin_password == password)
     }
 
-    /// Enrolls clients whose time has come and returns every client as protojson
-    /// `ApiClient` objects, `last_seen_at` refreshed to `wall_now_us` as live clients would.
-    /// The API serves [`Registry::clients_for`]; this is the unfiltered view for tests.
+    /// Like [`Registry::clients_for`], for every deployment: the unfiltered view tests read.
     #[cfg(test)]
     pub fn clients(&mut self, now: Instant, wall_now_us: u64) -> Vec<Value> {
         self.render_clients(now, wall_now_us, |_| true)
     }
 
-    /// Like [`Registry::clients`], but only the clients of deployments that `user` and
-    /// `password` log in to: each deployment is its own server in real life, reached with
-    /// its own admin credentials, so one lifecycle never counts another's clients.
+    /// Enrolls clients whose time has come and returns, as protojson `ApiClient` objects
+    /// with `last_seen_at` refreshed to `wall_now_us` as live clients would, the clients of
+    /// the deployments that `user` and `password` log in to: each deployment is its own
+    /// server in real life, reached with its own admin credentials, so one lifecycle never
+    /// counts another's clients.
     pub fn clients_for(
         &mut self,
         user: &str,
